@@ -1,0 +1,1 @@
+"""Example third-party ecomharness plugin: one finance task and one metric."""

@@ -1,0 +1,74 @@
+"""The ``ecomharness`` command: a small dispatcher over one module per subcommand.
+
+Each subcommand module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``. Heavy imports (torch, lm-eval) happen inside ``run`` so that
+``--help`` stays instant. A module with ``PASSTHROUGH = True`` receives its raw argument
+list instead (``eval`` hands its flags to lm-eval's own parser unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ecomharness import __version__
+from ecomharness.errors import UserError
+from ecomharness.plugins import PluginError
+
+# Order here is the order in --help.
+COMMANDS = ("eval", "tasks", "tasks_path", "plugins", "demo")
+
+
+def _load(name: str):
+    return importlib.import_module(f"ecomharness.cli.{name}")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """Build the top-level parser; returns it and a map of command name -> module."""
+    parser = argparse.ArgumentParser(
+        prog="ecomharness",
+        description="Evaluation-first harness for domain continual pre-training, on lm-eval.",
+    )
+    parser.add_argument("--version", action="version", version=f"ecomharness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = {}
+    for name in COMMANDS:
+        module = _load(name)
+        modules[module.NAME] = module
+        if getattr(module, "PASSTHROUGH", False):
+            sub.add_parser(module.NAME, help=module.HELP, add_help=False)
+            continue
+        cmd = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.__doc__.strip().splitlines()[0],
+            epilog=getattr(module, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(cmd)
+    return parser, modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ecomharness`` console script. Returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, modules = build_parser()
+    # The DeepSpeed launcher appends --local_rank=N to every command it starts.
+    argv = [a for a in argv if not a.startswith("--local_rank")]
+    command = argv[0] if argv else None
+    try:
+        if command in modules and getattr(modules[command], "PASSTHROUGH", False):
+            return int(modules[command].run_argv(argv[1:]) or 0)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return int(modules[args.command].run(args) or 0)
+    except (UserError, PluginError) as exc:
+        print(f"ecomharness {command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Print ONE directory through which lm-eval finds every installed plugin's tasks.
+
+lm-eval's ``--include_path`` flag takes a single directory; this one holds links to the
+task files of every plugin, so a plain lm-eval command line sees them all.
+"""
+
+from __future__ import annotations
+
+NAME = "tasks-path"
+HELP = "print one --include_path directory for lm_eval covering every plugin's tasks"
+EPILOG = """\
+example:
+  lm_eval --tasks ecom_icl --include_path "$(ecomharness tasks-path)" \\
+      --model hf --model_args pretrained=MODEL_DIR,device=cpu --limit 2
+"""
+
+
+def add_arguments(parser) -> None:
+    """``tasks-path`` takes no flags."""
+
+
+def run(args) -> int:
+    """Build (or reuse) the combined directory and print its path."""
+    from ecomharness import tasks as plugin_tasks
+
+    plugin_tasks.report_problems(plugin_tasks.check_plugin_tasks())
+    print(plugin_tasks.tasks_path())
+    return 0

@@ -1,0 +1,1 @@
+"""The embedded default run that the README's first command starts."""

@@ -1,0 +1,1 @@
+"""Evaluation: lm-eval runs over plugin tasks, reusable across checkpoints."""

@@ -1,0 +1,51 @@
+"""Every hook a plugin may implement, in one place.
+
+A plugin is a plain module (or object) with functions decorated by
+``ecomharness.hookimpl`` and named like the specs below. It is found through the
+``ecomharness`` entry-point group; the built-in features are registered the same way.
+A plugin implements only the hooks it needs, and each implementation takes only the
+arguments it uses (pluggy passes them by name).
+
+docs/plugins.md lists these hooks for plugin authors; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("ecomharness")
+hookimpl = pluggy.HookimplMarker("ecomharness")
+
+
+@hookspec
+def ecomharness_task_dirs():
+    """Directories of lm-eval task YAML files that this plugin provides.
+
+    Called whenever tasks are listed or an evaluation builds its task index. Return a
+    list of paths (``str`` or ``pathlib.Path``), each a directory that lm-eval's
+    ``TaskManager(include_path=...)`` can scan. Results of all plugins are combined;
+    a later plugin's task of the same name overrides an earlier one, as lm-eval does
+    for include paths.
+    """
+
+
+@hookspec
+def ecomharness_metric_modules():
+    """Python modules to import before any evaluation starts.
+
+    Called once per process before tasks are built, so that modules which register
+    lm-eval metrics, aggregations or filters by name (``lm_eval.api.registry``) have
+    run their registrations. Return a list of importable module names
+    (``"my_plugin.metrics"``). Results of all plugins are combined.
+    """
+
+
+@hookspec
+def ecomharness_record_formats():
+    """Readers that turn files in a public data format into lm-eval documents.
+
+    Called when the record-format registry is first used. Return a mapping from format
+    name to a reader: a callable, or a ``"module:attr"`` string imported on first use.
+    A reader is called as ``reader(path, **options)`` and returns a list of dicts. Names
+    must be unique across plugins; a clash is an error naming both plugins.
+    """
