@@ -51,3 +51,29 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         text=True,
         timeout=timeout,
     )
+
+
+def make_plugin_on_path(root: Path, name: str, task_files: dict[str, str]) -> dict:
+    """Create an importable plugin with a real entry point (a dist-info) under ``root``.
+
+    Returns the environment to pass to ``run_cli`` so that a subprocess discovers it.
+    """
+    module = root / f"{name}.py"
+    tasks = root / f"{name}_tasks"
+    tasks.mkdir(parents=True)
+    for file_name, text in task_files.items():
+        (tasks / file_name).write_text(text, encoding="utf-8")
+    module.write_text(
+        "from pathlib import Path\n"
+        "from ecomharness import hookimpl\n\n"
+        "@hookimpl\n"
+        "def ecomharness_task_dirs():\n"
+        f"    return [Path(__file__).parent / {tasks.name!r}]\n",
+        encoding="utf-8",
+    )
+    dist = root / f"{name}-0.0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n")
+    (dist / "entry_points.txt").write_text(f"[ecomharness]\n{name} = {name}\n")
+    pythonpath = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": pythonpath}
