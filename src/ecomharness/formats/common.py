@@ -1,0 +1,104 @@
+"""What every reader shares: the error type, the result type, JSON Lines iteration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ecomharness.errors import UserError
+
+ON_ERROR = ("raise", "skip")
+
+
+class RecordError(UserError):
+    """A bad record: the message names the file, the line and the field."""
+
+    def __init__(self, path: Path, line: int | None, field_name: str | None, reason: str):
+        self.path, self.line, self.field, self.reason = Path(path), line, field_name, reason
+        where = f"{path}:{line}" if line else str(path)
+        what = f" field {field_name!r}" if field_name else ""
+        super().__init__(f"{where}:{what} {reason}")
+
+
+@dataclass
+class ReadResult:
+    """Documents read from one source, the records skipped (with why), and provenance."""
+
+    docs: list[dict[str, Any]]
+    skipped: list[RecordError] = field(default_factory=list)
+    source: str = ""
+    fingerprint: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def skipped_summary(self) -> dict[str, Any]:
+        """Counts for results files: how many records were skipped and the first reasons."""
+        return {"skipped": len(self.skipped), "examples": [str(e) for e in self.skipped[:5]]}
+
+
+def check_on_error(on_error: str) -> None:
+    """Validate the ``on_error`` option every reader takes."""
+    if on_error not in ON_ERROR:
+        raise UserError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+
+
+def fingerprint_files(paths: list[Path]) -> str:
+    """A content fingerprint (sha256 of the files' bytes, in order), first 16 hex digits."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode() + b"\0")
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line number, parsed object)``; raise ``RecordError`` on invalid lines.
+
+    Blank lines are skipped. Invalid UTF-8 and invalid JSON are reported with the line.
+    A caller that skips bad records catches the error per line and goes on.
+    """
+    with Path(path).open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, RecordError(path, number, None, f"invalid UTF-8 ({exc.reason})")
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield number, RecordError(path, number, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
+
+
+def collect(path: Path, on_error: str, convert) -> tuple[list[dict], list[RecordError]]:
+    """Run ``convert(record, line)`` over a JSON Lines file, raising or skipping bad records."""
+    check_on_error(on_error)
+    docs, skipped = [], []
+    for number, record in iter_jsonl(path):
+        try:
+            if isinstance(record, RecordError):
+                raise record
+            if not isinstance(record, dict):
+                raise RecordError(path, number, None, f"expected a JSON object, got {type(record).__name__}")
+            docs.append(convert(record, number))
+        except RecordError as exc:
+            if on_error == "raise":
+                raise
+            skipped.append(exc)
+    return docs, skipped
+
+
+def require(record: dict, key: str, kind: type | tuple, path: Path, line: int) -> Any:
+    """``record[key]``, checked to be present and of ``kind``."""
+    if key not in record:
+        raise RecordError(path, line, key, "is missing")
+    value = record[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise RecordError(path, line, key, f"must be {names}, got {type(value).__name__}")
+    return value

@@ -1,0 +1,182 @@
+"""Extraction: parse generated spans, then micro precision / recall / F1 over a task.
+
+Three output formats, as the tasks ask for them:
+
+``typed_lines``   one ``type: span1, span2`` line per type (attribute-value extraction)
+``entity_lines``  one ``entity, TYPE`` line per entity (FinBen NER)
+``spans``         comma-separated spans without types (entity detection)
+
+Spans and types are compared after NFKC, case folding and whitespace collapsing; order
+and duplicates do not matter (sets). Each document yields an ``ExtractionItem``; the
+corpus scores sum true positives over documents (micro averaging).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ecomharness.metrics.text import normalize
+
+_LIST_SEP = re.compile(r"\s*[,，、;；]\s*")
+_TYPE_SEP = re.compile(r"\s*[:：]\s*")
+
+FORMATS = ("typed_lines", "entity_lines", "spans")
+
+
+@dataclass(frozen=True)
+class ExtractionItem:
+    """One document: the gold and predicted sets of (type, span); type is "" if untyped."""
+
+    gold: frozenset
+    pred: frozenset
+
+
+def _clean(text: str) -> str:
+    return normalize(text).strip(" .。")
+
+
+def parse_typed_lines(text: str) -> frozenset:
+    """``"颜色: 红色, 蓝色\\n领型：圆领"`` -> {("颜色","红色"), ("颜色","蓝色"), ("领型","圆领")}.
+
+    Lines without a colon carry no type and are ignored: the format requires one.
+    """
+    pairs = set()
+    for line in text.splitlines():
+        parts = _TYPE_SEP.split(line.strip(), maxsplit=1)
+        if len(parts) != 2:
+            continue
+        kind = _clean(parts[0])
+        for span in _LIST_SEP.split(parts[1]):
+            if kind and _clean(span):
+                pairs.add((kind, _clean(span)))
+    return frozenset(pairs)
+
+
+def parse_entity_lines(text: str) -> frozenset:
+    """``"Apple Inc., ORG\\nTim Cook, PER"`` -> {("org","apple inc."), ("per","tim cook")}.
+
+    The type is what follows the last comma; a line without a comma is ignored.
+    """
+    pairs = set()
+    for line in text.splitlines():
+        entity, sep, kind = line.strip().rpartition(",")
+        if not sep:
+            entity, sep, kind = line.strip().rpartition("，")
+        if sep and _clean(entity) and _clean(kind):
+            pairs.add((_clean(kind), _clean(entity)))
+    return frozenset(pairs)
+
+
+def parse_spans(text: str) -> frozenset:
+    """``"Nike, 运动鞋，Nike"`` -> {("", "nike"), ("", "运动鞋")}; new lines also separate."""
+    return frozenset(
+        ("", _clean(span))
+        for line in text.splitlines()
+        for span in _LIST_SEP.split(line)
+        if _clean(span)
+    )
+
+
+PARSERS = {"typed_lines": parse_typed_lines, "entity_lines": parse_entity_lines, "spans": parse_spans}
+
+
+def parse(text: str, fmt: str) -> frozenset:
+    """Parse an answer in one of ``FORMATS``."""
+    try:
+        return PARSERS[fmt](text)
+    except KeyError:
+        raise ValueError(f"unknown extraction format {fmt!r}: expected one of {FORMATS}") from None
+
+
+def gold_set(spans, typed: bool = True) -> frozenset:
+    """Gold (type, span) pairs from ``[{"type": ..., "term": ...}]`` or ``[(type, span)]``."""
+    pairs = set()
+    for span in spans:
+        kind, term = (span["type"], span["term"]) if isinstance(span, dict) else span
+        pairs.add((_clean(kind) if typed else "", _clean(term)))
+    return frozenset(pairs)
+
+
+def extraction_item(prediction: str, gold: frozenset, fmt: str) -> ExtractionItem:
+    """Score one answer: parse it and pair it with the gold set."""
+    return ExtractionItem(gold, parse(prediction, fmt))
+
+
+def _counts(items: list[ExtractionItem]) -> tuple[int, int, int]:
+    tp = sum(len(i.gold & i.pred) for i in items)
+    return tp, sum(len(i.pred) for i in items), sum(len(i.gold) for i in items)
+
+
+def micro_precision(items: list[ExtractionItem]) -> float:
+    """True positives / predicted spans over all documents (1.0 if nothing to find or predict)."""
+    tp, n_pred, n_gold = _counts(items)
+    return tp / n_pred if n_pred else float(n_gold == 0)
+
+
+def micro_recall(items: list[ExtractionItem]) -> float:
+    """True positives / gold spans over all documents (1.0 if nothing to find or predict)."""
+    tp, n_pred, n_gold = _counts(items)
+    return tp / n_gold if n_gold else float(n_pred == 0)
+
+
+def micro_f1(items: list[ExtractionItem]) -> float:
+    """Harmonic mean of micro precision and recall."""
+    p, r = micro_precision(items), micro_recall(items)
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+# ---------------------------------------------------------------- BIO (seqeval semantics)
+
+
+def bio_spans(tags: list[str]) -> frozenset:
+    """Entity spans ``(type, start, end_exclusive)`` from BIO tags, as seqeval reads them.
+
+    seqeval's default (lenient IOB2) mode: an entity starts at ``B-X``, or at ``I-X``
+    after ``O`` or after a tag of another type; it continues over ``I-X`` of the same
+    type. ``["I-PER", "I-PER", "B-PER", "O"]`` gives two PER entities.
+    """
+    spans = set()
+    start, kind = None, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, tag_type = tag.partition("-")
+        continues = prefix == "I" and tag_type == kind and start is not None
+        if continues:
+            continue
+        if start is not None:
+            spans.add((kind, start, i))
+            start, kind = None, None
+        if prefix in ("B", "I"):
+            start, kind = i, tag_type
+    return frozenset(spans)
+
+
+def entity_lines_to_bio(prediction: str, tokens: list[str]) -> list[str]:
+    """Place generated ``entity, TYPE`` lines onto the sentence's tokens as BIO tags.
+
+    Each entity is matched (case-insensitively, as whole tokens) at its first
+    occurrence not already tagged; entities not in the sentence are dropped, as in
+    FinBen's NER scoring.
+    """
+    tags = ["O"] * len(tokens)
+    folded = [t.casefold() for t in tokens]
+    for line in prediction.splitlines():
+        entity, sep, kind = line.strip().rpartition(",")
+        words = entity.casefold().split()
+        kind = kind.strip().upper()
+        if not sep or not words or not kind:
+            continue
+        for i in range(len(tokens) - len(words) + 1):
+            if folded[i : i + len(words)] == words and all(t == "O" for t in tags[i : i + len(words)]):
+                tags[i] = f"B-{kind}"
+                for j in range(i + 1, i + len(words)):
+                    tags[j] = f"I-{kind}"
+                break
+    return tags
+
+
+def ner_item(prediction: str, tokens: list[str], gold_tags: list[str]) -> ExtractionItem:
+    """One FinBen NER document scored at the entity level (type, start, end)."""
+    if len(tokens) != len(gold_tags):
+        raise ValueError(f"{len(tokens)} tokens but {len(gold_tags)} BIO labels")
+    return ExtractionItem(bio_spans(gold_tags), bio_spans(entity_lines_to_bio(prediction, tokens)))

@@ -1,0 +1,192 @@
+"""Our metrics in the shapes lm-eval calls: per-document ``process_results`` functions,
+corpus aggregations, and per-sample metrics registered by name.
+
+Importing this module registers (the built-in plugin's ``ecomharness_metric_modules``
+hook makes ecomharness import it before any task is built):
+
+- metrics ``rougeL_zh``, ``rouge1_zh``, ``rouge2_zh``: Chinese-aware ROUGE F-measure per
+  sample, aggregated by mean (usable in any task's ``metric_list``);
+- aggregations ``cls_macro_f1``, ``cls_weighted_f1``, ``ie_precision``, ``ie_recall``,
+  ``ie_f1``, ``headlines_avg_f1``.
+
+Task YAML refers to the ``process_*`` functions with
+``process_results: !function ecomharness.metrics.lmeval.process_classification``. They
+read standard document fields, so one function serves every task of a kind:
+
+============== =====================================================================
+kind           document fields
+============== =====================================================================
+generation     ``target``: gold text or list of gold texts
+classification ``target``: gold label or list; ``label_set``: labels; ``multi_label``
+extraction     ``gold_spans``: ``[[type, span], ...]``; ``extraction_format``
+reading        ``answers``: list of gold answers (empty: unanswerable)
+headlines      ``target``, ``label_set``, ``label_type``
+ner            ``tokens``: words; ``bio_labels``: BIO tag per word
+============== =====================================================================
+
+Per-document values are plain lists (JSON-friendly in ``--log_samples`` output);
+aggregations turn them back into the dataclasses of the metric modules.
+"""
+
+from __future__ import annotations
+
+import lm_eval.api.metrics  # noqa: F401 - built-in metrics must register before ours
+from lm_eval.api.registry import register_aggregation, register_metric
+
+from ecomharness.metrics import classification, extraction, finben, reading, rouge
+
+# ---------------------------------------------------------------- per-sample metrics
+
+
+@register_metric(metric="rougeL_zh", higher_is_better=True, aggregation="mean")
+def rougeL_zh(references, predictions, **kwargs):
+    """ROUGE-L F-measure of one prediction (best over references), Chinese-aware."""
+    return rouge.rouge_l(predictions[0], references[0] if len(references) == 1 else references)
+
+
+@register_metric(metric="rouge1_zh", higher_is_better=True, aggregation="mean")
+def rouge1_zh(references, predictions, **kwargs):
+    """ROUGE-1 F-measure of one prediction, Chinese-aware."""
+    return rouge.rouge_1(predictions[0], references[0] if len(references) == 1 else references)
+
+
+@register_metric(metric="rouge2_zh", higher_is_better=True, aggregation="mean")
+def rouge2_zh(references, predictions, **kwargs):
+    """ROUGE-2 F-measure of one prediction, Chinese-aware."""
+    return rouge.rouge_2(predictions[0], references[0] if len(references) == 1 else references)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _answer(results) -> str:
+    """The generated text of one document (lm-eval passes a list of responses)."""
+    value = results[0] if isinstance(results, (list, tuple)) and results else results
+    return value if isinstance(value, str) else ""
+
+
+def _targets(doc) -> list[str]:
+    target = doc["target"]
+    return [target] if isinstance(target, str) else list(target)
+
+
+def _cls_row(item: classification.ClsItem) -> list:
+    return [sorted(item.gold), sorted(item.pred)]
+
+
+def _cls_items(rows) -> list[classification.ClsItem]:
+    return [classification.ClsItem(frozenset(g), frozenset(p), not p) for g, p in rows]
+
+
+def _ie_row(item: extraction.ExtractionItem) -> list:
+    return [sorted(map(list, item.gold)), sorted(map(list, item.pred))]
+
+
+def _ie_items(rows) -> list[extraction.ExtractionItem]:
+    return [
+        extraction.ExtractionItem(frozenset(map(tuple, g)), frozenset(map(tuple, p)))
+        for g, p in rows
+    ]
+
+
+# ---------------------------------------------------------------- process_results
+
+
+def process_generation(doc, results) -> dict:
+    """ROUGE-1/2/L F-measure of the answer against ``doc["target"]``."""
+    scores = rouge.rouge(_answer(results), _targets(doc))
+    return {name: score.fmeasure for name, score in scores.items()}
+
+
+def process_classification(doc, results) -> dict:
+    """Accuracy and missing per document; the label pair for corpus F1; ROUGE-L."""
+    answer = _answer(results)
+    item = classification.cls_item(
+        answer, _targets(doc), doc["label_set"], multi_label=bool(doc.get("multi_label"))
+    )
+    row = _cls_row(item)
+    return {
+        "acc": float(item.pred == item.gold),
+        "macro_f1": row,
+        "weighted_f1": row,
+        "missing": float(item.missing),
+        "rougeL": rouge.rouge_l(answer, doc.get("target_text") or ", ".join(_targets(doc))),
+    }
+
+
+def process_extraction(doc, results) -> dict:
+    """The (gold, predicted) span sets for corpus P/R/F1, and ROUGE-L of the text."""
+    answer = _answer(results)
+    gold = extraction.gold_set(doc["gold_spans"], typed=doc["extraction_format"] != "spans")
+    row = _ie_row(extraction.extraction_item(answer, gold, doc["extraction_format"]))
+    result = {"precision": row, "recall": row, "f1": row}
+    if doc.get("target_text"):
+        result["rougeL"] = rouge.rouge_l(answer, doc["target_text"])
+    return result
+
+
+def process_reading(doc, results) -> dict:
+    """Exact match, token F1 and ROUGE-L against ``doc["answers"]``."""
+    answer = _answer(results)
+    answers = list(doc["answers"])
+    return {
+        "exact_match": reading.exact_match(answer, answers),
+        "f1": reading.f1(answer, answers),
+        "rougeL": rouge.rouge_l(answer, answers) if answers else float(not answer.strip()),
+    }
+
+
+def process_headlines(doc, results) -> dict:
+    """Accuracy, missing, and the (label type, labels) row for the average F1."""
+    item = classification.cls_item(_answer(results), _targets(doc), doc["label_set"])
+    return {
+        "acc": float(item.pred == item.gold),
+        "avg_f1": [doc["label_type"], *_cls_row(item)],
+        "missing": float(item.missing),
+    }
+
+
+def process_ner(doc, results) -> dict:
+    """Entity-level (type, start, end) sets for corpus P/R/F1 (seqeval semantics)."""
+    row = _ie_row(extraction.ner_item(_answer(results), list(doc["tokens"]), list(doc["bio_labels"])))
+    return {"entity_precision": row, "entity_recall": row, "entity_f1": row}
+
+
+# ---------------------------------------------------------------- aggregations
+
+
+@register_aggregation("cls_macro_f1")
+def cls_macro_f1(rows) -> float:
+    """Macro F1 over the task's labels (``classification.macro_f1``)."""
+    return classification.macro_f1(_cls_items(rows))
+
+
+@register_aggregation("cls_weighted_f1")
+def cls_weighted_f1(rows) -> float:
+    """Support-weighted F1 over the task's labels (``classification.weighted_f1``)."""
+    return classification.weighted_f1(_cls_items(rows))
+
+
+@register_aggregation("ie_precision")
+def ie_precision(rows) -> float:
+    """Micro precision over all documents' spans."""
+    return extraction.micro_precision(_ie_items(rows))
+
+
+@register_aggregation("ie_recall")
+def ie_recall(rows) -> float:
+    """Micro recall over all documents' spans."""
+    return extraction.micro_recall(_ie_items(rows))
+
+
+@register_aggregation("ie_f1")
+def ie_f1(rows) -> float:
+    """Micro F1 over all documents' spans."""
+    return extraction.micro_f1(_ie_items(rows))
+
+
+@register_aggregation("headlines_avg_f1")
+def headlines_avg_f1(rows) -> float:
+    """Mean over label types of the weighted F1 within each type (FinBen Headlines)."""
+    items = _cls_items([row[1:] for row in rows])
+    return finben.headlines_avg_f1([(row[0], item) for row, item in zip(rows, items)])
