@@ -34,8 +34,8 @@ def ecomharness_metric_modules():
     """Python modules to import before any evaluation starts.
 
     Called once per process before tasks are built, so that modules which register
-    lm-eval metrics, aggregations or filters by name (``lm_eval.api.registry``) have
-    run their registrations. Return a list of importable module names
+    lm-eval metrics, aggregations, filters or models by name (``lm_eval.api.registry``)
+    have run their registrations. Return a list of importable module names
     (``"my_plugin.metrics"``). Results of all plugins are combined.
     """
 

@@ -1,4 +1,4 @@
-"""Built-in plugin: the metric module that registers our metrics with lm-eval."""
+"""Built-in plugin: modules that register our metrics and reference models with lm-eval."""
 
 from __future__ import annotations
 
@@ -7,5 +7,5 @@ from ecomharness.hookspecs import hookimpl
 
 @hookimpl
 def ecomharness_metric_modules():
-    """``ecomharness.metrics.lmeval`` registers rougeL_zh & co. and our aggregations."""
-    return ["ecomharness.metrics.lmeval"]
+    """rougeL_zh & co. and our aggregations; the ecom-oracle and ecom-empty models."""
+    return ["ecomharness.metrics.lmeval", "ecomharness.evaluation.reference_lms"]

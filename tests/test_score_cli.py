@@ -1,0 +1,58 @@
+"""`ecomharness score` re-scores saved predictions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import SHARED_DATA, run_cli
+
+
+def _write(path, rows):
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_lm_eval_samples_file_is_rescored_cjk_aware(tmp_path):
+    # The shape lm-eval writes for a generate_until task with --log_samples.
+    rows = [
+        {"doc_id": 0, "doc": {"title": "x"}, "target": "红色连衣裙", "resps": [["红色连衣裙"]], "filtered_resps": ["红色连衣裙"]},
+        {"doc_id": 1, "doc": {"title": "y"}, "target": "蓝色衬衫", "resps": [["蓝色"]], "filtered_resps": ["蓝色"]},
+    ]
+    path = _write(tmp_path / "samples_ecom_icl_tig_2026.jsonl", rows)
+    out = tmp_path / "scores.json"
+    result = run_cli("score", str(path), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(out.read_text())[str(path)]
+    assert scores["kind"] == "generation" and scores["n"] == 2
+    # 1.0 and (P 1, R 2/4 -> 2/3): mean 5/6
+    assert scores["metrics"]["rougeL"]["value"] == pytest.approx((1 + 2 / 3) / 2)
+    assert scores["metrics"]["rougeL"]["stderr"] == pytest.approx(1 / 6)
+
+
+def test_doc_prediction_file_classification_and_bad_lines(tmp_path):
+    doc = {"target": "positive", "label_set": ["negative", "positive"]}
+    rows = [{"doc": doc, "prediction": "Positive."}, {"doc": doc, "prediction": "maybe"}]
+    path = _write(tmp_path / "preds.jsonl", rows)
+    with path.open("a") as fh:
+        fh.write("{not json\n")
+    failed = run_cli("score", str(path))
+    assert failed.returncode == 2 and "preds.jsonl:3: invalid JSON" in failed.stderr
+    result = run_cli("score", str(path), "--on-error", "skip")
+    assert result.returncode == 0, result.stderr
+    lines = {l.split()[0]: l.split()[1] for l in result.stdout.splitlines()[1:]}
+    assert lines["acc"] == "0.5000" and lines["missing"] == "0.5000"
+    assert "skipped=1" in result.stdout
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+def test_real_extraction_gold_as_predictions_scores_one(tmp_path):
+    from ecomharness.formats.ecominstruct import read_ecominstruct
+
+    docs = read_ecominstruct(SHARED_DATA / "ecominstruct" / "ZH-MEPAVE-NER-attribute_value_extraction").docs
+    path = _write(tmp_path / "p.jsonl", [{"doc": d, "prediction": d["target_text"]} for d in docs])
+    result = run_cli("score", str(path), "--output", str(tmp_path / "s.json"))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "s.json").read_text())[str(path)]["metrics"]
+    assert metrics["f1"]["value"] == 1.0 and metrics["precision"]["value"] == 1.0
