@@ -80,7 +80,7 @@ def test_eval_runs_plugin_and_user_tasks_end_to_end(tiny_model_dir, tmp_path):
         acc = results["results"][task]["acc,none"]
         assert 0.0 <= acc <= 1.0
     assert results["n-samples"]["ecom_icl_pdc"]["effective"] == 4
-    assert results["ecomharness"]["plugins"][0]["name"] == "ecom_tasks"
+    assert "ecom_tasks" in {p["name"] for p in results["ecomharness"]["plugins"]}
     assert list(out.rglob("samples_ecom_icl_pdc_*.jsonl"))
     assert "ecom_icl_pdc" in result.stdout  # lm-eval's table is printed
 

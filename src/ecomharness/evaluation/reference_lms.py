@@ -13,6 +13,7 @@ this way, and the oracle says so rather than guessing.
 
 from __future__ import annotations
 
+import lm_eval.models  # noqa: F401 - lm-eval fills its model registry only while it is empty
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
