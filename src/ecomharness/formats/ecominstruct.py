@@ -100,7 +100,8 @@ def read_ecominstruct(
         if not text.strip():
             raise RecordError(data, line, "sentences", "is empty")
         labels = _label_set(meta, record, data, line)
-        doc = {"text": text, "instruction": _instruction(meta, text, labels), "label_set": labels}
+        doc = {"text": text, "instruction": _instruction(meta, text, labels), "label_set": labels,
+               "defi": str(meta.get("defi", ""))}
         if kind == "classification":
             gold_map = require(record, "labels", dict, data, line)
             if label_key not in gold_map:

@@ -1,0 +1,365 @@
+"""Where each bundled task's documents come from (DESIGN.md section 3), for lm-eval.
+
+Task YAML calls ``custom_dataset: !function ecomharness.taskdata.load_task`` and
+describes its data under ``metadata.ecom``. Documents are resolved in this order, and
+the one used is recorded (name and content fingerprint):
+
+1. an explicit location from the user: ``--metadata '{"ecominstruct_dir": DIR}'``
+   (or ``finben_dir``, ``general_dir``, or ``hub_path`` for one task), or the
+   environment variables ``ECOMHARNESS_ECOMINSTRUCT_DIR``, ``ECOMHARNESS_FINBEN_DIR``,
+   ``ECOMHARNESS_GENERAL_DIR``; an explicit location that does not hold the task's
+   data is an error, never a silent fallback;
+2. the task's public hub dataset, when it has one and the hub is reachable
+   (``HF_HUB_OFFLINE=1`` or ``ECOMHARNESS_OFFLINE=1`` skip the network probe);
+3. the sample bundled in ``tasks/``, with a warning that its scores are not benchmark
+   scores.
+
+Test documents are capped (default 1000, the paper's cap; ``--metadata
+'{"max_docs": N}'``) by a seeded draw; few-shot examples come from a separate split
+(the bundled ``fewshot`` file, the hub's train split, or a seeded hold-out from the
+test file when a real folder has nothing else, removed from the test documents).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import random
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ecomharness.errors import UserError
+from ecomharness.formats.common import ReadResult, RecordError, collect, fingerprint_files
+from ecomharness.resources import bundled_path
+
+log = logging.getLogger("ecomharness.taskdata")
+
+DEFAULT_MAX_DOCS = 1000
+DEFAULT_SEED = 1234
+# Documents held out of a real test file as the few-shot pool, when it has no other split.
+HOLDOUT_FEWSHOT = 32
+
+# What each process has resolved, per task: read by `ecomharness eval` into results.
+DATA_SOURCES: dict[str, dict[str, Any]] = {}
+
+ENV_DIRS = {
+    "ecominstruct": "ECOMHARNESS_ECOMINSTRUCT_DIR",
+    "finben": "ECOMHARNESS_FINBEN_DIR",
+    "general": "ECOMHARNESS_GENERAL_DIR",
+}
+FAMILIES = tuple(ENV_DIRS)
+
+
+@dataclass(frozen=True)
+class TaskDataSpec:
+    """The ``metadata.ecom`` block of a task YAML, validated."""
+
+    task: str
+    family: str  # ecominstruct | finben | general
+    kind: str
+    sample: str  # bundled sample, relative to tasks/
+    folder: str = ""  # EcomInstruct folder / FinBen or general sub-directory name
+    converter: str = ""  # general: hub-format converter (agnews, squad_v2, ...)
+    hub: dict[str, Any] = field(default_factory=dict)  # {path, name, test_split, fewshot_split}
+    extraction_format: str = "typed_lines"
+    label_names: tuple[str, ...] = ()  # the hub's label order (ints index into it)
+    label_display: dict[str, str] = field(default_factory=dict)  # hub name -> prompt label
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> TaskDataSpec:
+        """Validate the block; a task author's mistake names the task and the field."""
+        block = metadata.get("ecom")
+        if not isinstance(block, dict):
+            raise UserError("task metadata needs an 'ecom' mapping describing its data")
+        task = block.get("task", "?")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(block) - known
+        if unknown:
+            raise UserError(f"task {task}: unknown metadata.ecom key(s) {sorted(unknown)}; known: {sorted(known)}")
+        for key in ("task", "family", "kind", "sample"):
+            if not isinstance(block.get(key), str) or not block[key]:
+                raise UserError(f"task {task}: metadata.ecom.{key} must be a non-empty string")
+        if block["family"] not in FAMILIES:
+            raise UserError(f"task {task}: metadata.ecom.family must be one of {FAMILIES}")
+        values = dict(block)
+        values["label_names"] = tuple(block.get("label_names", ()))
+        if not isinstance(block.get("label_display", {}), dict):
+            raise UserError(f"task {task}: metadata.ecom.label_display must be a mapping")
+        return cls(**values)
+
+
+# ---------------------------------------------------------------- converters (general)
+
+
+def _label(value, names: tuple[str, ...], path, line, key="label") -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            return None  # the hub's "no gold label" (SNLI/OCNLI -1)
+        if value >= len(names):
+            raise RecordError(path, line, key, f"{value} is not an index into {len(names)} labels")
+        return names[value]
+    if isinstance(value, str) and value in names:
+        return value
+    raise RecordError(path, line, key, f"{value!r} is not one of {list(names)}")
+
+
+def _answers(record, path, line) -> list[str]:
+    answers = record.get("answers")
+    if not isinstance(answers, dict) or not isinstance(answers.get("text"), list):
+        raise RecordError(path, line, "answers", "must be {text: [...], answer_start: [...]}")
+    return [a for a in answers["text"] if isinstance(a, str)]
+
+
+def _require_str(record, key, path, line) -> str:
+    value = record.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(path, line, key, "must be a non-empty string")
+    return value
+
+
+def convert_general(record: dict, spec: TaskDataSpec, path, line) -> dict | None:
+    """One hub-format record of a general_icl task -> our document, or None (no gold)."""
+    names, display = spec.label_names, spec.label_display
+    label_set = [display.get(n, n) for n in names]
+
+    def gold() -> str | None:
+        label = _label(record.get("label"), names, path, line)
+        return None if label is None else display.get(label, label)
+
+    if spec.converter in ("agnews", "tnews"):
+        text = _require_str(record, "text" if spec.converter == "agnews" else "sentence", path, line)
+        label = gold()
+        if label is None:
+            return None
+        return {"text": text, "target": label, "target_text": label, "label_set": label_set}
+    if spec.converter in ("snli", "ocnli"):
+        first, second = ("premise", "hypothesis") if spec.converter == "snli" else ("sentence1", "sentence2")
+        doc = {"premise": _require_str(record, first, path, line),
+               "hypothesis": _require_str(record, second, path, line)}
+        label = gold()
+        if label is None:
+            return None
+        return {**doc, "target": label, "target_text": label, "label_set": label_set}
+    if spec.converter in ("squad_v2", "cmrc2018"):
+        answers = _answers(record, path, line)
+        if spec.converter == "cmrc2018" and not answers:
+            raise RecordError(path, line, "answers", "CMRC2018 questions all have answers")
+        return {
+            "context": _require_str(record, "context", path, line),
+            "question": _require_str(record, "question", path, line),
+            "answers": answers,
+            "target_text": answers[0] if answers else "",
+        }
+    raise UserError(f"task {spec.task}: unknown general converter {spec.converter!r}")
+
+
+# ---------------------------------------------------------------- readers per family
+
+
+def _read_rows(rows: list[dict], where: str, spec: TaskDataSpec, on_error: str) -> tuple[list[dict], list]:
+    """Convert in-memory rows (hub) with the same checks as files."""
+    docs, skipped = [], []
+    for number, record in enumerate(rows, start=1):
+        try:
+            doc = _convert(record, spec, where, number)
+        except RecordError as exc:
+            if on_error == "raise":
+                raise
+            skipped.append(exc)
+            continue
+        if doc is not None:
+            docs.append(doc)
+    return docs, skipped
+
+
+def _convert(record: dict, spec: TaskDataSpec, path, line) -> dict | None:
+    if spec.family == "general":
+        return convert_general(record, spec, path, line)
+    if spec.family == "finben":
+        from ecomharness.formats.finben import finben_doc
+
+        return finben_doc(record, path, line)
+    raise UserError(f"task {spec.task}: the {spec.family} family has no row converter")
+
+
+def _read_jsonl_dir(directory: Path, spec: TaskDataSpec, on_error: str, names=("test", "valid", "validation")):
+    """test + few-shot files of a FinBen / general folder: ``test.jsonl`` (or valid),
+    and ``fewshot.jsonl`` or ``train.jsonl`` when present."""
+    test_file = next((directory / f"{n}.jsonl" for n in names if (directory / f"{n}.jsonl").is_file()), None)
+    if test_file is None:
+        raise UserError(f"{directory}: no {', '.join(n + '.jsonl' for n in names)} for task {spec.task}")
+    fewshot_file = next((directory / f"{n}.jsonl" for n in ("fewshot", "train") if (directory / f"{n}.jsonl").is_file()), None)
+
+    def read(path: Path) -> ReadResult:
+        docs, skipped = collect(path, on_error, lambda record, line: _convert(record, spec, path, line))
+        return ReadResult([d for d in docs if d is not None], skipped, str(path.resolve()), fingerprint_files([path]))
+
+    return read(test_file), (read(fewshot_file) if fewshot_file else None)
+
+
+def _read_local(directory: Path, spec: TaskDataSpec, on_error: str) -> tuple[ReadResult, ReadResult | None]:
+    if spec.family == "ecominstruct":
+        from ecomharness.formats.ecominstruct import read_ecominstruct
+
+        options = {"kind": spec.kind, "extraction_format": spec.extraction_format, "on_error": on_error}
+        test = read_ecominstruct(directory, **options)
+        fewshot = None
+        for split in ("fewshot", "train"):
+            if (directory / f"{split}.json").is_file():
+                fewshot = read_ecominstruct(directory, split=split, **options)
+                break
+        return test, fewshot
+    return _read_jsonl_dir(directory, spec, on_error)
+
+
+# ---------------------------------------------------------------- the hub
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the dataset hub answers a TCP connection (the datasets library itself
+    retries for ~25 s before failing, per dataset, on a machine without network)."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return False
+    if os.environ.get("ECOMHARNESS_OFFLINE") == "1":
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+_HUB_STATE: dict[str, bool] = {}
+
+
+def _load_hub(spec: TaskDataSpec, hub: dict, on_error: str) -> tuple[ReadResult, ReadResult | None] | None:
+    import datasets
+
+    if "reachable" not in _HUB_STATE:
+        _HUB_STATE["reachable"] = hub_reachable()
+    if not _HUB_STATE["reachable"]:
+        return None
+    path, name = hub["path"], hub.get("name")
+    test_split, fewshot_split = hub.get("test_split", "test"), hub.get("fewshot_split", "train")
+    where = f"hub:{path}" + (f"/{name}" if name else "")
+    try:
+        test_ds = datasets.load_dataset(path, name, split=test_split)
+        fewshot_ds = datasets.load_dataset(path, name, split=fewshot_split) if fewshot_split else None
+    except Exception as exc:  # network, auth, missing split: fall back, loudly
+        log.warning("task %s: could not load %s from the hub (%s); falling back", spec.task, where, exc)
+        return None
+    names = getattr(test_ds.features.get("label"), "names", None)
+    if names:  # the hub's own label order wins over the one in the task YAML
+        spec = dataclasses.replace(spec, label_names=tuple(names))
+
+    def result(ds, split) -> ReadResult:
+        docs, skipped = _read_rows(list(ds), f"{where}[{split}]", spec, on_error)
+        return ReadResult(docs, skipped, f"{where}[{split}]", ds._fingerprint[:16] if hasattr(ds, "_fingerprint") else "")
+
+    return result(test_ds, test_split), (result(fewshot_ds, fewshot_split) if fewshot_ds is not None else None)
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def _explicit_dir(spec: TaskDataSpec, metadata: dict) -> tuple[Path, str] | None:
+    key = f"{spec.family}_dir"
+    raw = metadata.get(key) or os.environ.get(ENV_DIRS[spec.family])
+    if not raw:
+        return None
+    origin = f"--metadata {key}" if metadata.get(key) else f"${ENV_DIRS[spec.family]}"
+    root = Path(str(raw)).expanduser()
+    if not root.is_dir():
+        raise UserError(f"{origin}: {root} is not a directory")
+    folders = metadata.get("ecominstruct_folders") or {}
+    if not isinstance(folders, dict):
+        raise UserError("--metadata ecominstruct_folders must map task names to folder names")
+    folder = folders.get(spec.task, spec.folder)
+    directory = root / folder
+    if not directory.is_dir():
+        raise UserError(
+            f"task {spec.task}: {origin} is {root}, but it has no folder {folder!r} for this task "
+            f"(see the task-to-folder table in tasks/README.md, or set ecominstruct_folders)"
+        )
+    return directory, origin
+
+
+def _resolve(spec: TaskDataSpec, metadata: dict, on_error: str):
+    explicit = _explicit_dir(spec, metadata)
+    if explicit is not None:
+        directory, origin = explicit
+        test, fewshot = _read_local(directory, spec, on_error)
+        return "explicit", test, fewshot
+    hub = dict(spec.hub)
+    if metadata.get("hub_path"):
+        hub = {**hub, "path": metadata["hub_path"], "name": metadata.get("hub_name")}
+    if hub.get("path"):
+        loaded = _load_hub(spec, hub, on_error)
+        if loaded is not None:
+            return "hub", *loaded
+    sample_dir = bundled_path("tasks") / spec.sample
+    log.warning(
+        "task %s: evaluating on the bundled sample %s written by ecomharness: its scores "
+        "are NOT benchmark scores (give the real data with --metadata or the environment; "
+        "see tasks/README.md)", spec.task, spec.sample,
+    )
+    test, fewshot = _read_local(sample_dir, spec, on_error)
+    return "bundled", test, fewshot
+
+
+def _doc_key(doc: dict) -> str:
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False)
+
+
+def load_task(**metadata):
+    """``custom_dataset`` for every bundled task: resolve, cap, split, record the source.
+
+    Returns a ``DatasetDict`` with ``test`` and ``fewshot`` splits.
+    """
+    import datasets
+
+    spec = TaskDataSpec.from_metadata(metadata)
+    on_error = metadata.get("on_error", "raise")
+    seed = int(metadata.get("data_seed", DEFAULT_SEED))
+    max_docs = int(metadata.get("max_docs", DEFAULT_MAX_DOCS))
+    origin, test, fewshot = _resolve(spec, metadata, on_error)
+    docs = list(test.docs)
+    if not docs:
+        raise UserError(f"task {spec.task}: {test.source} holds no usable documents")
+    rng = random.Random(seed)
+    if fewshot is None or not fewshot.docs:
+        # Real folders without a train split: hold out a seeded few-shot pool.
+        order = sorted(range(len(docs)), key=lambda i: _doc_key(docs[i]))
+        held = set(rng.sample(order, min(HOLDOUT_FEWSHOT, len(docs) // 5)))
+        fewshot_docs = [docs[i] for i in sorted(held)]
+        docs = [d for i, d in enumerate(docs) if i not in held]
+        fewshot_source = f"held out of {test.source}"
+    else:
+        fewshot_docs, fewshot_source = fewshot.docs, fewshot.source
+    total = len(docs)
+    if len(docs) > max_docs:
+        keep = sorted(rng.sample(range(len(docs)), max_docs))
+        docs = [docs[i] for i in keep]
+    skipped = test.skipped + (fewshot.skipped if fewshot else [])
+    DATA_SOURCES[spec.task] = {
+        "origin": origin,
+        "source": test.source,
+        "fingerprint": test.fingerprint,
+        "fewshot_source": fewshot_source,
+        "documents": len(docs),
+        "documents_available": total,
+        "max_docs": max_docs,
+        "data_seed": seed,
+        "skipped_records": len(skipped),
+        "skipped_examples": [str(e) for e in skipped[:5]],
+    }
+    log.info("task %s: %d documents from %s (%s, fingerprint %s)", spec.task, len(docs), test.source, origin, test.fingerprint)
+    return datasets.DatasetDict(
+        {"test": datasets.Dataset.from_list(docs), "fewshot": datasets.Dataset.from_list(fewshot_docs)}
+    )
