@@ -175,9 +175,9 @@ def test_real_finben_fiqasa_gold_and_empty():
 
 def test_process_functions_on_constructed_docs():
     gen = lmeval.process_generation({"target": "红色连衣裙"}, ["红色连衣裙"])
-    assert gen == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}
+    assert gen == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "score": 1.0}
     rc = lmeval.process_reading({"answers": []}, [""])
-    assert rc == {"exact_match": 1.0, "f1": 1.0, "rougeL": 1.0}
+    assert rc == {"score": 1.0, "exact_match": 1.0, "f1": 1.0, "rougeL": 1.0}
     doc = {"tokens": ["Tim", "Cook"], "bio_labels": ["B-PER", "I-PER"]}
     row = lmeval.process_ner(doc, ["Tim Cook, PER"])["entity_f1"]
     assert lmeval.ie_f1([row]) == 1.0

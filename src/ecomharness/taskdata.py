@@ -44,6 +44,12 @@ DEFAULT_SEED = 1234
 # Documents held out of a real test file as the few-shot pool, when it has no other split.
 HOLDOUT_FEWSHOT = 32
 
+# metadata.ecom.folder of the generic `ecominstruct` tasks: the user names the folder.
+USER_FOLDER = "<--metadata dir>"
+
+# What a SQuAD v2 prompt teaches the model to say when the context has no answer.
+NO_ANSWER = "unanswerable"
+
 # What each process has resolved, per task: read by `ecomharness eval` into results.
 DATA_SOURCES: dict[str, dict[str, Any]] = {}
 
@@ -153,7 +159,9 @@ def convert_general(record: dict, spec: TaskDataSpec, path, line) -> dict | None
             "context": _require_str(record, "context", path, line),
             "question": _require_str(record, "question", path, line),
             "answers": answers,
-            "target_text": answers[0] if answers else "",
+            # Few-shot examples must show something for unanswerable questions.
+            "target_text": answers[0] if answers else NO_ANSWER,
+            "no_answer_text": NO_ANSWER,
         }
     raise UserError(f"task {spec.task}: unknown general converter {spec.converter!r}")
 
@@ -206,7 +214,8 @@ def _read_local(directory: Path, spec: TaskDataSpec, on_error: str) -> tuple[Rea
     if spec.family == "ecominstruct":
         from ecomharness.formats.ecominstruct import read_ecominstruct
 
-        options = {"kind": spec.kind, "extraction_format": spec.extraction_format, "on_error": on_error}
+        kind = None if spec.kind == "auto" else spec.kind  # auto: from the folder's task name
+        options = {"kind": kind, "extraction_format": spec.extraction_format, "on_error": on_error}
         test = read_ecominstruct(directory, **options)
         fewshot = None
         for split in ("fewshot", "train"):
@@ -269,6 +278,14 @@ def _load_hub(spec: TaskDataSpec, hub: dict, on_error: str) -> tuple[ReadResult,
 
 
 def _explicit_dir(spec: TaskDataSpec, metadata: dict) -> tuple[Path, str] | None:
+    if spec.folder == USER_FOLDER:
+        raw = metadata.get("dir") or os.environ.get("ECOMHARNESS_ECOMINSTRUCT_TASK_DIR")
+        if not raw:
+            return None
+        directory = Path(str(raw)).expanduser()
+        if not (directory / "meta-info.json").is_file():
+            raise UserError(f"task {spec.task}: --metadata dir {directory} is not an EcomInstruct task folder (no meta-info.json)")
+        return directory, "--metadata dir"
     key = f"{spec.family}_dir"
     raw = metadata.get(key) or os.environ.get(ENV_DIRS[spec.family])
     if not raw:
@@ -310,6 +327,10 @@ def _resolve(spec: TaskDataSpec, metadata: dict, on_error: str):
         "see tasks/README.md)", spec.task, spec.sample,
     )
     test, fewshot = _read_local(sample_dir, spec, on_error)
+    # Name bundled files relative to tasks/ so results compare across machines.
+    test.source = f"bundled:{spec.sample}"
+    if fewshot is not None:
+        fewshot.source = f"bundled:{spec.sample} (fewshot)"
     return "bundled", test, fewshot
 
 

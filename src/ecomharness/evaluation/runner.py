@@ -122,7 +122,7 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
     )
     if results is None:  # non-zero ranks in distributed runs
         return 0
-    results["ecomharness"] = run_provenance()
+    results["ecomharness"] = run_provenance(results)
     samples = results.pop("samples", None) if cfg.log_samples else None
     if cfg.show_config:
         print(json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False))
@@ -140,12 +140,16 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
     return 0
 
 
-def run_provenance() -> dict:
-    """What produced a result: ecomharness version and the plugins that were loaded."""
+def run_provenance(results: dict | None = None) -> dict:
+    """What produced a result: ecomharness version, the plugins loaded, and where each
+    task's documents came from (origin, source, content fingerprint, counts)."""
     from ecomharness import __version__
     from ecomharness.plugins import list_plugins
+    from ecomharness.taskdata import DATA_SOURCES
 
+    tasks = set((results or {}).get("results", {}))
     return {
+        "data_sources": {task: DATA_SOURCES[task] for task in sorted(tasks) if task in DATA_SOURCES},
         "version": __version__,
         "plugins": [
             {"name": p.name, "distribution": p.distribution, "version": p.version}

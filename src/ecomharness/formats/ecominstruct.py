@@ -79,7 +79,7 @@ def read_ecominstruct(
     """Read one EcomInstruct task folder into documents with our standard fields.
 
     Every document has ``text``, ``instruction`` (the folder's prompt filled in),
-    ``label_set`` and ``target_text`` (the gold output as the model should write it),
+    ``label_set``, ``defi``, ``kind`` and ``target_text`` (the gold output as the model should write it),
     plus ``target``/``multi_label`` (classification), ``gold_spans``/
     ``extraction_format`` (extraction) or ``target`` (generation). Bad records raise
     ``RecordError`` naming file, line and field, or are skipped with ``on_error="skip"``.
@@ -101,7 +101,7 @@ def read_ecominstruct(
             raise RecordError(data, line, "sentences", "is empty")
         labels = _label_set(meta, record, data, line)
         doc = {"text": text, "instruction": _instruction(meta, text, labels), "label_set": labels,
-               "defi": str(meta.get("defi", ""))}
+               "defi": str(meta.get("defi", "")), "kind": kind}
         if kind == "classification":
             gold_map = require(record, "labels", dict, data, line)
             if label_key not in gold_map:

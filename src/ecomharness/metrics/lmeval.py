@@ -19,10 +19,13 @@ kind           document fields
 generation     ``target``: gold text or list of gold texts
 classification ``target``: gold label or list; ``label_set``: labels; ``multi_label``
 extraction     ``gold_spans``: ``[[type, span], ...]``; ``extraction_format``
-reading        ``answers``: list of gold answers (empty: unanswerable)
+reading        ``answers``: gold answers (empty: unanswerable); ``no_answer_text``
 headlines      ``target``, ``label_set``, ``label_type``
 ner            ``tokens``: words; ``bio_labels``: BIO tag per word
 ============== =====================================================================
+
+Every kind also returns ``score``, its primary metric (accuracy, ROUGE-L, micro F1,
+token F1, average F1, entity F1), so that groups can average tasks of different kinds.
 
 Per-document values are plain lists (JSON-friendly in ``--log_samples`` output);
 aggregations turn them back into the dataclasses of the metric modules.
@@ -94,8 +97,8 @@ def _ie_items(rows) -> list[extraction.ExtractionItem]:
 
 def process_generation(doc, results) -> dict:
     """ROUGE-1/2/L F-measure of the answer against ``doc["target"]``."""
-    scores = rouge.rouge(_answer(results), _targets(doc))
-    return {name: score.fmeasure for name, score in scores.items()}
+    scores = {name: score.fmeasure for name, score in rouge.rouge(_answer(results), _targets(doc)).items()}
+    return {**scores, "score": scores["rougeL"]}
 
 
 def process_classification(doc, results) -> dict:
@@ -105,8 +108,10 @@ def process_classification(doc, results) -> dict:
         answer, _targets(doc), doc["label_set"], multi_label=bool(doc.get("multi_label"))
     )
     row = _cls_row(item)
+    acc = float(item.pred == item.gold)
     return {
-        "acc": float(item.pred == item.gold),
+        "score": acc,
+        "acc": acc,
         "macro_f1": row,
         "weighted_f1": row,
         "missing": float(item.missing),
@@ -119,7 +124,7 @@ def process_extraction(doc, results) -> dict:
     answer = _answer(results)
     gold = extraction.gold_set(doc["gold_spans"], typed=doc["extraction_format"] != "spans")
     row = _ie_row(extraction.extraction_item(answer, gold, doc["extraction_format"]))
-    result = {"precision": row, "recall": row, "f1": row}
+    result = {"score": row, "precision": row, "recall": row, "f1": row}
     if doc.get("target_text"):
         result["rougeL"] = rouge.rouge_l(answer, doc["target_text"])
     return result
@@ -128,10 +133,15 @@ def process_extraction(doc, results) -> dict:
 def process_reading(doc, results) -> dict:
     """Exact match, token F1 and ROUGE-L against ``doc["answers"]``."""
     answer = _answer(results)
+    no_answer = doc.get("no_answer_text")
+    if no_answer and reading.normalize_answer(answer) == reading.normalize_answer(no_answer):
+        answer = ""  # the task's way of saying "unanswerable" (SQuAD v2)
     answers = list(doc["answers"])
+    f1 = reading.f1(answer, answers)
     return {
+        "score": f1,
         "exact_match": reading.exact_match(answer, answers),
-        "f1": reading.f1(answer, answers),
+        "f1": f1,
         "rougeL": rouge.rouge_l(answer, answers) if answers else float(not answer.strip()),
     }
 
@@ -139,9 +149,11 @@ def process_reading(doc, results) -> dict:
 def process_headlines(doc, results) -> dict:
     """Accuracy, missing, and the (label type, labels) row for the average F1."""
     item = classification.cls_item(_answer(results), _targets(doc), doc["label_set"])
+    row = [doc["label_type"], *_cls_row(item)]
     return {
+        "score": row,
         "acc": float(item.pred == item.gold),
-        "avg_f1": [doc["label_type"], *_cls_row(item)],
+        "avg_f1": row,
         "missing": float(item.missing),
     }
 
@@ -149,10 +161,35 @@ def process_headlines(doc, results) -> dict:
 def process_ner(doc, results) -> dict:
     """Entity-level (type, start, end) sets for corpus P/R/F1 (seqeval semantics)."""
     row = _ie_row(extraction.ner_item(_answer(results), list(doc["tokens"]), list(doc["bio_labels"])))
-    return {"entity_precision": row, "entity_recall": row, "entity_f1": row}
+    return {"score": row, "entity_precision": row, "entity_recall": row, "entity_f1": row}
+
+
+def process_any(doc, results) -> dict:
+    """``score`` and ROUGE-L for a document of any kind, told apart by its fields.
+
+    For tasks whose kind is only known at run time (the generic ``ecominstruct`` task):
+    ``score`` is accuracy, ROUGE-L or the extraction row, aggregated by ``any_score``.
+    """
+    from ecomharness.metrics.rescore import infer_kind
+
+    process = {
+        "classification": process_classification,
+        "extraction": process_extraction,
+        "generation": process_generation,
+    }[doc.get("kind") or infer_kind(doc)]
+    scored = process(doc, results)
+    return {"score": scored["score"], "rougeL": scored.get("rougeL", 0.0)}
 
 
 # ---------------------------------------------------------------- aggregations
+
+
+@register_aggregation("any_score")
+def any_score(rows) -> float:
+    """Mean of per-document scores, or micro F1 when the rows are extraction pairs."""
+    if rows and isinstance(rows[0], list):
+        return extraction.micro_f1(_ie_items(rows))
+    return sum(rows) / len(rows) if rows else 0.0
 
 
 @register_aggregation("cls_macro_f1")
