@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
     """Flags of ``ecomharness demo``."""
     parser.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     parser.add_argument(
-        "--limit", type=int, default=None, help="documents per task (default: all bundled ones)"
+        "--limit", type=int, default=None, help="documents per task (default: 10)"
     )
 
 
