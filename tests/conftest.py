@@ -32,15 +32,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def _fresh_plugin_manager(monkeypatch):
     """Every test sees entry points as they are now, not as an earlier test left them."""
     from ecomharness.plugins import reset_plugin_manager
-    from ecomharness.registry import record_formats
+    from ecomharness.registry import data_sources, mixers, record_formats
 
     monkeypatch.delenv("ECOMHARNESS_PLUGINS", raising=False)
     monkeypatch.delenv("ECOMHARNESS_TRACE_HOOKS", raising=False)
+    registries = (record_formats, data_sources, mixers)
     reset_plugin_manager()
-    record_formats.reset()
+    for registry in registries:
+        registry.reset()
     yield
     reset_plugin_manager()
-    record_formats.reset()
+    for registry in registries:
+        registry.reset()
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):

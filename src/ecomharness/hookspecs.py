@@ -49,3 +49,31 @@ def ecomharness_record_formats():
     A reader is called as ``reader(path, **options)`` and returns a list of dicts. Names
     must be unique across plugins; a clash is an error naming both plugins.
     """
+
+
+@hookspec
+def ecomharness_data_sources():
+    """Readers of raw corpora for ``ecomharness data build``, by format name.
+
+    Called when a data recipe is loaded. Return a mapping from a format name (the
+    ``format`` field of a recipe source) to a reader, a callable or ``"module:attr"``.
+    A reader is called as ``reader(path, options)`` with the source's resolved path and
+    its ``options`` mapping, and yields ``(location, record)`` pairs: ``location`` names
+    the record in errors (``"file.jsonl:12"``) and ``record`` is a dict, or a
+    ``formats.common.RecordError`` for a record that could not be read (it is raised
+    or counted, as the recipe's ``on_error`` says). Names must be unique across plugins.
+    """
+
+
+@hookspec
+def ecomharness_mixers():
+    """Ways to turn domain records into training samples, by mixer name.
+
+    Called when a data recipe is loaded. Return a mapping from a mixer name (the
+    recipe's ``mixer.name``) to a callable or ``"module:attr"``. A mixer is called as
+    ``mixer(table, options, seed)`` where ``table`` is an ``ecomharness.data.records.
+    RecordTable`` of the domain records and ``options`` the recipe's ``mixer`` mapping
+    without ``name``; it returns an ``ecomharness.data.mixers.Mix``: record indices in
+    sample order plus sample boundaries, and counts for the build report. The same
+    input and seed must give the same output.
+    """

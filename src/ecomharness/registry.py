@@ -75,3 +75,5 @@ class Registry:
 
 
 record_formats = Registry("record format", "ecomharness_record_formats")
+data_sources = Registry("data source format", "ecomharness_data_sources")
+mixers = Registry("mixer", "ecomharness_mixers")

@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Any
 
 
+def default_mode(directory: bool = False) -> int:
+    """Permissions a plain ``open``/``mkdir`` would give under the current umask
+    (mkstemp/mkdtemp create files 0600 and directories 0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename: readers never see
     half a file, and a crash leaves the previous version in place."""
@@ -20,6 +28,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
             json.dump(payload, fh, ensure_ascii=False, indent=2)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,213 @@
+"""``ecomharness data build``: run the pipeline stages in order and report what went in.
+
+read + render + tokenize (records) -> mix (domain samples) -> ratio (selection) -> pack.
+Output goes to a temporary directory beside the target and is moved into place only
+when complete; stats.json and stats.md describe the build (EcomGPT-CT's Table 1 for the
+user's data). Nothing in the output depends on time or machine, so the same recipe and
+seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ecomharness.data import pack, ratio
+from ecomharness.data.recipe import DataRecipe
+from ecomharness.data.records import build_table
+from ecomharness.errors import UserError
+from ecomharness.util import default_mode, write_json_atomic
+
+
+def _progress(desc: str, total: int | None = None):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=" rec", mininterval=1.0, leave=False)
+
+
+def _versions() -> dict:
+    import datasets
+    import tokenizers
+
+    from ecomharness import __version__
+
+    return {"ecomharness": __version__, "datasets": datasets.__version__, "tokenizers": tokenizers.__version__}
+
+
+def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
+    """Build the packed dataset of ``recipe``; return the stats written to stats.json."""
+    from ecomharness.registry import data_sources, mixers
+
+    out = recipe.output
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists: pass --force to rebuild it (the old one is kept until the new one is complete)")
+    readers = {s.format: data_sources.get(s.format) for s in recipe.sources}
+    mixer = mixers.get(recipe.mixer.name)
+    options = dict(recipe.mixer.options)
+    separator_text = options.pop("separator", "\n")
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    with _progress("read+tokenize") as bar:
+        table, reports = build_table(recipe, readers, progress=bar)
+    timings["read_tokenize"] = time.perf_counter() - start
+    log(f"[data] read, rendered, tokenized {len(table):,} records ({int(table.n_tokens.sum()):,} tokens) "
+        f"in {timings['read_tokenize']:.1f}s")
+    if len(table) == 0:
+        raise UserError("no usable records in any source (see the bad-record counts with on_error: skip)")
+
+    from ecomharness.data.records import load_tokenizer
+
+    tokenizer = load_tokenizer(recipe.tokenizer)
+    separator = np.asarray(tokenizer(separator_text, add_special_tokens=False)["input_ids"], np.int32)
+
+    start = time.perf_counter()
+    domain_rows = table.rows_of_kind("domain")
+    general_rows = table.rows_of_kind("general")
+    mix = mixer(table.select(domain_rows), options, recipe.seed)
+    timings["mix"] = time.perf_counter() - start
+    log(f"[data] mixed {len(domain_rows):,} domain records into {len(mix):,} samples with "
+        f"{recipe.mixer.name!r} in {timings['mix']:.2f}s")
+
+    # All samples: the mixer's domain samples, then one sample per general record.
+    order = np.concatenate([domain_rows[mix.order], general_rows]).astype(np.int64)
+    bounds = np.concatenate([mix.bounds, mix.bounds[-1] + np.arange(1, len(general_rows) + 1)]).astype(np.int64)
+    sizes = np.diff(bounds)
+    sample_of_row = np.repeat(np.arange(len(sizes)), sizes)
+    sample_tokens = np.bincount(sample_of_row, weights=table.n_tokens[order], minlength=len(sizes)).astype(np.int64)
+    sample_tokens += np.maximum(sizes - 1, 0) * len(separator) + 1  # separators and EOS
+    sample_kind = np.r_[np.zeros(len(mix), np.int8), np.ones(len(general_rows), np.int8)]
+    first_rows = order[bounds[:-1]]
+    sample_language = table.language[first_rows]
+
+    start = time.perf_counter()
+    selection = ratio.select(sample_tokens, sample_kind, sample_language, table.languages, recipe.ratio, recipe.seed)
+    # Domain and general samples interleave in the packed stream.
+    packed_order = selection.samples[np.random.default_rng(recipe.seed + 1).permutation(len(selection.samples))]
+    timings["ratio"] = time.perf_counter() - start
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    os.chmod(tmp, default_mode(directory=True))
+    try:
+        start = time.perf_counter()
+        stream = pack.sample_token_stream(table, order, bounds, packed_order, separator, tokenizer.eos_token_id)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        packed = pack.write_blocks(stream, recipe.seq_len, pad_id, tmp / "dataset")
+        timings["pack"] = time.perf_counter() - start
+        log(f"[data] packed {packed['tokens']:,} tokens into {packed['blocks']:,} blocks of {recipe.seq_len} "
+            f"in {timings['pack']:.1f}s")
+        stats = _stats(recipe, table, reports, mix, selection, sample_tokens, sample_kind, order, bounds, packed,
+                       separator_text)
+        write_json_atomic(tmp / "stats.json", stats)
+        (tmp / "stats.md").write_text(stats_markdown(stats), encoding="utf-8")
+        if recipe.source_file is not None:
+            shutil.copyfile(recipe.source_file, tmp / "recipe.yaml")
+        if out.exists():
+            trash = out.with_name(f".{out.name}.old-{time.time_ns()}")
+            out.rename(trash)
+            tmp.rename(out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    stats["timings_s"] = timings  # printed, not written: the output stays byte-identical
+    return stats
+
+
+def _stats(recipe, table, reports, mix, selection, sample_tokens, sample_kind, order, bounds, packed, separator_text) -> dict:
+    uses = np.bincount(selection.samples, minlength=len(sample_tokens))
+    sizes = np.diff(bounds)
+    row_uses = np.repeat(uses, sizes)
+    raw_by_source = np.bincount(table.source, weights=table.n_tokens, minlength=len(table.source_names))
+    used_by_source = np.bincount(table.source[order], weights=table.n_tokens[order] * row_uses,
+                                 minlength=len(table.source_names))
+    records_by_source = np.bincount(table.source, minlength=len(table.source_names))
+    sources = []
+    for i, spec in enumerate(recipe.sources):
+        report = reports[spec.name]
+        sources.append({
+            "name": spec.name, "kind": spec.kind, "language": spec.language, "format": spec.format,
+            "path": spec.path, "records": int(records_by_source[i]), "bad_records": int(sum(report.bad.values())),
+            "bad_by_reason": dict(sorted(report.bad.items())), "bad_examples": report.bad_examples,
+            "tokens": int(raw_by_source[i]), "tokens_used": int(used_by_source[i]),
+        })
+    kinds: Counter = Counter()
+    for s in sources:
+        kinds[s["kind"]] += s["tokens_used"]
+    achieved = selection.tokens_by_group
+    general_total = sum(v for k, v in achieved.items() if k.startswith("general/"))
+    ratios = {
+        "general_to_domain_target": recipe.ratio.general_to_domain,
+        "general_to_domain_achieved": (general_total / achieved["domain"]) if achieved["domain"] else None,
+        "general_languages_target": recipe.ratio.general_languages,
+        "general_language_shares_achieved": {
+            k.split("/", 1)[1]: (v / general_total if general_total else 0.0)
+            for k, v in achieved.items() if k.startswith("general/")
+        },
+        "tokens_target": {k: round(v, 1) for k, v in selection.targets.items()},
+        "tokens_achieved": achieved,
+    }
+    return {
+        "recipe_fingerprint": recipe.fingerprint(),
+        "seed": recipe.seed,
+        "tokenizer": recipe.tokenizer,
+        "seq_len": recipe.seq_len,
+        "mixer": {"name": recipe.mixer.name, **recipe.mixer.options, "separator": separator_text},
+        "versions": _versions(),
+        "sources": sources,
+        "records": int(len(table)),
+        "bad_records": int(sum(s["bad_records"] for s in sources)),
+        "samples": {
+            "domain": int(len(mix)), "general": int(np.sum(sample_kind == 1)),
+            "selected": int(len(selection.samples)), "mixer_counts": dict(sorted(mix.counts.items())),
+            "records_per_domain_sample": {str(k): v for k, v in sorted(mix.cluster_sizes.items())},
+            "sources_per_domain_sample": {str(k): v for k, v in sorted(mix.coverage.items())},
+        },
+        "tokens_used_by_kind": dict(sorted(kinds.items())),
+        "ratios": ratios,
+        "packing": {**packed, "seq_len": recipe.seq_len},
+    }
+
+
+def stats_markdown(stats: dict) -> str:
+    """The build report as markdown: sources table, ratios, sample histograms, packing."""
+    lines = ["# Data build report", "", f"Recipe fingerprint `{stats['recipe_fingerprint']}`, seed {stats['seed']}, "
+             f"mixer `{stats['mixer']['name']}`, tokenizer `{stats['tokenizer']}`.", "",
+             "| source | kind | lang | records | bad | tokens | tokens used |", "|---|---|---|--:|--:|--:|--:|"]
+    for s in stats["sources"]:
+        lines.append(f"| {s['name']} | {s['kind']} | {s['language']} | {s['records']:,} | {s['bad_records']:,} | "
+                     f"{s['tokens']:,} | {s['tokens_used']:,} |")
+    r = stats["ratios"]
+    g2d = r["general_to_domain_achieved"]
+    lines += ["", "## Ratios (tokens)", "",
+              f"- general:domain target {r['general_to_domain_target']}, achieved "
+              f"{'n/a' if g2d is None else f'{g2d:.3f}'}",
+              f"- general languages target {r['general_languages_target']}, achieved shares "
+              + ", ".join(f"{k} {v:.3f}" for k, v in r["general_language_shares_achieved"].items())]
+    samples = stats["samples"]
+    lines += ["", "## Samples", "", f"- domain samples {samples['domain']:,}, general samples {samples['general']:,}, "
+              f"selected (with repeats) {samples['selected']:,}",
+              "- mixer: " + ", ".join(f"{k} {v:,}" for k, v in samples["mixer_counts"].items()), "",
+              "| records per domain sample | samples |", "|--:|--:|"]
+    lines += [f"| {k} | {v:,} |" for k, v in samples["records_per_domain_sample"].items()]
+    lines += ["", "| sources per domain sample | samples |", "|--:|--:|"]
+    lines += [f"| {k} | {v:,} |" for k, v in samples["sources_per_domain_sample"].items()]
+    p = stats["packing"]
+    lines += ["", "## Packing", "", f"{p['tokens']:,} tokens in {p['blocks']:,} blocks of {p['seq_len']} "
+              f"({p['padding']:,} padding tokens in the last block)", ""]
+    bad = [s for s in stats["sources"] if s["bad_records"]]
+    if bad:
+        lines += ["## Bad records", ""]
+        for s in bad:
+            lines.append(f"- {s['name']}: " + ", ".join(f"{k} {v}" for k, v in s["bad_by_reason"].items()))
+            lines += [f"  - {e}" for e in s["bad_examples"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,232 @@
+"""Read, render and tokenize every source into one ``RecordTable`` of numpy columns.
+
+A record becomes one row: its source, language, linking key, token count and token ids
+(all ids in one flat int32 array with offsets). Texts exist only per batch, so memory
+grows with tokens, not with Python objects per record.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import jinja2
+import numpy as np
+
+from ecomharness.data.recipe import DataRecipe, SourceSpec
+from ecomharness.errors import UserError
+from ecomharness.formats.common import RecordError
+
+
+@dataclass
+class RecordTable:
+    """Columns of records; row ``i``'s ids are ``ids[starts[i]:starts[i] + n_tokens[i]]``.
+
+    ``select`` gives a view of some rows that shares the id array (no copy of tokens).
+    """
+
+    source: np.ndarray  # int16, index into ``source_names``
+    language: np.ndarray  # int16, index into ``languages``
+    key: np.ndarray  # int64 code of the linking key, -1 when the record has none
+    n_tokens: np.ndarray  # int32
+    starts: np.ndarray  # int64 position of each row's first id in ``ids``
+    ids: np.ndarray  # int32, all token ids
+    source_names: list[str]
+    source_kinds: list[str]
+    languages: list[str]
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def token_ids(self, row: int) -> np.ndarray:
+        """The token ids of one record."""
+        return self.ids[self.starts[row] : self.starts[row] + self.n_tokens[row]]
+
+    def select(self, rows: np.ndarray) -> RecordTable:
+        """The given rows, in that order, sharing this table's token ids."""
+        return RecordTable(
+            source=self.source[rows], language=self.language[rows], key=self.key[rows],
+            n_tokens=self.n_tokens[rows], starts=self.starts[rows], ids=self.ids,
+            source_names=self.source_names, source_kinds=self.source_kinds, languages=self.languages,
+        )
+
+    def rows_of_kind(self, kind: str) -> np.ndarray:
+        """Row indices of the records whose source is of ``kind`` (domain / general)."""
+        wanted = [i for i, k in enumerate(self.source_kinds) if k == kind]
+        return np.flatnonzero(np.isin(self.source, wanted))
+
+
+@dataclass
+class SourceReport:
+    """What one source contributed and what it lost."""
+
+    records: int = 0
+    bad: Counter = field(default_factory=Counter)
+    bad_examples: list[str] = field(default_factory=list)
+
+    def count_bad(self, reason: str, message: str) -> None:
+        """Count one skipped record by reason, keeping the first few messages."""
+        self.bad[reason] += 1
+        if len(self.bad_examples) < 5:
+            self.bad_examples.append(message)
+
+
+def _renderer(source: SourceSpec):
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    try:
+        template = env.from_string(source.template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise UserError(f"source {source.name!r}: template line {exc.lineno}: {exc.message}") from exc
+    return template.render
+
+
+def _rendered(source: SourceSpec, reader, on_error: str, report: SourceReport) -> Iterator[tuple[str | None, str]]:
+    """``(key, text)`` per good record of one source, raising or counting bad ones."""
+    render = _renderer(source)
+
+    def bad(reason: str, error: Exception | str) -> None:
+        if on_error == "raise":
+            raise error if isinstance(error, UserError) else UserError(str(error))
+        report.count_bad(reason, str(error))
+
+    for where, record in reader(source.path, source.options):
+        if isinstance(record, RecordError):
+            bad("unreadable", record)
+            continue
+        key = None
+        if source.key is not None:
+            key = record.get(source.key)
+            if key is None or key == "":
+                bad("missing key", f"{where}: field {source.key!r} (the linking key) is missing or empty")
+                continue
+            key = str(key)
+        try:
+            text = render(**record)
+        except jinja2.UndefinedError as exc:
+            bad("template field missing", f"{where}: template of source {source.name!r}: {exc.message}")
+            continue
+        except Exception as exc:  # a template calling a method on the wrong type, etc.
+            bad("template error", f"{where}: template of source {source.name!r}: {type(exc).__name__}: {exc}")
+            continue
+        if not text.strip():
+            bad("empty text", f"{where}: the rendered text is empty")
+            continue
+        report.records += 1
+        yield key, text
+
+
+_TOKENIZER = None
+
+
+def _load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError(f"tokenizer {name}: a fast (Rust) tokenizer is required")
+    if tokenizer.eos_token_id is None:
+        raise UserError(f"tokenizer {name}: has no EOS token, which packing puts between documents")
+    return tokenizer
+
+
+def _init_worker(name: str) -> None:
+    global _TOKENIZER
+    _TOKENIZER = _load_tokenizer(name)
+
+
+def _encode(texts: list[str]) -> list[list[int]]:
+    return _TOKENIZER(texts, add_special_tokens=False)["input_ids"]
+
+
+def load_tokenizer(name: str):
+    """The recipe's fast tokenizer (also used in this process for separators and EOS)."""
+    return _load_tokenizer(name)
+
+
+def build_table(recipe: DataRecipe, readers: dict, progress=None) -> tuple[RecordTable, dict[str, SourceReport]]:
+    """Read, render and tokenize every source of the recipe into a ``RecordTable``.
+
+    Tokenization is batched; with ``num_proc > 1`` batches go to worker processes.
+    """
+    global _TOKENIZER
+    _TOKENIZER = load_tokenizer(recipe.tokenizer)
+    languages = sorted({s.language for s in recipe.sources})
+    key_codes: dict[str, int] = {}
+    columns = {"source": [], "language": [], "key": [], "n_tokens": []}
+    id_chunks: list[np.ndarray] = []
+    reports = {s.name: SourceReport() for s in recipe.sources}
+    pool = None
+    if recipe.num_proc > 1:
+        # Spawned (not forked) workers: a forked Rust tokenizer can deadlock. Each
+        # worker loads the tokenizer once.
+        pool = ProcessPoolExecutor(recipe.num_proc, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(recipe.tokenizer,))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if pool is None else "false")
+    try:
+        for index, source in enumerate(recipe.sources):
+            reader = readers[source.format]
+            stream = _rendered(source, reader, recipe.on_error, reports[source.name])
+            lang = languages.index(source.language)
+            batches = _batched(stream, recipe.batch_size)
+            encoded = _bounded_map(pool, batches, 2 * recipe.num_proc) if pool is not None else map(_encode_pair, batches)
+            for keys, ids in encoded:
+                for key in keys:
+                    columns["key"].append(-1 if key is None else key_codes.setdefault(key, len(key_codes)))
+                lengths = np.fromiter((len(x) for x in ids), dtype=np.int32, count=len(ids))
+                columns["n_tokens"].append(lengths)
+                columns["source"].append(np.full(len(ids), index, dtype=np.int16))
+                columns["language"].append(np.full(len(ids), lang, dtype=np.int16))
+                id_chunks.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum())))
+                if progress is not None:
+                    progress.update(len(ids))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    n_tokens = np.concatenate(columns["n_tokens"]) if columns["n_tokens"] else np.zeros(0, np.int32)
+    starts = np.zeros(len(n_tokens), dtype=np.int64)
+    np.cumsum(n_tokens[:-1], out=starts[1:])
+    table = RecordTable(
+        source=np.concatenate(columns["source"]) if columns["source"] else np.zeros(0, np.int16),
+        language=np.concatenate(columns["language"]) if columns["language"] else np.zeros(0, np.int16),
+        key=np.asarray(columns["key"], dtype=np.int64),
+        n_tokens=n_tokens,
+        starts=starts,
+        ids=np.concatenate(id_chunks) if id_chunks else np.zeros(0, np.int32),
+        source_names=[s.name for s in recipe.sources],
+        source_kinds=[s.kind for s in recipe.sources],
+        languages=languages,
+    )
+    return table, reports
+
+
+def _batched(stream, size: int):
+    batch_keys, batch_texts = [], []
+    for key, text in stream:
+        batch_keys.append(key)
+        batch_texts.append(text)
+        if len(batch_texts) >= size:
+            yield batch_keys, batch_texts
+            batch_keys, batch_texts = [], []
+    if batch_texts:
+        yield batch_keys, batch_texts
+
+
+def _bounded_map(pool, batches, window: int):
+    """``pool.map`` that reads ahead at most ``window`` batches (Executor.map reads all)."""
+    pending: deque = deque()
+    for batch in batches:
+        pending.append(pool.submit(_encode_pair, batch))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _encode_pair(batch):
+    keys, texts = batch
+    return keys, _encode(texts)
