@@ -1,0 +1,182 @@
+"""Evaluate checkpoints on a fixed task set, building the tasks once.
+
+``CheckpointEvaluator`` loads the tasks (documents, few-shot pools, prompts) when it is
+created and reuses them for every checkpoint, so a checkpoint costs its forward passes
+and little else (benchmarks/eval_overhead measures it against one `lm_eval` run per
+checkpoint). It evaluates an in-memory model without disturbing training: train mode,
+the tokenizer and every RNG state are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+log = logging.getLogger("ecomharness.evaluation")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Every setting that shapes a score; written into each ledger record."""
+
+    tasks: tuple[str, ...]
+    limit: int | None = None
+    samples: dict[str, list[int]] | None = None
+    num_fewshot: int | None = None
+    batch_size: int = 8
+    max_gen_toks: int | None = None
+    include_path: tuple[str, ...] = ()
+    seed: int = 1234
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        """Identifies the task set and settings: a checkpoint is evaluated once per key."""
+        payload = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def preserved_training_state(model):
+    """Restore train/eval mode and the Python, NumPy and torch RNG states on exit.
+
+    Evaluation draws random numbers (few-shot sampling reseeds Python's ``random``;
+    lm-eval may touch the others) and switches the model to eval mode; training after
+    an evaluation must continue exactly as if none had happened.
+    """
+    import numpy as np
+    import torch
+
+    was_training = model.training
+    py_state, np_state = random.getstate(), np.random.get_state()
+    torch_state = torch.random.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        model.train(was_training)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.random.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def metrics_of(results: dict) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``{task_or_group: {metric: {"value", "stderr"}}}`` from an lm-eval results dict."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for task, values in results.get("results", {}).items():
+        metrics: dict[str, dict[str, float | None]] = {}
+        for key, value in values.items():
+            if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
+                continue
+            metric, filt = key.split(",", 1)
+            stderr = values.get(f"{metric}_stderr,{filt}")
+            metrics[metric if filt == "none" else f"{metric},{filt}"] = {
+                "value": float(value),
+                "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+            }
+        out[task] = metrics
+    return out
+
+
+class CheckpointEvaluator:
+    """Tasks built once; ``evaluate_model`` / ``evaluate_path`` per checkpoint."""
+
+    def __init__(self, settings: EvalSettings):
+        from ecomharness import tasks as plugin_tasks
+
+        self.settings = settings
+        start = time.perf_counter()
+        plugin_tasks.import_metric_modules()
+        plugin_tasks.report_problems(plugin_tasks.check_plugin_tasks())
+        manager = plugin_tasks.build_task_manager(
+            list(settings.tasks), include_path=list(settings.include_path) or None, metadata=settings.metadata
+        )
+        from ecomharness.evaluation.runner import resolve_tasks
+
+        self.task_names = resolve_tasks(list(settings.tasks), manager)
+        self.loaded = manager.load(self.task_names)
+        for task in self.loaded["tasks"].values():
+            if settings.num_fewshot is not None and task.get_config("num_fewshot") != 0:
+                task.set_config(key="num_fewshot", value=settings.num_fewshot)
+            elif task.get_config("num_fewshot") is None:
+                task.set_config(key="num_fewshot", value=0)
+            task.set_fewshot_seed(seed=settings.seed)
+            if settings.max_gen_toks and task.get_config("output_type") == "generate_until":
+                task.set_config(key="generation_kwargs", value={"max_gen_toks": settings.max_gen_toks}, update=True)
+        self.setup_seconds = time.perf_counter() - start
+
+    def _evaluate(self, lm) -> dict:
+        from lm_eval.evaluator import evaluate
+
+        results = evaluate(
+            lm=lm, task_dict=self.loaded, limit=self.settings.limit, samples=self.settings.samples,
+            log_samples=False, verbosity="WARNING",
+        )
+        if results is None:  # non-zero rank
+            return {}
+        return results
+
+    def evaluate_model(self, model, tokenizer) -> dict:
+        """Evaluate an in-memory model (the unwrapped module, not a DeepSpeed engine)."""
+        from lm_eval.models.huggingface import HFLM
+
+        with preserved_training_state(model):
+            # A copy: lm-eval may add a pad token or change padding on the tokenizer.
+            lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=self.settings.batch_size)
+            return self._evaluate(lm)
+
+    def evaluate_path(self, checkpoint_dir: str, device: str = "cpu", dtype: str = "float32") -> dict:
+        """Evaluate a checkpoint directory (asynchronous evaluation)."""
+        from lm_eval.models.huggingface import HFLM
+
+        lm = HFLM(pretrained=checkpoint_dir, device=device, dtype=dtype, batch_size=self.settings.batch_size)
+        return self._evaluate(lm)
+
+
+def _versions() -> dict[str, str]:
+    import lm_eval
+    import torch
+    import transformers
+
+    from ecomharness import __version__
+
+    return {"ecomharness": __version__, "lm_eval": getattr(lm_eval, "__version__", "?"),
+            "transformers": transformers.__version__, "torch": torch.__version__}
+
+
+def ledger_record(checkpoint: str, step: int, settings: EvalSettings, *, epoch: float | None = None,
+                  tokens_seen: int | None = None, results: dict | None = None, error: BaseException | None = None,
+                  seconds: float = 0.0) -> dict[str, Any]:
+    """One ledger record: what was evaluated, how, with which data, and the outcome."""
+    from ecomharness.taskdata import DATA_SOURCES
+
+    record: dict[str, Any] = {
+        "checkpoint": checkpoint,
+        "step": step,
+        "epoch": epoch,
+        "tokens_seen": tokens_seen,
+        "task_set": settings.key(),
+        "settings": asdict(settings),
+        "status": "failed" if error is not None else "ok",
+        "eval_seconds": round(seconds, 3),
+        "wall_time": time.time(),
+        "versions": _versions(),
+    }
+    if error is not None:
+        record["error"] = f"{type(error).__name__}: {error}"
+        return record
+    results = results or {}
+    record["metrics"] = metrics_of(results)
+    record["groups"] = sorted(results.get("groups", {}))
+    record["n_samples"] = results.get("n-samples", {})
+    record["task_versions"] = results.get("versions", {})
+    record["data_sources"] = {t: DATA_SOURCES[t] for t in sorted(results.get("results", {})) if t in DATA_SOURCES}
+    return record

@@ -1,0 +1,102 @@
+"""Per-task metric-vs-step curves (EcomGPT-CT's Figure 3 view) and a markdown table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ecomharness.errors import UserError
+from ecomharness.evaluation.ledger import ledger_path, read_ledger
+
+
+def latest_ok_records(records: list[dict]) -> list[dict]:
+    """One record per checkpoint (the last successful one), ordered by step."""
+    by_checkpoint: dict[str, dict] = {}
+    for record in records:
+        if record.get("status") == "ok":
+            by_checkpoint[record["checkpoint"]] = record
+    return sorted(by_checkpoint.values(), key=lambda r: r.get("step", 0))
+
+
+def series(records: list[dict], metric: str = "score") -> dict[str, list[tuple[int, float, float | None]]]:
+    """``{task: [(step, value, stderr), ...]}`` for every task/group reporting ``metric``."""
+    out: dict[str, list[tuple[int, float, float | None]]] = {}
+    for record in records:
+        for task, metrics in record.get("metrics", {}).items():
+            if metric in metrics:
+                out.setdefault(task, []).append((record["step"], metrics[metric]["value"], metrics[metric]["stderr"]))
+    return out
+
+
+def plot_curves(data: dict[str, list], path: Path, groups: set[str], metric: str) -> Path:
+    """One panel per task or group, the metric against the training step, stderr bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(data, key=lambda n: (n not in groups, n))
+    cols = min(4, max(1, len(names)))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        steps = [p[0] for p in data[name]]
+        values = [p[1] for p in data[name]]
+        ax.plot(steps, values, marker="o", color="tab:red" if name in groups else "tab:blue")
+        errs = [p[2] for p in data[name]]
+        if all(e is not None for e in errs):
+            ax.fill_between(steps, [v - e for v, e in zip(values, errs)], [v + e for v, e in zip(values, errs)],
+                            alpha=0.2, color="tab:red" if name in groups else "tab:blue")
+        ax.set_title(name + (" (group)" if name in groups else ""), fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def markdown_table(records: list[dict], metric: str = "score") -> str:
+    """Checkpoints as rows, tasks and groups as columns: value ± stderr."""
+    data = series(records, metric)
+    groups = {g for r in records for g in r.get("groups", [])}
+    names = sorted(data, key=lambda n: (n not in groups, n))
+    header = "| checkpoint | step | tokens seen | " + " | ".join(names) + " |"
+    lines = [header, "|" + "---|" * (3 + len(names))]
+    for record in records:
+        cells = []
+        for name in names:
+            m = record.get("metrics", {}).get(name, {}).get(metric)
+            if m is None:
+                cells.append("")
+            else:
+                cells.append(f"{m['value']:.4f}" + (f" ± {m['stderr']:.4f}" if m["stderr"] is not None else ""))
+        tokens = record.get("tokens_seen")
+        lines.append(f"| {record['checkpoint']} | {record['step']} | {tokens if tokens is not None else ''} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric: str = "score") -> dict[str, Path]:
+    """Write ``curves.png`` and ``report.md`` for a run; return their paths."""
+    run_dir = Path(run_dir)
+    records = latest_ok_records(read_ledger(ledger_path(run_dir)))
+    if not records:
+        raise UserError(f"{ledger_path(run_dir)}: no successful evaluation recorded yet")
+    out = Path(out_dir) if out_dir else run_dir / "report"
+    data = series(records, metric)
+    if not data:
+        raise UserError(f"no task reports the metric {metric!r} (try --metric acc)")
+    groups = {g for r in records for g in r.get("groups", [])}
+    png = plot_curves(data, out / "curves.png", groups, metric)
+    failed = [r for r in read_ledger(ledger_path(run_dir)) if r.get("status") == "failed"]
+    md = out / "report.md"
+    text = [f"# Evaluation report: {run_dir.name}", "", f"Metric: `{metric}` per checkpoint (value ± stderr "
+            "where lm-eval reports one).", "", markdown_table(records, metric), "![curves](curves.png)", ""]
+    if failed:
+        text += ["## Failed evaluations", ""] + [f"- {r['checkpoint']}: {r.get('error')}" for r in failed] + [""]
+    md.write_text("\n".join(text), encoding="utf-8")
+    return {"curves": png, "report": md}

@@ -1,0 +1,1 @@
+"""Training: recipes, the Trainer wiring, and callbacks (one per file)."""

@@ -1,0 +1,1 @@
+"""Trainer callbacks, one per file; each config has ``enabled`` and ``build()``."""

@@ -1,0 +1,249 @@
+"""The training recipe: YAML validated once into dataclasses; unknown keys are errors.
+
+    # ecomharness train train/recipes/tiny_cpu.yaml     (paths relative to the working dir)
+    mode: cpt                       # cpt | sft
+    run_dir: runs/tiny              # checkpoints, eval/ledger.jsonl, logs
+    model: {path: MODEL_DIR}        # or {init: {architecture: bloom, hidden_size: 64, ...}}
+    tokenizer: TOKENIZER_DIR        # default: the model path
+    data: {path: runs/data/x}       # a `data build` output (cpt) / instruction folders (sft)
+    training: {max_steps: 30, save_steps: 10, learning_rate: 3.0e-3, ...}
+    deepspeed: zero2_offload        # a file in train/deepspeed/ (name or path), or null
+    eval: {tasks: [ecom_icl], limit: 20, every_n_saves: 1, mode: inline}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ecomharness.errors import UserError
+from ecomharness.resources import bundled_path
+
+# The TrainingArguments a recipe may set, with their types. Everything else about the
+# Trainer is fixed by the recipe runner (output_dir, save strategy, deepspeed, ...).
+TRAINING_FIELDS: dict[str, type | tuple] = {
+    "max_steps": int, "num_train_epochs": (int, float), "per_device_train_batch_size": int,
+    "gradient_accumulation_steps": int, "learning_rate": float, "lr_scheduler_type": str,
+    "warmup_steps": int, "warmup_ratio": float, "weight_decay": float, "adam_beta1": float,
+    "adam_beta2": float, "adam_epsilon": float, "max_grad_norm": float, "save_steps": int,
+    "save_total_limit": int, "logging_steps": int, "seed": int, "data_seed": int, "bf16": bool,
+    "fp16": bool, "gradient_checkpointing": bool, "dataloader_num_workers": int, "report_to": (str, list),
+    "optim": str, "use_cpu": bool,
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A local checkpoint to start from, or an architecture to initialise (tests, demo)."""
+
+    path: str | None = None
+    init: dict[str, Any] | None = None
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """CPT: ``path`` of a ``data build`` output. SFT: EcomInstruct folders."""
+
+    path: str | None = None
+    instruction_dirs: tuple[str, ...] = ()
+    max_length: int = 512
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Which tasks every checkpoint is evaluated on, and how (OLMo-core style fields).
+
+    ``limit`` caps documents per task (a fixed, deterministic prefix in lm-eval's
+    order); ``samples`` pins exact document ids per task instead.
+    """
+
+    tasks: tuple[str, ...] = ()
+    limit: int | None = None
+    samples: dict[str, list[int]] | None = None
+    num_fewshot: int | None = None
+    every_n_saves: int = 1
+    mode: str = "inline"  # inline | async | off
+    on_start: bool = True
+    batch_size: int = 8
+    max_gen_toks: int | None = None
+    on_failure: str = "continue"  # continue | stop
+    gate: str | None = None
+    include_path: tuple[str, ...] = ()
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """A whole training recipe, paths resolved against the recipe file."""
+
+    run_dir: Path
+    model: ModelSpec
+    data: DataSpec
+    mode: str = "cpt"
+    tokenizer: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    deepspeed: str | None = None
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    source_file: Path | None = None
+
+    def to_raw(self) -> dict[str, Any]:
+        """The recipe as YAML data with every path absolute: re-parses to an equal recipe
+        from any directory (``RUN_DIR/recipe.yaml`` is written this way)."""
+        raw = {
+            "mode": self.mode, "run_dir": str(self.run_dir),
+            "model": {k: v for k, v in dataclasses.asdict(self.model).items() if v is not None},
+            "data": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.data).items()
+                     if v not in (None, ())},
+            "tokenizer": self.tokenizer, "training": dict(self.training), "deepspeed": self.deepspeed,
+            "eval": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.eval).items()},
+        }
+        return {k: v for k, v in raw.items() if v is not None}
+
+    def deepspeed_config(self) -> dict | None:
+        """The DeepSpeed config as a dict, or None for plain Trainer training."""
+        if self.deepspeed is None:
+            return None
+        return json.loads(Path(self.deepspeed).read_text(encoding="utf-8"))
+
+
+def _check_keys(raw: dict, allowed, where: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _section(raw: dict, name: str, cls, where: str, convert=None):
+    value = raw.get(name) or {}
+    if not isinstance(value, dict):
+        raise UserError(f"{where}.{name}: expected a mapping")
+    _check_keys(value, {f.name for f in dataclasses.fields(cls)}, f"{where}.{name}")
+    values = dict(value)
+    for f in dataclasses.fields(cls):
+        if f.name in values and isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])
+    try:
+        return cls(**(convert(values) if convert else values))
+    except TypeError as exc:
+        raise UserError(f"{where}.{name}: {exc}") from exc
+
+
+def _resolve(path: str | None, base: Path) -> str | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _deepspeed_path(name: str | None, base: Path, where: str) -> str | None:
+    if name is None:
+        return None
+    candidates = [Path(name).expanduser(), base / name, bundled_path("train") / "deepspeed" / name,
+                  bundled_path("train") / "deepspeed" / f"{name}.json"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate.resolve())
+    known = sorted(p.stem for p in (bundled_path("train") / "deepspeed").glob("*.json"))
+    raise UserError(f"{where}.deepspeed: {name!r} is neither a file nor one of {', '.join(known)}")
+
+
+def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> TrainRecipe:
+    """Validate a parsed recipe mapping."""
+    base = base or Path.cwd()
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping at the top level")
+    _check_keys(raw, {f.name for f in dataclasses.fields(TrainRecipe)} - {"source_file"}, where)
+    mode = raw.get("mode", "cpt")
+    if mode not in ("cpt", "sft"):
+        raise UserError(f"{where}.mode: expected cpt or sft, got {mode!r}")
+    if "run_dir" not in raw:
+        raise UserError(f"{where}: missing required key 'run_dir'")
+    model = _section(raw, "model", ModelSpec, where)
+    if (model.path is None) == (model.init is None):
+        raise UserError(f"{where}.model: give exactly one of 'path' (a checkpoint) or 'init' (an architecture)")
+    if model.dtype not in ("float32", "bfloat16", "float16"):
+        raise UserError(f"{where}.model.dtype: expected float32, bfloat16 or float16, got {model.dtype!r}")
+    model = dataclasses.replace(model, path=_resolve(model.path, base))
+    data = _section(raw, "data", DataSpec, where)
+    data = dataclasses.replace(data, path=_resolve(data.path, base),
+                               instruction_dirs=tuple(_resolve(d, base) for d in data.instruction_dirs))
+    if mode == "cpt" and not data.path:
+        raise UserError(f"{where}.data.path: a CPT recipe needs a `data build` output")
+    if mode == "sft" and not data.instruction_dirs:
+        raise UserError(f"{where}.data.instruction_dirs: an SFT recipe needs EcomInstruct folders")
+    training = raw.get("training") or {}
+    if not isinstance(training, dict):
+        raise UserError(f"{where}.training: expected a mapping")
+    _check_keys(training, TRAINING_FIELDS, f"{where}.training")
+    for key, value in training.items():
+        kinds = TRAINING_FIELDS[key] if isinstance(TRAINING_FIELDS[key], tuple) else (TRAINING_FIELDS[key],)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise UserError(f"{where}.training.{key}: expected {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    evals = _section(raw, "eval", EvalSpec, where)
+    if evals.mode not in ("inline", "async", "off"):
+        raise UserError(f"{where}.eval.mode: expected inline, async or off, got {evals.mode!r}")
+    if evals.on_failure not in ("continue", "stop"):
+        raise UserError(f"{where}.eval.on_failure: expected continue or stop, got {evals.on_failure!r}")
+    if evals.every_n_saves < 1:
+        raise UserError(f"{where}.eval.every_n_saves: must be at least 1")
+    if evals.mode != "off" and not evals.tasks:
+        raise UserError(f"{where}.eval.tasks: name the tasks or groups to evaluate (or set mode: off)")
+    evals = dataclasses.replace(evals, gate=_resolve(evals.gate, base),
+                                include_path=tuple(_resolve(p, base) for p in evals.include_path))
+    return TrainRecipe(
+        run_dir=Path(_resolve(str(raw["run_dir"]), base)),
+        model=model,
+        data=data,
+        mode=mode,
+        tokenizer=_resolve(raw.get("tokenizer"), base),
+        training=dict(training),
+        deepspeed=_deepspeed_path(raw.get("deepspeed"), base, where),
+        eval=evals,
+    )
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """``["training.max_steps=10", "eval.tasks=[ecom_icl]"]``: set dotted keys (values
+    parsed as YAML), as torchtune's command line does."""
+    raw = json.loads(json.dumps(raw))
+    for item in overrides:
+        dotted, sep, text = item.partition("=")
+        if not sep or not dotted:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. training.max_steps=10")
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r}: {part!r} is not a mapping")
+        node[leaf] = yaml.safe_load(text)
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainRecipe:
+    """Read and validate a recipe file, with ``--set`` overrides applied first."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{path}: no such recipe file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: invalid YAML: {exc}") from exc
+    if overrides:
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: expected a mapping at the top level")
+        raw = apply_overrides(raw, overrides)
+    # Relative paths resolve against the working directory: bundled recipes are
+    # templates used from anywhere (unlike data recipes, which sit beside their data).
+    recipe = parse_recipe(raw, where=str(path), base=Path.cwd())
+    return dataclasses.replace(recipe, source_file=path.resolve())

@@ -1,0 +1,130 @@
+"""Run a training recipe: CPT or SFT with HF Trainer (+ DeepSpeed), every checkpoint evaluated.
+
+Reads top to bottom: components are built in dependency order, training is the one
+``Trainer(...)`` call. Re-running the same recipe after a crash resumes from the last
+checkpoint; checkpoints already in the ledger are not evaluated again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from ecomharness.errors import UserError
+from ecomharness.evaluation.checkpoint import EvalSettings
+from ecomharness.train import components
+from ecomharness.train.callbacks.inline_eval import InlineEvalConfig
+from ecomharness.train.recipe import TrainRecipe
+
+DONE_MARKER = "train_done.json"
+
+
+class SaveOnFinish(TrainerCallback):
+    """Save at the last step even when ``save_steps`` does not divide ``max_steps``, so
+    the final model is a checkpoint and gets evaluated like the others."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        """Ask for a save at the last step."""
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_save = True
+
+
+def _single_process_env() -> None:
+    # DeepSpeed outside its launcher looks for MPI unless these are set.
+    if "RANK" in os.environ:
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+
+
+def eval_settings(recipe: TrainRecipe) -> EvalSettings:
+    """The recipe's evaluation settings (shared by inline evaluation and `watch`)."""
+    e = recipe.eval
+    return EvalSettings(tasks=tuple(e.tasks), limit=e.limit, samples=e.samples, num_fewshot=e.num_fewshot,
+                        batch_size=e.batch_size, max_gen_toks=e.max_gen_toks, include_path=tuple(e.include_path),
+                        seed=e.seed)
+
+
+def _keep_recipe(recipe: TrainRecipe) -> None:
+    """Write RUN_DIR/recipe.yaml (absolute paths), or check a resumed run is the same."""
+    import yaml
+
+    kept = recipe.run_dir / "recipe.yaml"
+    raw = recipe.to_raw()
+    if kept.is_file():
+        old = yaml.safe_load(kept.read_text(encoding="utf-8"))
+        if old != raw:
+            changed = sorted(k for k in set(old) | set(raw) if old.get(k) != raw.get(k))
+            raise UserError(f"{recipe.run_dir} holds a run of a different recipe (differs in {', '.join(changed)}); "
+                            "use another run_dir or delete the old run")
+        return
+    kept.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=True), encoding="utf-8")
+
+
+def run_training(recipe: TrainRecipe, log=print) -> dict:
+    """Train as the recipe says; return a summary (steps, train and eval seconds)."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    recipe.run_dir.mkdir(parents=True, exist_ok=True)
+    _keep_recipe(recipe)
+    ds_config = recipe.deepspeed_config()
+    if ds_config is not None:
+        _single_process_env()
+
+    tokenizer = components.load_tokenizer(recipe)
+    model = components.load_model(recipe, tokenizer)
+    if recipe.mode == "cpt":
+        dataset, collator = components.cpt_dataset(recipe), components.cpt_collator
+        seq_len = len(dataset[0]["input_ids"])
+    else:
+        dataset, collator = components.sft_dataset(recipe, tokenizer), components.sft_collator(tokenizer.pad_token_id)
+        seq_len = recipe.data.max_length
+
+    training = dict(recipe.training)
+    training.setdefault("report_to", [])
+    args = TrainingArguments(
+        output_dir=str(recipe.run_dir),
+        save_strategy="steps",
+        use_cpu=not torch.cuda.is_available(),
+        deepspeed=ds_config,
+        **training,
+    )
+    world = max(args.world_size, 1)
+    zero_stage = (ds_config or {}).get("zero_optimization", {}).get("stage", 0)
+    inline = InlineEvalConfig(
+        enabled=recipe.eval.mode == "inline",
+        settings=eval_settings(recipe),
+        every_n_saves=recipe.eval.every_n_saves,
+        on_start=recipe.eval.on_start,
+        stop_on_failure=recipe.eval.on_failure == "stop",
+        run_dir=recipe.run_dir,
+        tokens_per_step=args.per_device_train_batch_size * args.gradient_accumulation_steps * world * seq_len,
+        zero_stage=zero_stage,
+    ).build(tokenizer)
+    callbacks = [SaveOnFinish()] + ([inline] if inline else [])
+
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks)
+    if inline is not None:
+        inline.attach(trainer)  # needs the Trainer, so after it: metrics go through trainer.log
+    last = get_last_checkpoint(str(recipe.run_dir)) if any(recipe.run_dir.glob("checkpoint-*")) else None
+    if last:
+        log(f"[train] resuming from {last}")
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - start
+    eval_seconds = inline.eval_seconds if inline else 0.0
+    summary = {"global_step": trainer.state.global_step, "seconds": round(seconds, 3),
+               "train_seconds": round(seconds - eval_seconds, 3), "eval_seconds": round(eval_seconds, 3),
+               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+    if trainer.is_world_process_zero():
+        (recipe.run_dir / DONE_MARKER).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
