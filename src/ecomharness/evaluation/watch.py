@@ -52,10 +52,12 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     ledger = ledger_path(run_dir)
     evaluated = 0
+    attempted: set[str] = set()  # a failure is recorded once per watcher, not retried in a loop
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     while True:
         done = done_keys(ledger)
-        pending = [(s, p) for s, p in complete_checkpoints(run_dir) if (p.name, settings.key()) not in done]
+        pending = [(s, p) for s, p in complete_checkpoints(run_dir)
+                   if (p.name, settings.key()) not in done and p.name not in attempted]
         for step, path in pending:
             state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
             start = time.perf_counter()
@@ -67,16 +69,18 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
             record = ledger_record(path.name, step, settings, epoch=state.get("epoch"), results=results,
                                    error=error, seconds=time.perf_counter() - start)
             append_record(ledger, record)
+            attempted.add(path.name)
             evaluated += 1
             log_fn(f"[watch] {path.name}: {record['status']} in {record['eval_seconds']:.1f}s")
         finished = (run_dir / DONE_MARKER).is_file()
-        if once or (finished and not pending and not _unfinished(run_dir, ledger, settings)):
+        if once or (finished and not pending and not _unfinished(run_dir, ledger, settings, attempted)):
             return evaluated
         if deadline is not None and time.monotonic() > deadline:
             raise UserError(f"watch: timed out after {timeout_seconds}s with training not finished")
         time.sleep(poll_seconds)
 
 
-def _unfinished(run_dir: Path, ledger: Path, settings) -> bool:
+def _unfinished(run_dir: Path, ledger: Path, settings, attempted: set[str]) -> bool:
     done = done_keys(ledger)
-    return any((p.name, settings.key()) not in done for _, p in complete_checkpoints(run_dir))
+    return any((p.name, settings.key()) not in done and p.name not in attempted
+               for _, p in complete_checkpoints(run_dir))

@@ -190,6 +190,8 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> T
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise UserError(f"{where}.training.{key}: expected {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
     evals = _section(raw, "eval", EvalSpec, where)
+    if evals.mode is False:  # YAML 1.1 reads a bare `off` as false
+        evals = dataclasses.replace(evals, mode="off")
     if evals.mode not in ("inline", "async", "off"):
         raise UserError(f"{where}.eval.mode: expected inline, async or off, got {evals.mode!r}")
     if evals.on_failure not in ("continue", "stop"):

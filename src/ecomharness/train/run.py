@@ -112,7 +112,9 @@ def run_training(recipe: TrainRecipe, log=print) -> dict:
     ).build(tokenizer)
     callbacks = [SaveOnFinish()] + ([inline] if inline else [])
 
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks)
+    # processing_class: checkpoints then carry the tokenizer, so `watch` can load them.
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                      processing_class=tokenizer, callbacks=callbacks)
     if inline is not None:
         inline.attach(trainer)  # needs the Trainer, so after it: metrics go through trainer.log
     last = get_last_checkpoint(str(recipe.run_dir)) if any(recipe.run_dir.glob("checkpoint-*")) else None

@@ -1,0 +1,166 @@
+"""Training with DeepSpeed ZeRO-2 + CPU offload, every checkpoint evaluated (CPU, tiny)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ecomharness.errors import UserError
+from ecomharness.evaluation.ledger import append_record, read_ledger
+from ecomharness.train.recipe import load_recipe, parse_recipe
+from tests.conftest import BIN, REPO, run_cli
+
+RECIPE = REPO / "train" / "recipes" / "tiny_cpu.yaml"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A small `data build` output and its tokenizer."""
+    from ecomharness.data.build import build_dataset
+    from ecomharness.data.recipe import parse_recipe as parse_data_recipe
+    from ecomharness.demo.corpus import corpus_sources, write_corpus
+    from ecomharness.demo.tiny import train_tokenizer
+
+    root = tmp_path_factory.mktemp("train_data")
+    paths = write_corpus(root / "raw", n_products=400, n_general=800, seed=3)
+    texts = [line for p in paths.values() for line in p.read_text(encoding="utf-8").splitlines()]
+    from ecomharness.demo.run import _corpus_texts
+
+    train_tokenizer(texts + _corpus_texts(), vocab_size=800, out_dir=root / "tok")
+    recipe = parse_data_recipe({"output": str(root / "data"), "tokenizer": str(root / "tok"), "seq_len": 64,
+                                "sources": corpus_sources(paths)})
+    build_dataset(recipe, log=lambda *_: None)
+    return root
+
+
+def _overrides(built: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [f"data.path={built / 'data'}", f"tokenizer={built / 'tok'}", f"run_dir={run_dir}", *extra]
+
+
+def _train(built, run_dir, *extra, timeout=900):
+    args = ["train", str(RECIPE)]
+    for item in _overrides(built, run_dir, *extra):
+        args += ["--set", item]
+    result = run_cli(*args, cwd=run_dir.parent, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads((run_dir / "train_done.json").read_text())
+
+
+def test_recipe_validation():
+    with pytest.raises(UserError, match=r"training: unknown key 'max_step' \(did you mean 'max_steps'\?\)"):
+        parse_recipe({"run_dir": "r", "model": {"path": "m"}, "data": {"path": "d"}, "training": {"max_step": 3},
+                      "eval": {"mode": "off"}})
+    with pytest.raises(UserError, match=r"eval: unknown key 'task'"):
+        parse_recipe({"run_dir": "r", "model": {"path": "m"}, "data": {"path": "d"}, "eval": {"task": ["x"]}})
+    with pytest.raises(UserError, match="exactly one of 'path'"):
+        parse_recipe({"run_dir": "r", "model": {}, "data": {"path": "d"}, "eval": {"mode": "off"}})
+    with pytest.raises(UserError, match="deepspeed: 'zero9'"):
+        parse_recipe({"run_dir": "r", "model": {"path": "m"}, "data": {"path": "d"}, "deepspeed": "zero9",
+                      "eval": {"mode": "off"}})
+    recipe = load_recipe(RECIPE, ["training.max_steps=5", "eval.limit=2"])
+    assert recipe.training["max_steps"] == 5 and recipe.eval.limit == 2
+    assert recipe.deepspeed.endswith("zero2_offload.json")
+    assert parse_recipe(recipe.to_raw()) == recipe.__class__(**{**recipe.__dict__, "source_file": None})
+
+
+def test_ledger_survives_a_torn_line(tmp_path):
+    path = tmp_path / "eval" / "ledger.jsonl"
+    append_record(path, {"checkpoint": "a", "status": "ok"})
+    with path.open("a") as fh:
+        fh.write('{"checkpoint": "b", "sta')  # killed mid-write
+    append_record(path, {"checkpoint": "c", "status": "ok"})
+    assert [r["checkpoint"] for r in read_ledger(path)] == ["a", "c"]
+
+
+def test_zero2_offload_run_evaluates_every_checkpoint_and_reports(built, tmp_path):
+    run_dir = tmp_path / "run"
+    summary = _train(built, run_dir)
+    assert summary["global_step"] == 30
+    records = read_ledger(run_dir / "eval" / "ledger.jsonl")
+    assert [r["checkpoint"] for r in records] == ["init", "checkpoint-10", "checkpoint-20", "checkpoint-30"]
+    for record in records:
+        assert record["status"] == "ok"
+        assert {"ecom_icl", "general_icl", "ecom_icl_pdc"} <= set(record["metrics"])
+        assert "stderr" in record["metrics"]["ecom_icl_pdc"]["acc"]
+        assert record["data_sources"]["ecom_icl_pdc"]["origin"] == "bundled"
+        assert record["settings"]["limit"] == 4 and record["eval_seconds"] > 0
+    assert records[2]["tokens_seen"] == 20 * 8 * 64
+    # metrics reached the Trainer's log history as eval/<task>/<metric>
+    state = json.loads((run_dir / "checkpoint-30" / "trainer_state.json").read_text())
+    assert any("eval/ecom_icl/score" in h for h in state["log_history"])
+    result = run_cli("report", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert (run_dir / "report" / "curves.png").stat().st_size > 10_000
+    table = (run_dir / "report" / "report.md").read_text()
+    assert "| checkpoint-20 | 20 |" in table
+    # async watcher on the same run: everything is already in the ledger
+    watch = run_cli("watch", str(run_dir), "--once")
+    assert watch.returncode == 0 and "evaluated 0 checkpoint(s)" in watch.stdout
+
+
+def test_evaluation_does_not_change_training_losses(built, tmp_path):
+    with_eval = _train(built, tmp_path / "with_eval")
+    without = _train(built, tmp_path / "without", "eval.mode=off")
+    assert len(with_eval["losses"]) == 30
+    assert with_eval["losses"] == without["losses"]
+
+
+def test_async_evaluation_with_watch(built, tmp_path):
+    run_dir = tmp_path / "async"
+    _train(built, run_dir, "eval.mode=async", "training.max_steps=20")
+    assert not (run_dir / "eval" / "ledger.jsonl").exists()
+    result = run_cli("watch", str(run_dir), "--poll", "0.5", "--timeout", "300")
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_ledger(run_dir / "eval" / "ledger.jsonl")
+    assert [r["checkpoint"] for r in records] == ["checkpoint-10", "checkpoint-20"]
+    again = run_cli("watch", str(run_dir), "--once")
+    assert "evaluated 0 checkpoint(s)" in again.stdout
+
+
+def test_kill_and_resume_loses_and_duplicates_nothing(built, tmp_path):
+    run_dir = tmp_path / "resume"
+    args = [str(BIN / "ecomharness"), "train", str(RECIPE)]
+    for item in _overrides(built, run_dir, "training.max_steps=60", "training.save_steps=5"):
+        args += ["--set", item]
+    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    ledger = run_dir / "eval" / "ledger.jsonl"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and len(read_ledger(ledger)) < 3:
+        assert process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "train_done.json").exists()
+    summary = _train(built, run_dir, "training.max_steps=60", "training.save_steps=5")
+    assert summary["global_step"] == 60
+    checkpoints = [r["checkpoint"] for r in read_ledger(ledger) if r["status"] == "ok"]
+    expected = ["init"] + [f"checkpoint-{s}" for s in range(5, 61, 5)]
+    assert sorted(checkpoints, key=expected.index) == expected  # each exactly once
+    assert len(checkpoints) == len(set(checkpoints))
+
+
+def test_two_processes_with_the_deepspeed_launcher(built, tmp_path):
+    if shutil.which("deepspeed", path=str(BIN)) is None:
+        pytest.skip("deepspeed launcher not installed")
+    run_dir = tmp_path / "ds2"
+    args = [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", "29631", str(BIN / "ecomharness"),
+            "train", str(RECIPE)]
+    for item in _overrides(built, run_dir, "training.max_steps=20", "training.per_device_train_batch_size=4"):
+        args += ["--set", item]
+    env = {**os.environ, "DS_ACCELERATOR": "cpu"}
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    records = read_ledger(run_dir / "eval" / "ledger.jsonl")
+    # rank 0 alone evaluates: one record per checkpoint, no duplicates
+    assert [r["checkpoint"] for r in records] == ["init", "checkpoint-10", "checkpoint-20"]
+    assert records[-1]["tokens_seen"] == 20 * 4 * 2 * 64  # two processes' batches per step
