@@ -164,3 +164,28 @@ def test_two_processes_with_the_deepspeed_launcher(built, tmp_path):
     # rank 0 alone evaluates: one record per checkpoint, no duplicates
     assert [r["checkpoint"] for r in records] == ["init", "checkpoint-10", "checkpoint-20"]
     assert records[-1]["tokens_seen"] == 20 * 4 * 2 * 64  # two processes' batches per step
+
+
+@pytest.mark.parametrize("name", ["tiny_cpu", "bloom_3b_cpt", "bloom_7b1_cpt", "sft"])
+def test_bundled_recipes_are_valid(name):
+    recipe = load_recipe(REPO / "train" / "recipes" / f"{name}.yaml", ["data.instruction_dirs=[x]"] if name == "sft" else [])
+    assert recipe.eval.tasks and recipe.deepspeed.endswith("zero2_offload.json")
+    assert recipe.deepspeed_config()["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+
+
+def test_sft_masks_the_prompt_and_trains(built, tmp_path):
+    from ecomharness.train.components import load_tokenizer, sft_dataset
+
+    folders = [str(REPO / "tasks" / "_samples" / "ecominstruct" / name) for name in ("pdc", "ave")]
+    recipe = load_recipe(RECIPE, [f"tokenizer={built / 'tok'}", "mode=sft", "data.path=null",
+                                  f"data.instruction_dirs={json.dumps(folders)}", "data.max_length=512"])
+    tokenizer = load_tokenizer(recipe)
+    dataset = sft_dataset(recipe, tokenizer)
+    row = dataset[0]
+    response = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
+    assert tokenizer.decode(response).endswith("</s>") and row["labels"][0] == -100
+    assert "### Response:" in tokenizer.decode(row["input_ids"][: len(row["input_ids"]) - len(response)])
+    run_dir = tmp_path / "sft"
+    _train(built, run_dir, "mode=sft", "data.path=null", f"data.instruction_dirs={json.dumps(folders)}",
+           "data.max_length=512", "training.max_steps=10", "eval.tasks=[ecom_sft_pdc]")
+    assert [r["checkpoint"] for r in read_ledger(run_dir / "eval" / "ledger.jsonl")] == ["init", "checkpoint-10"]
