@@ -189,3 +189,14 @@ def test_sft_masks_the_prompt_and_trains(built, tmp_path):
     _train(built, run_dir, "mode=sft", "data.path=null", f"data.instruction_dirs={json.dumps(folders)}",
            "data.max_length=512", "training.max_steps=10", "eval.tasks=[ecom_sft_pdc]")
     assert [r["checkpoint"] for r in read_ledger(run_dir / "eval" / "ledger.jsonl")] == ["init", "checkpoint-10"]
+
+
+def test_inline_gate_records_a_verdict_per_checkpoint(built, tmp_path):
+    run_dir = tmp_path / "gated"
+    policy = REPO / "train" / "gates" / "default.yaml"
+    _train(built, run_dir, f"eval.gate={policy}", "training.max_steps=10", "eval.tasks=[ecom_icl_pdc,general_icl_snli]")
+    records = read_ledger(run_dir / "eval" / "ledger.jsonl")
+    assert "gate" not in records[0]  # init is the baseline
+    verdict = records[1]["gate"]
+    # the default policy names groups this run did not evaluate: it fails closed, saying so
+    assert verdict["passed"] is False and any("fail-closed: missing" in f for f in verdict["failed"])

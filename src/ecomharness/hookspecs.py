@@ -77,3 +77,17 @@ def ecomharness_mixers():
     sample order plus sample boundaries, and counts for the build report. The same
     input and seed must give the same output.
     """
+
+
+@hookspec
+def ecomharness_gate_rules():
+    """Rule kinds for gate policies, by name.
+
+    Called when a policy is loaded. Return a mapping from a rule kind (a policy rule's
+    ``kind``) to a callable or ``"module:attr"``, called as
+    ``fn(rule, candidate, baseline, policy)`` with a ``gate.policy.Rule`` (its extra
+    YAML keys in ``rule.options``), two ``gate.evidence.Evidence`` (baseline may be
+    None) and the ``Policy``; it returns a list of ``gate.rules.Check``, each passed or
+    failed with a reason a reviewer can read. ``gate.rules.provenance`` gives the
+    fail-closed checks to apply first. Names must be unique across plugins.
+    """

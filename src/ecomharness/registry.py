@@ -77,3 +77,4 @@ class Registry:
 record_formats = Registry("record format", "ecomharness_record_formats")
 data_sources = Registry("data source format", "ecomharness_data_sources")
 mixers = Registry("mixer", "ecomharness_mixers")
+gate_rules = Registry("gate rule kind", "ecomharness_gate_rules")

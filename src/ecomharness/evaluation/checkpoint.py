@@ -176,6 +176,7 @@ def ledger_record(checkpoint: str, step: int, settings: EvalSettings, *, epoch: 
     results = results or {}
     record["metrics"] = metrics_of(results)
     record["groups"] = sorted(results.get("groups", {}))
+    record["group_subtasks"] = {k: list(v) for k, v in results.get("group_subtasks", {}).items() if v}
     record["n_samples"] = results.get("n-samples", {})
     record["task_versions"] = results.get("versions", {})
     record["data_sources"] = {t: DATA_SOURCES[t] for t in sorted(results.get("results", {})) if t in DATA_SOURCES}

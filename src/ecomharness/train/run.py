@@ -109,6 +109,7 @@ def run_training(recipe: TrainRecipe, log=print) -> dict:
         run_dir=recipe.run_dir,
         tokens_per_step=args.per_device_train_batch_size * args.gradient_accumulation_steps * world * seq_len,
         zero_stage=zero_stage,
+        gate_policy=recipe.eval.gate,
     ).build(tokenizer)
     callbacks = [SaveOnFinish()] + ([inline] if inline else [])
 

@@ -43,6 +43,9 @@ class InlineEvalConfig:
     """Tokens consumed per optimizer step (for the ledger's ``tokens_seen``)."""
     zero_stage: int = 0
     """DeepSpeed ZeRO stage (3: every rank evaluates)."""
+    gate_policy: str | None = None
+    """A gate policy: each checkpoint is gated against the run's ``init`` evaluation and
+    the verdict is stored in its ledger record."""
 
     def build(self, tokenizer) -> InlineEvalCallback | None:
         """The callback, or None when disabled or there is nothing to evaluate."""
@@ -106,6 +109,8 @@ class InlineEvalCallback(TrainerCallback):
         record = ledger_record(checkpoint, state.global_step, settings, epoch=state.epoch,
                                tokens_seen=state.global_step * self.config.tokens_per_step,
                                results=results, error=error, seconds=seconds)
+        if error is None and self.config.gate_policy and checkpoint != "init":
+            record["gate"] = gate_record(self.config.gate_policy, record, path)
         append_record(path, record)
         if error is not None:
             if self.config.stop_on_failure:
@@ -116,3 +121,19 @@ class InlineEvalCallback(TrainerCallback):
                     for metric, v in metrics.items()}
             logs["eval/time_s"] = seconds
             self._log(logs)
+
+
+def gate_record(policy_path: str, record: dict, ledger: Path) -> dict:
+    """Gate one ledger record against the run's ``init`` record; a short verdict."""
+    from ecomharness.evaluation.ledger import read_ledger
+    from ecomharness.gate.evidence import from_record
+    from ecomharness.gate.policy import load_policy
+    from ecomharness.gate.verdict import run_gate
+    from ecomharness.registry import gate_rules
+
+    policy = load_policy(policy_path, known_kinds=set(gate_rules.names()))
+    init = [r for r in read_ledger(ledger) if r.get("checkpoint") == "init" and r.get("status") == "ok"]
+    baseline = from_record(init[-1], "init") if init else None
+    verdict = run_gate(policy, from_record(record, record["checkpoint"]), baseline)
+    return {"policy": policy_path, "passed": verdict.passed,
+            "failed": [f"{c.rule}: {c.reason}" for c in verdict.checks if not c.passed]}

@@ -1,0 +1,1 @@
+"""Checkpoint gating: a policy of small checks over evaluation evidence -> a verdict."""

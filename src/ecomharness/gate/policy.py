@@ -1,0 +1,183 @@
+"""Gate policies: YAML validated into dataclasses; unknown keys are errors.
+
+    # ecomharness gate --policy train/gates/default.yaml --candidate RESULTS --baseline RESULTS
+    alpha: 0.05                  # significance level for rules that use it
+    rank_by: {task: ecom_icl, metric: score}     # for --checkpoint best / best-passing
+    allow: []                    # fail-closed reasons allowed for every rule (see below)
+    rules:
+      - name: domain gains
+        kind: min_gain            # min | max_drop | min_gain | joint | a plugin's kind
+        tasks: [ecom_icl]         # names or globs
+        metric: score
+        threshold: 0.0            # absolute, or "5%" of the baseline
+        significant: false        # min_gain: also require a significant gain
+      - name: no forgetting
+        kind: max_drop
+        tasks: [general_icl]
+        threshold: 0.02
+        alpha: 0.05               # max_drop: a drop fails only when significant
+
+Fail-closed reasons a rule (or ``allow`` at the top) may allow: ``missing`` (task or
+metric absent), ``nan``, ``data_mismatch`` (data fingerprints differ),
+``unknown_source`` (no data source recorded), ``version_mismatch`` (task versions differ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ecomharness.errors import UserError
+
+ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """An absolute amount, or a fraction of the baseline value (``"5%"``)."""
+
+    amount: float
+    relative: bool = False
+
+    def of(self, baseline: float | None) -> float:
+        """The absolute amount for a baseline value."""
+        if not self.relative:
+            return self.amount
+        return self.amount * abs(baseline or 0.0)
+
+    def __str__(self) -> str:
+        return f"{self.amount * 100:g}% of baseline" if self.relative else f"{self.amount:g}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule; ``options`` holds what a kind needs beyond the common fields."""
+
+    name: str
+    kind: str
+    tasks: tuple[str, ...] = ()
+    metric: str = "score"
+    threshold: Threshold | None = None
+    alpha: float | None = None
+    significant: bool = False
+    allow: tuple[str, ...] = ()
+    parts: tuple[Rule, ...] = ()  # joint rules
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A whole gate policy."""
+
+    rules: tuple[Rule, ...]
+    alpha: float = 0.05
+    allow: tuple[str, ...] = ()
+    rank_by: tuple[str, str] | None = None
+    source: str = ""
+
+
+COMMON = {"name", "kind", "tasks", "metric", "threshold", "alpha", "significant", "allow", "parts"}
+BUILTIN_KINDS = ("min", "max_drop", "min_gain", "joint")
+
+
+def _threshold(value: Any, where: str) -> Threshold:
+    if isinstance(value, bool):
+        raise UserError(f"{where}.threshold: expected a number or a percentage like '5%', got {value!r}")
+    if isinstance(value, (int, float)):
+        return Threshold(float(value))
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return Threshold(float(value.strip()[:-1]) / 100, relative=True)
+        except ValueError:
+            pass
+    raise UserError(f"{where}.threshold: expected a number or a percentage like '5%', got {value!r}")
+
+
+def _allow(value: Any, where: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value or [])
+    for item in items:
+        if item not in ALLOWABLE:
+            raise UserError(f"{where}.allow: {item!r} is not one of {', '.join(ALLOWABLE)}")
+    return tuple(items)
+
+
+def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping")
+    kind = raw.get("kind")
+    if kind not in known_kinds:
+        close = difflib.get_close_matches(str(kind), sorted(known_kinds), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"{where}.kind: {kind!r} is not a rule kind{hint}; known: {', '.join(sorted(known_kinds))}")
+    builtin = kind in BUILTIN_KINDS
+    if builtin:
+        for key in raw:
+            if key not in COMMON:
+                close = difflib.get_close_matches(str(key), sorted(COMMON), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise UserError(f"{where}: unknown key {key!r}{hint}")
+    name = str(raw.get("name") or kind)
+    if kind == "joint":
+        parts = raw.get("parts")
+        if not isinstance(parts, list) or len(parts) < 2:
+            raise UserError(f"{where}.parts: a joint rule needs at least two parts")
+        sub = tuple(_rule(p, f"{where}.parts[{i}]", known_kinds - {"joint"}) for i, p in enumerate(parts))
+        return Rule(name=name, kind=kind, parts=sub, allow=_allow(raw.get("allow"), where))
+    tasks = raw.get("tasks")
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    if builtin and (not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks)):
+        raise UserError(f"{where}.tasks: expected a list of task or group names (globs allowed)")
+    if builtin and "threshold" not in raw:
+        raise UserError(f"{where}: missing required key 'threshold'")
+    alpha = raw.get("alpha")
+    if alpha is not None and (not isinstance(alpha, (int, float)) or not 0 < alpha < 1):
+        raise UserError(f"{where}.alpha: expected a number between 0 and 1, got {alpha!r}")
+    return Rule(
+        name=name, kind=kind, tasks=tuple(tasks or ()), metric=str(raw.get("metric", "score")),
+        threshold=_threshold(raw["threshold"], where) if "threshold" in raw else None,
+        alpha=None if alpha is None else float(alpha), significant=bool(raw.get("significant", False)),
+        allow=_allow(raw.get("allow"), where),
+        options={k: v for k, v in raw.items() if k not in COMMON},
+    )
+
+
+def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None = None) -> Policy:
+    """Validate a parsed policy mapping."""
+    known_kinds = set(known_kinds or BUILTIN_KINDS)
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping at the top level")
+    for key in raw:
+        if key not in ("rules", "alpha", "allow", "rank_by"):
+            raise UserError(f"{where}: unknown key {key!r}; expected rules, alpha, allow, rank_by")
+    rules_raw = raw.get("rules")
+    if not isinstance(rules_raw, list) or not rules_raw:
+        raise UserError(f"{where}.rules: at least one rule is needed")
+    alpha = raw.get("alpha", 0.05)
+    if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise UserError(f"{where}.alpha: expected a number between 0 and 1, got {alpha!r}")
+    rank_by = raw.get("rank_by")
+    if rank_by is not None:
+        if not isinstance(rank_by, dict) or set(rank_by) - {"task", "metric"} or "task" not in rank_by:
+            raise UserError(f"{where}.rank_by: expected {{task: NAME, metric: NAME}}")
+        rank_by = (str(rank_by["task"]), str(rank_by.get("metric", "score")))
+    rules = tuple(_rule(r, f"{where}.rules[{i}]", known_kinds) for i, r in enumerate(rules_raw))
+    return Policy(rules=rules, alpha=float(alpha), allow=_allow(raw.get("allow"), where), rank_by=rank_by,
+                  source=where)
+
+
+def load_policy(path: str | Path, known_kinds: set[str] | None = None) -> Policy:
+    """Read and validate a policy file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{path}: no such policy file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: invalid YAML: {exc}") from exc
+    return dataclasses.replace(parse_policy(raw, str(path), known_kinds), source=str(path))
