@@ -120,6 +120,13 @@ def micro_recall(items: list[ExtractionItem]) -> float:
     return tp / n_gold if n_gold else float(n_pred == 0)
 
 
+def document_f1(item: ExtractionItem) -> float:
+    """F1 of one document's spans: 1.0 when it has none and predicts none."""
+    if not item.gold and not item.pred:
+        return 1.0
+    return 2 * len(item.gold & item.pred) / (len(item.gold) + len(item.pred))
+
+
 def micro_f1(items: list[ExtractionItem]) -> float:
     """Harmonic mean of micro precision and recall."""
     p, r = micro_precision(items), micro_recall(items)

@@ -24,8 +24,10 @@ headlines      ``target``, ``label_set``, ``label_type``
 ner            ``tokens``: words; ``bio_labels``: BIO tag per word
 ============== =====================================================================
 
-Every kind also returns ``score``, its primary metric (accuracy, ROUGE-L, micro F1,
-token F1, average F1, entity F1), so that groups can average tasks of different kinds.
+Every kind also returns ``score``, its primary metric per document (accuracy, ROUGE-L,
+the document's span F1, token F1, entity F1; Headlines: the corpus average F1), so that
+groups can average tasks of different kinds and lm-eval can give the group a standard
+error (it computes none for corpus-level aggregations such as micro F1).
 
 Per-document values are plain lists (JSON-friendly in ``--log_samples`` output);
 aggregations turn them back into the dataclasses of the metric modules.
@@ -123,8 +125,9 @@ def process_extraction(doc, results) -> dict:
     """The (gold, predicted) span sets for corpus P/R/F1, and ROUGE-L of the text."""
     answer = _answer(results)
     gold = extraction.gold_set(doc["gold_spans"], typed=doc["extraction_format"] != "spans")
-    row = _ie_row(extraction.extraction_item(answer, gold, doc["extraction_format"]))
-    result = {"score": row, "precision": row, "recall": row, "f1": row}
+    item = extraction.extraction_item(answer, gold, doc["extraction_format"])
+    row = _ie_row(item)
+    result = {"score": extraction.document_f1(item), "precision": row, "recall": row, "f1": row}
     if doc.get("target_text"):
         result["rougeL"] = rouge.rouge_l(answer, doc["target_text"])
     return result
@@ -160,15 +163,16 @@ def process_headlines(doc, results) -> dict:
 
 def process_ner(doc, results) -> dict:
     """Entity-level (type, start, end) sets for corpus P/R/F1 (seqeval semantics)."""
-    row = _ie_row(extraction.ner_item(_answer(results), list(doc["tokens"]), list(doc["bio_labels"])))
-    return {"score": row, "entity_precision": row, "entity_recall": row, "entity_f1": row}
+    item = extraction.ner_item(_answer(results), list(doc["tokens"]), list(doc["bio_labels"]))
+    row = _ie_row(item)
+    return {"score": extraction.document_f1(item), "entity_precision": row, "entity_recall": row, "entity_f1": row}
 
 
 def process_any(doc, results) -> dict:
     """``score`` and ROUGE-L for a document of any kind, told apart by its fields.
 
     For tasks whose kind is only known at run time (the generic ``ecominstruct`` task):
-    ``score`` is accuracy, ROUGE-L or the extraction row, aggregated by ``any_score``.
+    ``score`` is accuracy, ROUGE-L or the document's span F1 (aggregated by mean).
     """
     from ecomharness.metrics.rescore import infer_kind
 
@@ -182,14 +186,6 @@ def process_any(doc, results) -> dict:
 
 
 # ---------------------------------------------------------------- aggregations
-
-
-@register_aggregation("any_score")
-def any_score(rows) -> float:
-    """Mean of per-document scores, or micro F1 when the rows are extraction pairs."""
-    if rows and isinstance(rows[0], list):
-        return extraction.micro_f1(_ie_items(rows))
-    return sum(rows) / len(rows) if rows else 0.0
 
 
 @register_aggregation("cls_macro_f1")

@@ -23,10 +23,10 @@ def _scorers() -> dict[str, tuple[Callable, dict[str, Callable]]]:
     return {
         "generation": (m.process_generation, {}),
         "classification": (m.process_classification, {"macro_f1": m.cls_macro_f1, "weighted_f1": m.cls_weighted_f1}),
-        "extraction": (m.process_extraction, {"score": m.ie_f1, "precision": m.ie_precision, "recall": m.ie_recall, "f1": m.ie_f1}),
+        "extraction": (m.process_extraction, {"precision": m.ie_precision, "recall": m.ie_recall, "f1": m.ie_f1}),
         "reading": (m.process_reading, {}),
         "headlines": (m.process_headlines, {"score": m.headlines_avg_f1, "avg_f1": m.headlines_avg_f1}),
-        "ner": (m.process_ner, {"score": m.ie_f1, "entity_precision": m.ie_precision, "entity_recall": m.ie_recall, "entity_f1": m.ie_f1}),
+        "ner": (m.process_ner, {"entity_precision": m.ie_precision, "entity_recall": m.ie_recall, "entity_f1": m.ie_f1}),
     }
 
 
