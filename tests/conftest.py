@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Bloom + BPE tokenizer trained on the bundled samples (built once)."""
-    from ecomharness.demo.run import _corpus_texts
+    from ecomharness.demo.run import task_sample_texts
     from ecomharness.demo.tiny import save_tiny_model
 
     extra = [
@@ -25,7 +25,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         "The quick brown fox jumps over the lazy dog 0123456789",
     ]
     out = tmp_path_factory.mktemp("tiny_model")
-    return save_tiny_model(out, _corpus_texts() + extra, vocab_size=800, hidden_size=32, n_layer=2)
+    return save_tiny_model(out, task_sample_texts() + extra, vocab_size=800, hidden_size=32, n_layer=2)
 
 
 @pytest.fixture(autouse=True)

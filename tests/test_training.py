@@ -33,9 +33,9 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_data")
     paths = write_corpus(root / "raw", n_products=400, n_general=800, seed=3)
     texts = [line for p in paths.values() for line in p.read_text(encoding="utf-8").splitlines()]
-    from ecomharness.demo.run import _corpus_texts
+    from ecomharness.demo.run import task_sample_texts
 
-    train_tokenizer(texts + _corpus_texts(), vocab_size=800, out_dir=root / "tok")
+    train_tokenizer(texts + task_sample_texts(), vocab_size=800, out_dir=root / "tok")
     recipe = parse_data_recipe({"output": str(root / "data"), "tokenizer": str(root / "tok"), "seq_len": 64,
                                 "sources": corpus_sources(paths)})
     build_dataset(recipe, log=lambda *_: None)

@@ -53,12 +53,12 @@ def main() -> None:
 
     import transformers
 
-    from ecomharness.demo.run import _corpus_texts
+    from ecomharness.demo.run import task_sample_texts
     from ecomharness.demo.tiny import save_tiny_model
     from ecomharness.evaluation.checkpoint import CheckpointEvaluator, EvalSettings, metrics_of
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = save_tiny_model(Path(tmp) / "ckpt", _corpus_texts(), vocab_size=800, hidden_size=64, n_layer=2)
+        model_dir = save_tiny_model(Path(tmp) / "ckpt", task_sample_texts(), vocab_size=800, hidden_size=64, n_layer=2)
         include = subprocess.run([str(BIN / "ecomharness"), "tasks-path"], check=True, capture_output=True,
                                  text=True).stdout.strip()
 

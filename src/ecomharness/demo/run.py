@@ -1,78 +1,304 @@
-"""The end-to-end demo: a tiny model built locally, evaluated on bundled tasks.
+"""The end-to-end demo: EcomGPT-CT's method on a 2-core CPU, nothing downloaded.
 
-Stages print one line each with their time. The model is cached under the output
-directory (a completion marker says it is whole), so a second run skips building it.
+Stages (each prints its time): a synthetic shop corpus and general text; a tokenizer
+trained on them; a small Bloom pre-trained briefly on general text (the base model);
+data builds with graph mixing at general:domain 2:1; CPT of the base with DeepSpeed
+ZeRO-2 + CPU offload, every checkpoint evaluated inline on ecom_icl and general_icl
+(bundled samples) and gated against the base with the default policy; the report.
+The corpus, tokenizer, data, base model and its evaluation are cached under
+``OUT/cache`` (each with a completion marker), so a second run starts at CPT.
+``--compare`` adds the paper's baselines: Separate mixing, domain-only and
+general-only CPT, in a table in the spirit of EcomGPT-CT's Table 4.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ecomharness.resources import bundled_path
 
-DEMO_TASKS = ["ecom_icl", "general_icl"]
-# Documents per task: enough to exercise every task while the demo stays quick.
-DEMO_LIMIT = 10
+EVAL_TASKS = ("ecom_icl", "general_icl")
 
 
-def _stage(name: str):
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes and budgets of the demo (measured on the 2-core dev machine: see README)."""
+
+    n_products: int = 6000
+    n_general: int = 20000
+    vocab_size: int = 6000
+    seq_len: int = 256
+    batch_size: int = 8
+    hidden_size: int = 192
+    n_layer: int = 4
+    n_head: int = 4
+    learning_rate: float = 3e-3
+    base_steps: int = 200
+    cpt_steps: int = 240
+    checkpoints: int = 3
+    eval_limit: int = 40  # documents per task: all 40 of each bundled sample
+    max_gen_toks: int = 24
+    seed: int = 0
+
+
+def _stage(name: str, log=print):
     start = time.perf_counter()
-    print(f"[demo] {name} ...", flush=True)
-    return lambda detail="": print(
-        f"[demo] {name}: done in {time.perf_counter() - start:.1f}s {detail}".rstrip(), flush=True
-    )
+    log(f"[demo] {name} ...")
+
+    def done(detail: str = "") -> float:
+        seconds = time.perf_counter() - start
+        log(f"[demo] {name}: {seconds:.1f}s {detail}".rstrip())
+        return seconds
+
+    return done
 
 
-def _corpus_texts() -> list[str]:
-    """Every text line of the bundled task samples: enough for a tokenizer's alphabet."""
+def task_sample_texts() -> list[str]:
+    """Every text line of the bundled task samples (for tokenizers' coverage)."""
     texts = []
-    for path in sorted(bundled_path("tasks").rglob("*.json")):
+    for path in sorted(bundled_path("tasks").rglob("*.json*")):
         texts.extend(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     return texts
 
 
-def ensure_model(model_dir: Path) -> Path:
-    """Build the tiny tokenizer + Bloom model unless a complete one is already there."""
-    from ecomharness.demo.tiny import save_tiny_model
-
-    if (model_dir / "ecomharness_model.json").is_file():
-        print(f"[demo] model: cached at {model_dir}", flush=True)
-        return model_dir
-    done = _stage("build tokenizer and tiny Bloom model")
-    save_tiny_model(model_dir, _corpus_texts(), vocab_size=1500)
-    done(f"-> {model_dir}")
-    return model_dir
+def _cached(marker: Path) -> bool:
+    return marker.is_file()
 
 
-def run_demo(out_dir: Path, limit: int | None = None) -> dict:
-    """Run every demo stage into ``out_dir`` and return the evaluation's results dict."""
-    from ecomharness.cli.eval import run_argv
+def _mark(marker: Path, payload: dict | None = None) -> None:
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(payload or {}, indent=2) + "\n")
 
-    out_dir = Path(out_dir).resolve()
-    total = time.perf_counter()
-    model_dir = ensure_model(out_dir / "model")
-    done = _stage(f"evaluate on {', '.join(DEMO_TASKS)} (bundled samples)")
-    results_dir = out_dir / "results"
-    argv = [
-        "--model", "hf",
-        "--model_args", f"pretrained={model_dir},device=cpu,dtype=float32",
-        "--tasks", ",".join(DEMO_TASKS),
-        "--batch_size", "8",
-        "--gen_kwargs", "max_gen_toks=16",
-        "--output_path", str(results_dir),
-    ]
-    argv += ["--limit", str(limit or DEMO_LIMIT)]
-    code = run_argv(argv)
-    if code:
-        raise SystemExit(code)
+
+def prepare_corpus(cache: Path, cfg: DemoConfig, log=print) -> dict[str, Path]:
+    """The shop corpus (cached)."""
+    from ecomharness.demo.shop import write_shop
+
+    marker = cache / "corpus" / "DONE"
+    names = [f"{s}_{l}" for s in ("products", "attributes", "descriptions", "reviews", "general") for l in ("zh", "en")]
+    paths = {name: cache / "corpus" / f"{name}.jsonl" for name in names}
+    if _cached(marker):
+        log("[demo] corpus: cached")
+        return paths
+    done = _stage("generate the synthetic shop corpus and general text", log)
+    paths = write_shop(cache / "corpus", cfg.n_products, cfg.n_general, seed=cfg.seed)
+    _mark(marker)
+    done(f"({cfg.n_products:,} products in 4 sources, {cfg.n_general:,} general documents)")
+    return paths
+
+
+def prepare_tokenizer(cache: Path, paths: dict[str, Path], cfg: DemoConfig, log=print) -> Path:
+    """A byte-level BPE tokenizer with every CJK character its own token (cached)."""
+    from ecomharness.demo.tiny import train_tokenizer
+
+    out = cache / "tokenizer"
+    if _cached(out / "DONE"):
+        log("[demo] tokenizer: cached")
+        return out
+    done = _stage("train the tokenizer", log)
+    texts = task_sample_texts()
+    for path in paths.values():
+        with path.open(encoding="utf-8") as fh:
+            texts.extend(json.loads(line)["text"] for _, line in zip(range(5000), fh))
+    train_tokenizer(texts, vocab_size=cfg.vocab_size, out_dir=out)
+    _mark(out / "DONE")
+    done(f"(vocabulary {cfg.vocab_size:,})")
+    return out
+
+
+def build_data(cache: Path, name: str, sources: list[dict], tokenizer: Path, cfg: DemoConfig,
+               mixer: dict | None = None, ratio: dict | None = None, log=print) -> Path:
+    """One `data build` (cached by output directory)."""
+    from ecomharness.data.build import build_dataset
+    from ecomharness.data.recipe import parse_recipe
+
+    out = cache / "data" / name
+    if (out / "stats.json").is_file():
+        log(f"[demo] data {name}: cached")
+        return out
+    done = _stage(f"data build: {name}", log)
+    raw = {"output": str(out), "tokenizer": str(tokenizer), "seq_len": cfg.seq_len, "seed": cfg.seed,
+           "sources": sources, "mixer": mixer or {"name": "graph", "min_records": 2, "max_records": 8}}
+    if ratio is not None:
+        raw["ratio"] = ratio
+    stats = build_dataset(parse_recipe(raw), force=True, log=lambda *_: None)
+    r = stats["ratios"]
+    g2d = r["general_to_domain_achieved"]
+    done(f"({stats['packing']['tokens']:,} tokens; general:domain "
+         f"{'n/a' if g2d is None else f'{g2d:.2f}'}; {stats['samples']['domain']:,} domain samples)")
+    return out
+
+
+def _train_recipe(run_dir: Path, model: dict, tokenizer: Path, data: Path, steps: int, save_steps: int,
+                  cfg: DemoConfig, eval_mode: str, on_start: bool, gate: str | None = None):
+    from ecomharness.train.recipe import parse_recipe
+
+    raw = {
+        "mode": "cpt", "run_dir": str(run_dir), "model": model, "tokenizer": str(tokenizer),
+        "data": {"path": str(data)},
+        "training": {"max_steps": steps, "per_device_train_batch_size": cfg.batch_size,
+                     "learning_rate": cfg.learning_rate, "lr_scheduler_type": "cosine",
+                     "warmup_steps": max(steps // 20, 1), "weight_decay": 0.0, "save_steps": save_steps,
+                     "logging_steps": 10, "seed": cfg.seed, "save_total_limit": cfg.checkpoints + 1},
+        "deepspeed": "zero2_offload",
+        "eval": {"tasks": list(EVAL_TASKS), "mode": eval_mode, "on_start": on_start, "limit": cfg.eval_limit,
+                 "max_gen_toks": cfg.max_gen_toks, "batch_size": 16, "gate": gate,
+                 "samples": None},
+    }
+    return parse_recipe(raw)
+
+
+def pretrain_base(cache: Path, tokenizer: Path, data: Path, cfg: DemoConfig, log=print) -> Path:
+    """A small Bloom trained briefly on general text: the starting point of CPT (cached)."""
+    from ecomharness.train.run import run_training
+
+    run_dir = cache / "base"
+    final = run_dir / f"checkpoint-{cfg.base_steps}"
+    if _cached(run_dir / "train_done.json"):
+        log("[demo] base model: cached")
+        return final
+    shutil.rmtree(run_dir, ignore_errors=True)
+    done = _stage(f"pre-train the base model on general text ({cfg.base_steps} steps)", log)
+    model = {"init": {"architecture": "bloom", "hidden_size": cfg.hidden_size, "n_layer": cfg.n_layer,
+                      "n_head": cfg.n_head}}
+    recipe = _train_recipe(run_dir, model, tokenizer, data, cfg.base_steps, cfg.base_steps, cfg, "off", False)
+    summary = run_training(recipe, log=lambda *_: None)
+    done(f"(final loss {summary['losses'][-1]:.3f})")
+    return final
+
+
+def evaluate_base(cache: Path, base: Path, settings, log=print) -> dict:
+    """The base model's ledger record (``init``), evaluated once and cached."""
+    from ecomharness.evaluation.checkpoint import CheckpointEvaluator, ledger_record
+
+    path = cache / "base_eval.json"
+    if path.is_file():
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("task_set") == settings.key():
+            log("[demo] base model evaluation: cached")
+            return record
+    done = _stage("evaluate the base model on ecom_icl and general_icl", log)
+    start = time.perf_counter()
+    results = CheckpointEvaluator(settings).evaluate_path(str(base))
+    record = ledger_record("init", 0, settings, results=results, seconds=time.perf_counter() - start)
+    path.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
     done()
-    latest = max(results_dir.rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
-    results = json.loads(latest.read_text(encoding="utf-8"))
-    print(f"[demo] total {time.perf_counter() - total:.1f}s; results: {latest}")
-    for group in DEMO_TASKS:
-        score = results["results"][group].get("score,none")
-        print(f"[demo] {group}: score={score:.3f} (mean of its tasks' primary metrics)")
-    print("[demo] the model is untrained (random weights): scores near zero are expected.")
-    return results
+    return record
+
+
+def run_cpt(out: Path, name: str, base: Path, base_record: dict, tokenizer: Path, data: Path, cfg: DemoConfig,
+            every_checkpoint: bool, log=print) -> list[dict]:
+    """CPT of the base on ``data``; returns the run's ledger records (init first)."""
+    from ecomharness.evaluation.ledger import append_record, ledger_path, read_ledger
+    from ecomharness.train.run import run_training
+
+    run_dir = out / name
+    shutil.rmtree(run_dir, ignore_errors=True)
+    save = cfg.cpt_steps // cfg.checkpoints if every_checkpoint else cfg.cpt_steps
+    gate = str(bundled_path("train") / "gates" / "default.yaml")
+    recipe = _train_recipe(run_dir, {"path": str(base)}, tokenizer, data, cfg.cpt_steps, save, cfg, "inline",
+                           True, gate=gate)
+    # The base was evaluated once (cached): its record is this run's `init`, not redone.
+    append_record(ledger_path(run_dir), base_record)
+    done = _stage(f"CPT '{name}' ({cfg.cpt_steps} steps, "
+                  f"{'a checkpoint every ' + str(save) + ' steps' if every_checkpoint else 'final checkpoint'}"
+                  ", each evaluated and gated)", log)
+    summary = run_training(recipe, log=lambda *_: None)
+    done(f"(training {summary['train_seconds']:.0f}s, evaluation {summary['eval_seconds']:.0f}s)")
+    return [r for r in read_ledger(ledger_path(run_dir)) if r.get("status") == "ok"]
+
+
+def _score(record: dict, group: str) -> tuple[float, float | None]:
+    metric = record["metrics"][group]["score"]
+    return metric["value"], metric["stderr"]
+
+
+def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None, log=print) -> dict:
+    """Run every stage into ``out_dir``; return the figures the summary prints."""
+    from ecomharness.demo.shop import shop_sources
+    from ecomharness.gate.evidence import from_record
+    from ecomharness.gate.policy import load_policy
+    from ecomharness.gate.verdict import run_gate, to_markdown
+    from ecomharness.registry import gate_rules
+    from ecomharness.report.curves import write_report
+    from ecomharness.train.run import eval_settings
+
+    cfg = cfg or DemoConfig()
+    out = Path(out_dir).resolve()
+    cache = out / "cache"
+    total = time.perf_counter()
+    paths = prepare_corpus(cache, cfg, log)
+    tokenizer = prepare_tokenizer(cache, paths, cfg, log)
+    general = shop_sources(paths, kinds=("general",))
+    ratio_2_1 = {"general_to_domain": 2.0, "general_languages": {"zh": 1, "en": 1}}
+    base_data = build_data(cache, "general", general, tokenizer, cfg, ratio={"general_languages": {"zh": 1, "en": 1}},
+                           log=log)
+    cpt_data = build_data(cache, "graph_2to1", shop_sources(paths), tokenizer, cfg, ratio=ratio_2_1, log=log)
+    base = pretrain_base(cache, tokenizer, base_data, cfg, log)
+    settings = eval_settings(_train_recipe(out / "x", {"path": str(base)}, tokenizer, cpt_data, 1, 1, cfg, "inline", True))
+    base_record = evaluate_base(cache, base, settings, log)
+
+    records = run_cpt(out, "cpt_graph", base, base_record, tokenizer, cpt_data, cfg, every_checkpoint=True, log=log)
+    done = _stage("report and gate", log)
+    report = write_report(out / "cpt_graph", out / "report")
+    policy = load_policy(bundled_path("train") / "gates" / "default.yaml", known_kinds=set(gate_rules.names()))
+    verdict = run_gate(policy, from_record(records[-1], f"cpt_graph@{records[-1]['checkpoint']}"),
+                       from_record(base_record, "base"))
+    (out / "report" / "gate.md").write_text(to_markdown(verdict), encoding="utf-8")
+    done()
+
+    rows = {"base": base_record, "graph (2:1)": records[-1]}
+    if compare:
+        variants = {
+            "separate (2:1)": (shop_sources(paths), {"name": "separate"}, ratio_2_1),
+            "domain only": (shop_sources(paths, kinds=("domain",)), None, {"general_languages": None}),
+            "general only": (general, None, {"general_languages": {"zh": 1, "en": 1}}),
+        }
+        for label, (sources, mixer, ratio) in variants.items():
+            slug = label.split(" ")[0]
+            data = build_data(cache, slug, sources, tokenizer, cfg, mixer=mixer, ratio=ratio, log=log)
+            rows[label] = run_cpt(out, f"cpt_{slug}", base, base_record, tokenizer, data, cfg,
+                                  every_checkpoint=False, log=log)[-1]
+    seconds = time.perf_counter() - total
+    return _summarise(out, rows, verdict, report, seconds, compare, log)
+
+
+def _summarise(out: Path, rows: dict, verdict, report: dict, seconds: float, compare: bool, log) -> dict:
+    base_ecom, base_ecom_se = _score(rows["base"], "ecom_icl")
+    cpt_ecom, cpt_ecom_se = _score(rows["graph (2:1)"], "ecom_icl")
+    base_gen, _ = _score(rows["base"], "general_icl")
+    cpt_gen, _ = _score(rows["graph (2:1)"], "general_icl")
+    stderr = (base_ecom_se ** 2 + cpt_ecom_se ** 2) ** 0.5 if base_ecom_se is not None and cpt_ecom_se is not None else None
+    gain = cpt_ecom - base_ecom
+    shown = gain > stderr if stderr is not None else False
+    if compare:
+        table = ["| CPT data | ecom_icl score | general_icl score | gate vs base |", "|---|--:|--:|---|"]
+        for label, record in rows.items():
+            e, e_se = _score(record, "ecom_icl")
+            g, g_se = _score(record, "general_icl")
+            gate = "-" if label == "base" else ("pass" if record.get("gate", {}).get("passed") else "FAIL")
+            table.append(f"| {label} | {e:.4f} ± {e_se or 0:.4f} | {g:.4f} ± {g_se or 0:.4f} | {gate} |")
+        text = "\n".join(table) + "\n"
+        (out / "report" / "compare.md").write_text(text, encoding="utf-8")
+        log("")
+        log(text)
+    lines = [
+        f"ecom_icl score: base {base_ecom:.4f} -> CPT {cpt_ecom:.4f} (gain {gain:+.4f}, stderr of the difference "
+        f"{'n/a' if stderr is None else f'{stderr:.4f}'})",
+        f"general_icl score: base {base_gen:.4f} -> CPT {cpt_gen:.4f} ({cpt_gen - base_gen:+.4f})",
+        f"gate (train/gates/default.yaml) vs the base: {'PASSED' if verdict.passed else 'FAILED'}"
+        + ("" if verdict.passed else ": " + "; ".join(c.reason for c in verdict.checks if not c.passed)),
+        ("the domain gain exceeds its standard error: CPT had the intended effect" if shown else
+         "this run did NOT show a domain gain beyond its standard error"),
+        f"report: {report['report']} (curves: {report['curves']}); total {seconds:.0f}s",
+    ]
+    log("")
+    for line in lines:
+        log(f"[demo] {line}")
+    return {"ecom_gain": gain, "ecom_stderr": stderr, "gain_shown": shown, "gate_passed": verdict.passed,
+            "base_ecom": base_ecom, "cpt_ecom": cpt_ecom, "base_general": base_gen, "cpt_general": cpt_gen,
+            "seconds": seconds, "summary": lines}
