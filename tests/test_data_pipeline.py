@@ -289,3 +289,24 @@ def test_multi_process_tokenization_gives_the_same_dataset(corpus):
     two = build_dataset(recipe, log=lambda *_: None)
     assert _files(root / "np1" / "dataset") == _files(root / "np2" / "dataset")
     assert one["packing"] == two["packing"]
+
+
+def test_knowledge_mixture_interleaves_instruction_samples_at_a_share(corpus):
+    from ecomharness.resources import bundled_path
+
+    root, sources = corpus
+    domain = [s for s in sources if s["kind"] == "domain"]
+    instructions = {"name": "instructions", "kind": "domain", "language": "zh", "format": "ecominstruct_sft",
+                    "path": str(bundled_path("tasks") / "_samples" / "ecominstruct"), "options": {"split": "fewshot"}}
+    stats = build_dataset(load_recipe(_recipe(
+        root, domain + [instructions], "mixture", ratio={"general_to_domain": None, "general_languages": None},
+        mixer={"name": "knowledge_mixture", "instruction_sources": ["instructions"], "instruction_share": 0.3,
+               "max_records": 4})), log=lambda *_: None)
+    counts = stats["samples"]["mixer_counts"]
+    assert 0 < counts["instruction_samples"] < counts["instruction_records_available"]  # down-sampled
+    assert abs(counts["instruction_share_permille"] - 300) <= 6  # within 2% of 0.3
+    used = {s["name"]: s["tokens_used"] for s in stats["sources"]}
+    assert used["instructions"] / sum(used.values()) == pytest.approx(0.3, rel=0.02)
+    with pytest.raises(UserError, match="no domain source named nope"):
+        build_dataset(load_recipe(_recipe(root, domain, "mixture2", mixer={
+            "name": "knowledge_mixture", "instruction_sources": ["nope"]})), log=lambda *_: None)

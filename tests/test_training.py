@@ -200,3 +200,20 @@ def test_inline_gate_records_a_verdict_per_checkpoint(built, tmp_path):
     verdict = records[1]["gate"]
     # the default policy names groups this run did not evaluate: it fails closed, saying so
     assert verdict["passed"] is False and any("fail-closed: missing" in f for f in verdict["failed"])
+
+
+def test_lssd_under_zero2_offload_trains_and_evaluates(built, tmp_path):
+    run_dir = tmp_path / "lssd"
+    summary = _train(built, run_dir, "loss.lssd.enabled=true", "loss.lssd.weight=0.5", "loss.lssd.temperature=2.0",
+                     "training.max_steps=20")
+    plain = _train(built, tmp_path / "plain", "training.max_steps=20", "eval.mode=off")
+    assert summary["global_step"] == 20 and summary["losses"] != plain["losses"]  # the KL term is in the loss
+    records = read_ledger(run_dir / "eval" / "ledger.jsonl")
+    assert [r["checkpoint"] for r in records] == ["init", "checkpoint-10", "checkpoint-20"]
+    kept = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    assert kept["loss"]["lssd"]["enabled"] is True
+    table = run_cli("report", "--compare", str(run_dir), str(tmp_path / "lssd"))
+    assert table.returncode == 0, table.stderr
+    assert "| lssd | checkpoint-20 |" in table.stdout and "gate vs init" in table.stdout
+    for name in ("plain", "lssd", "mix", "lssd_mix"):
+        assert load_recipe(REPO / "train" / "recipes" / f"mixcpt_{name}.yaml").lssd.enabled == ("lssd" in name)

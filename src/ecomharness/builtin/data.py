@@ -7,11 +7,14 @@ from ecomharness.hookspecs import hookimpl
 
 @hookimpl
 def ecomharness_data_sources():
-    """JSON Lines, Parquet, CSV, an HF dataset on disk, a hub dataset id."""
-    return {name: f"ecomharness.data.sources:read_{name}" for name in ("jsonl", "parquet", "csv", "hf_disk", "hub")}
+    """JSON Lines, Parquet, CSV, an HF dataset on disk, a hub dataset id; EcomInstruct
+    folders rendered as instruction-format text (for Mix-CPT's knowledge mixture)."""
+    names = ("jsonl", "parquet", "csv", "hf_disk", "hub", "ecominstruct_sft")
+    return {name: f"ecomharness.data.sources:read_{name}" for name in names}
 
 
 @hookimpl
 def ecomharness_mixers():
-    """EcomGPT-CT's graph mixing and the Separate baseline."""
-    return {"graph": "ecomharness.data.mixers:graph", "separate": "ecomharness.data.mixers:separate"}
+    """EcomGPT-CT's graph mixing, the Separate baseline, Mix-CPT's knowledge mixture."""
+    return {"graph": "ecomharness.data.mixers:graph", "separate": "ecomharness.data.mixers:separate",
+            "knowledge_mixture": "ecomharness.data.mixers:knowledge_mixture"}

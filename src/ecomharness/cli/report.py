@@ -8,20 +8,38 @@ EPILOG = """\
 examples:
   ecomharness report runs/my_cpt                 # runs/my_cpt/report/{curves.png,report.md}
   ecomharness report runs/my_cpt --metric acc --out /tmp/report
+  ecomharness report --compare runs/cpt runs/cpt_lssd runs/cpt_mix runs/cpt_lssd_mix
 """
 
 
 def add_arguments(parser) -> None:
     """Flags of ``ecomharness report``."""
-    parser.add_argument("run_dir", help="the training run directory")
+    parser.add_argument("run_dir", nargs="+", help="the training run directory (several with --compare)")
+    parser.add_argument("--compare", action="store_true",
+                        help="lay runs side by side: domain and general group scores, gate vs each run's init")
+    parser.add_argument("--domain", default="ecom_icl", help="domain group for --compare (default ecom_icl)")
+    parser.add_argument("--general", default="general_icl", help="general group for --compare (default general_icl)")
+    parser.add_argument("--policy", default=None, help="gate policy for --compare (default train/gates/default.yaml)")
     parser.add_argument("--metric", default="score", help="metric to plot (default: score, each task's primary)")
     parser.add_argument("--out", default=None, help="output directory (default: RUN_DIR/report)")
 
 
 def run(args) -> int:
     """Write the report and print where."""
-    from ecomharness.report.curves import write_report
+    from ecomharness.errors import UserError
+    from ecomharness.report.curves import compare_runs, write_report
 
-    paths = write_report(args.run_dir, args.out, args.metric)
+    if args.compare:
+        table = compare_runs(args.run_dir, args.domain, args.general, args.policy)
+        print(table)
+        if args.out:
+            from pathlib import Path
+
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "compare.md").write_text(table, encoding="utf-8")
+        return 0
+    if len(args.run_dir) != 1:
+        raise UserError("give one run directory (or several with --compare)")
+    paths = write_report(args.run_dir[0], args.out, args.metric)
     print(f"[report] {paths['report']}\n[report] {paths['curves']}")
     return 0

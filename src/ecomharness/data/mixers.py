@@ -164,3 +164,46 @@ def graph(table: RecordTable, options: dict, seed: int) -> Mix:
 
 
 BUILTIN = {"graph": graph, "separate": separate}
+
+
+def knowledge_mixture(table: RecordTable, options: dict, seed: int) -> Mix:
+    """Mix-CPT's knowledge mixture: raw domain text and instruction-format samples in one
+    stream, at a configured token share.
+
+    ``instruction_sources`` names the domain sources holding instruction samples (e.g.
+    the ``ecominstruct_sft`` format: general instructions and domain QA); every other
+    domain record is raw text, mixed by ``graph`` (its ``min_records``/``max_records``).
+    Instruction samples are drawn (seeded; repeated when there are too few) so that they
+    make up ``instruction_share`` of the domain tokens. The packer interleaves all
+    samples, so memorisation and use of the knowledge are learned together.
+    """
+    from ecomharness.data.ratio import _draw
+
+    names = options.get("instruction_sources")
+    if not isinstance(names, list) or not names:
+        raise UserError("mixer 'knowledge_mixture': instruction_sources must list source names")
+    unknown = [n for n in names if n not in table.source_names]
+    if unknown:
+        raise UserError(f"mixer 'knowledge_mixture': no domain source named {', '.join(unknown)} "
+                        f"(domain sources: {', '.join(table.source_names)})")
+    share = options.get("instruction_share", 0.25)
+    if not isinstance(share, (int, float)) or not 0 < share < 1:
+        raise UserError(f"mixer 'knowledge_mixture': instruction_share must be between 0 and 1, got {share!r}")
+    extra = set(options) - {"instruction_sources", "instruction_share", "min_records", "max_records"}
+    if extra:
+        raise UserError(f"mixer 'knowledge_mixture': unknown option(s) {sorted(extra)}")
+    codes = [table.source_names.index(n) for n in names]
+    is_instruction = np.isin(table.source, codes)
+    raw_rows, instruction_rows = np.flatnonzero(~is_instruction), np.flatnonzero(is_instruction)
+    raw = graph(table.select(raw_rows), {k: options[k] for k in ("min_records", "max_records") if k in options}, seed)
+    raw_tokens = float(table.n_tokens[raw_rows].sum())
+    target = raw_tokens * share / (1 - share)
+    picked = _draw(instruction_rows, table.n_tokens.astype(np.int64), target, np.random.default_rng(seed + 7))
+    order = np.concatenate([raw_rows[raw.order], picked]).astype(np.int64)
+    bounds = np.concatenate([raw.bounds, raw.bounds[-1] + np.arange(1, len(picked) + 1)]).astype(np.int64)
+    counts = Counter(raw.counts)
+    counts["instruction_samples"] = len(picked)
+    counts["instruction_records_available"] = len(instruction_rows)
+    instruction_tokens = int(table.n_tokens[picked].sum())
+    counts["instruction_share_permille"] = round(1000 * instruction_tokens / max(instruction_tokens + raw_tokens, 1))
+    return _histograms(Mix(order=order, bounds=bounds, counts=counts), table)

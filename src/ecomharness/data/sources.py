@@ -114,3 +114,26 @@ def read_hub(path: str, options: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     yield from _iter_dataset(dataset, f"hub:{path}")
 
 
+
+
+def read_ecominstruct_sft(path: str, options: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """EcomInstruct task folders as instruction-format training text (Mix-CPT's mixture).
+
+    ``path`` is one task folder or a directory of them; each record becomes
+    ``{"text": prompt + response}`` in the EcomGPT instruction layout. ``options.split``
+    picks the file (default ``train``, else ``test``).
+    """
+    from ecomharness.formats.ecominstruct import instruction_sample, read_ecominstruct
+
+    root = Path(path)
+    folders = [root] if (root / "meta-info.json").is_file() else sorted(p.parent for p in root.glob("*/meta-info.json"))
+    if not folders:
+        raise UserError(f"{path}: no EcomInstruct task folder (meta-info.json) here")
+    for folder in folders:
+        split = options.get("split") or ("train" if (folder / "train.json").is_file() else "test")
+        result = read_ecominstruct(folder, split=split, on_error="skip")
+        for error in result.skipped:
+            yield f"{error.path}:{error.line}", error
+        for index, doc in enumerate(result.docs, start=1):
+            prompt, response = instruction_sample(doc)
+            yield f"{folder}/{split}.json:{index}", {"text": prompt + response, "task": folder.name}

@@ -17,6 +17,15 @@ from ecomharness.errors import UserError
 from ecomharness.formats.common import ReadResult, RecordError, collect, fingerprint_files, require
 
 KINDS = ("classification", "extraction", "generation")
+# The EcomGPT instruction layout: this preamble, then the folder's instruction, which
+# ends with "### Response:".
+PREAMBLE = ("Below is an instruction that describes the {defi} task. "
+            "Write a response that appropriately completes the request.\n\n")
+
+
+def instruction_sample(doc: dict) -> tuple[str, str]:
+    """``(prompt, response)`` of one document in the EcomGPT instruction layout."""
+    return PREAMBLE.format(defi=doc["defi"]) + doc["instruction"] + "\n", doc["target_text"]
 
 
 def infer_kind(task_name: str) -> str:
@@ -24,7 +33,7 @@ def infer_kind(task_name: str) -> str:
     parts = {p.upper() for p in task_name.replace("_", "-").split("-")}
     if parts & {"CLS", "CLASSIFICATION", "MATCH", "NLI"}:
         return "classification"
-    if parts & {"NER", "EXTRACT", "RE", "EXTRACTION", "AVE", "JAVE"}:
+    if parts & {"NER", "NED", "EXTRACT", "RE", "EXTRACTION", "AVE", "JAVE"}:
         return "extraction"
     return "generation"
 

@@ -100,3 +100,33 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric:
         text += ["## Failed evaluations", ""] + [f"- {r['checkpoint']}: {r.get('error')}" for r in failed] + [""]
     md.write_text("\n".join(text), encoding="utf-8")
     return {"curves": png, "report": md}
+
+
+def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: str = "general_icl",
+                 policy_path: str | Path | None = None) -> str:
+    """Runs side by side (Mix-CPT's ablations): the last checkpoint's domain and general
+    group scores and its gate verdict against the run's ``init`` evaluation."""
+    from ecomharness.gate.evidence import from_record
+    from ecomharness.gate.policy import load_policy
+    from ecomharness.gate.verdict import run_gate
+    from ecomharness.registry import gate_rules
+    from ecomharness.resources import bundled_path
+
+    policy = load_policy(policy_path or bundled_path("train") / "gates" / "default.yaml",
+                         known_kinds=set(gate_rules.names()))
+    lines = [f"| run | checkpoint | {domain} | {general} | gate vs init |", "|---|---|--:|--:|---|"]
+    for run_dir in run_dirs:
+        records = latest_ok_records(read_ledger(ledger_path(run_dir)))
+        if not records:
+            raise UserError(f"{ledger_path(run_dir)}: no successful evaluation recorded yet")
+        last = records[-1]
+        init = next((r for r in records if r["checkpoint"] == "init"), None)
+        verdict = run_gate(policy, from_record(last, last["checkpoint"]), from_record(init, "init") if init else None)
+        failed = "; ".join(c.reason for c in verdict.checks if not c.passed)
+        cells = []
+        for group in (domain, general):
+            m = last.get("metrics", {}).get(group, {}).get("score")
+            cells.append("n/a" if m is None else f"{m['value']:.4f}" + (f" ± {m['stderr']:.4f}" if m["stderr"] is not None else ""))
+        gate = "pass" if verdict.passed else f"FAIL ({failed})"
+        lines.append(f"| {Path(run_dir).name} | {last['checkpoint']} | {cells[0]} | {cells[1]} | {gate} |")
+    return "\n".join(lines) + "\n"

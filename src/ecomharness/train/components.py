@@ -8,8 +8,6 @@ from ecomharness.errors import UserError
 from ecomharness.train.recipe import TrainRecipe
 
 ARCHITECTURES = {"bloom": ("BloomConfig", "BloomForCausalLM"), "llama": ("LlamaConfig", "LlamaForCausalLM")}
-SFT_PREAMBLE = ("Below is an instruction that describes the {defi} task. "
-                "Write a response that appropriately completes the request.\n\n")
 
 
 def load_tokenizer(recipe: TrainRecipe):
@@ -78,15 +76,15 @@ def sft_dataset(recipe: TrainRecipe, tokenizer):
     """EcomInstruct folders in the EcomGPT instruction layout, loss on the response only."""
     import datasets
 
-    from ecomharness.formats.ecominstruct import read_ecominstruct
+    from ecomharness.formats.ecominstruct import instruction_sample, read_ecominstruct
 
     rows = []
     for folder in recipe.data.instruction_dirs:
         split = "train" if (Path(folder) / "train.json").is_file() else "test"
         for doc in read_ecominstruct(folder, split=split).docs:
-            prompt = SFT_PREAMBLE.format(defi=doc["defi"]) + doc["instruction"] + "\n"
+            prompt, response = instruction_sample(doc)
             prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            response_ids = tokenizer(doc["target_text"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
             ids = (prompt_ids + response_ids)[: recipe.data.max_length]
             labels = ([-100] * len(prompt_ids) + response_ids)[: recipe.data.max_length]
             if any(label != -100 for label in labels):  # a response cut off entirely teaches nothing

@@ -80,6 +80,16 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
+class LSSDSpec:
+    """Mix-CPT's logit-swap self-distillation (see ``ecomharness.train.lssd``)."""
+
+    enabled: bool = False
+    weight: float = 0.5
+    temperature: float = 1.0
+    teacher: str = "frozen"  # frozen | self
+
+
+@dataclass(frozen=True)
 class TrainRecipe:
     """A whole training recipe, paths resolved against the recipe file."""
 
@@ -91,6 +101,7 @@ class TrainRecipe:
     training: dict[str, Any] = field(default_factory=dict)
     deepspeed: str | None = None
     eval: EvalSpec = field(default_factory=EvalSpec)
+    lssd: LSSDSpec = field(default_factory=LSSDSpec)
     source_file: Path | None = None
 
     def to_raw(self) -> dict[str, Any]:
@@ -103,6 +114,7 @@ class TrainRecipe:
                      if v not in (None, ())},
             "tokenizer": self.tokenizer, "training": dict(self.training), "deepspeed": self.deepspeed,
             "eval": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.eval).items()},
+            "loss": {"lssd": dataclasses.asdict(self.lssd)},
         }
         return {k: v for k, v in raw.items() if v is not None}
 
@@ -155,12 +167,24 @@ def _deepspeed_path(name: str | None, base: Path, where: str) -> str | None:
     raise UserError(f"{where}.deepspeed: {name!r} is neither a file nor one of {', '.join(known)}")
 
 
+def _gate_path(name: str | None, base: Path, where: str) -> str | None:
+    """A policy file, or the name of one in train/gates/ (``default``, ``forgetting``)."""
+    if name is None:
+        return None
+    gates = bundled_path("train") / "gates"
+    for candidate in (Path(name).expanduser(), base / name, gates / name, gates / f"{name}.yaml"):
+        if candidate.is_file():
+            return str(candidate.resolve())
+    known = sorted(p.stem for p in gates.glob("*.yaml"))
+    raise UserError(f"{where}.eval.gate: {name!r} is neither a file nor one of {', '.join(known)}")
+
+
 def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> TrainRecipe:
     """Validate a parsed recipe mapping."""
     base = base or Path.cwd()
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping at the top level")
-    _check_keys(raw, {f.name for f in dataclasses.fields(TrainRecipe)} - {"source_file"}, where)
+    _check_keys(raw, {f.name for f in dataclasses.fields(TrainRecipe)} - {"source_file", "lssd"} | {"loss"}, where)
     mode = raw.get("mode", "cpt")
     if mode not in ("cpt", "sft"):
         raise UserError(f"{where}.mode: expected cpt or sft, got {mode!r}")
@@ -200,9 +224,21 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> T
         raise UserError(f"{where}.eval.every_n_saves: must be at least 1")
     if evals.mode != "off" and not evals.tasks:
         raise UserError(f"{where}.eval.tasks: name the tasks or groups to evaluate (or set mode: off)")
-    evals = dataclasses.replace(evals, gate=_resolve(evals.gate, base),
+    evals = dataclasses.replace(evals, gate=_gate_path(evals.gate, base, where),
                                 include_path=tuple(_resolve(p, base) for p in evals.include_path))
+    loss = raw.get("loss") or {}
+    if not isinstance(loss, dict):
+        raise UserError(f"{where}.loss: expected a mapping")
+    _check_keys(loss, {"lssd"}, f"{where}.loss")
+    lssd = _section(loss, "lssd", LSSDSpec, f"{where}.loss")
+    if lssd.teacher not in ("frozen", "self"):
+        raise UserError(f"{where}.loss.lssd.teacher: expected frozen or self, got {lssd.teacher!r}")
+    if not isinstance(lssd.weight, (int, float)) or lssd.weight < 0:
+        raise UserError(f"{where}.loss.lssd.weight: expected a number >= 0, got {lssd.weight!r}")
+    if not isinstance(lssd.temperature, (int, float)) or lssd.temperature <= 0:
+        raise UserError(f"{where}.loss.lssd.temperature: expected a number > 0, got {lssd.temperature!r}")
     return TrainRecipe(
+        lssd=lssd,
         run_dir=Path(_resolve(str(raw["run_dir"]), base)),
         model=model,
         data=data,

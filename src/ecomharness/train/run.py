@@ -7,6 +7,8 @@ checkpoint; checkpoints already in the ledger are not evaluated again.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -19,6 +21,7 @@ from ecomharness.errors import UserError
 from ecomharness.evaluation.checkpoint import EvalSettings
 from ecomharness.train import components
 from ecomharness.train.callbacks.inline_eval import InlineEvalConfig
+from ecomharness.train.lssd import LSSDConfig
 from ecomharness.train.recipe import TrainRecipe
 
 DONE_MARKER = "train_done.json"
@@ -34,14 +37,29 @@ class SaveOnFinish(TrainerCallback):
             control.should_save = True
 
 
-def _single_process_env() -> None:
-    # DeepSpeed outside its launcher looks for MPI unless these are set.
-    if "RANK" in os.environ:
+@contextlib.contextmanager
+def single_process_env(needed: bool):
+    """A one-process rendezvous for DeepSpeed outside its launcher (it looks for MPI
+    otherwise). The variables are removed afterwards: every process this one starts
+    later would inherit them and try to join a rendezvous it cannot reach. The process
+    group itself stays up, as DeepSpeed keeps using it for later runs in this process."""
+    if not needed or "RANK" in os.environ:
+        yield
         return
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    values = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def eval_settings(recipe: TrainRecipe) -> EvalSettings:
@@ -70,15 +88,17 @@ def _keep_recipe(recipe: TrainRecipe) -> None:
 
 def run_training(recipe: TrainRecipe, log=print) -> dict:
     """Train as the recipe says; return a summary (steps, train and eval seconds)."""
-    import torch
-    from transformers import Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
-
     recipe.run_dir.mkdir(parents=True, exist_ok=True)
     _keep_recipe(recipe)
     ds_config = recipe.deepspeed_config()
-    if ds_config is not None:
-        _single_process_env()
+    with single_process_env(ds_config is not None):
+        return _run(recipe, ds_config, log)
+
+
+def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
+    import torch
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
 
     tokenizer = components.load_tokenizer(recipe)
     model = components.load_model(recipe, tokenizer)
@@ -112,10 +132,13 @@ def run_training(recipe: TrainRecipe, log=print) -> dict:
         gate_policy=recipe.eval.gate,
     ).build(tokenizer)
     callbacks = [SaveOnFinish()] + ([inline] if inline else [])
+    # The teacher is copied from the model before training changes it.
+    dtype = torch.bfloat16 if training.get("bf16") else torch.float16 if training.get("fp16") else torch.float32
+    compute_loss = LSSDConfig(**dataclasses.asdict(recipe.lssd)).build(model, dtype, zero_stage)
 
     # processing_class: checkpoints then carry the tokenizer, so `watch` can load them.
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                      processing_class=tokenizer, callbacks=callbacks)
+                      processing_class=tokenizer, callbacks=callbacks, compute_loss_func=compute_loss)
     if inline is not None:
         inline.attach(trainer)  # needs the Trainer, so after it: metrics go through trainer.log
     last = get_last_checkpoint(str(recipe.run_dir)) if any(recipe.run_dir.glob("checkpoint-*")) else None
