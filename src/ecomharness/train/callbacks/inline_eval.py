@@ -17,7 +17,12 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ecomharness.evaluation.checkpoint import CheckpointEvaluator, EvalSettings, ledger_record
+from ecomharness.evaluation.checkpoint import (
+    CheckpointEvaluator,
+    EvalSettings,
+    ledger_record,
+    preserved_training_state,
+)
 from ecomharness.evaluation.ledger import append_record, done_keys, ledger_path
 
 log = logging.getLogger("ecomharness.train")
@@ -81,6 +86,31 @@ class InlineEvalCallback(TrainerCallback):
                  self.evaluator.setup_seconds)
         if self.config.on_start and state.global_step == 0:
             self._evaluate("init", state, model, control)
+        self._catch_up(state, model)
+
+    def _catch_up(self, state, model) -> None:
+        """On resume: evaluate checkpoints saved before a crash but not yet in the ledger
+        (killed between the save and its evaluation), from their directories."""
+        from ecomharness.evaluation.watch import complete_checkpoints
+
+        if not state.is_world_process_zero or self.config.zero_stage == 3:
+            return
+        path = ledger_path(self.config.run_dir)
+        done = done_keys(path)
+        device = str(next(model.parameters()).device) if model is not None else "cpu"
+        for step, directory in complete_checkpoints(Path(self.config.run_dir)):
+            if (directory.name, self.config.settings.key()) in done:
+                continue
+            start = time.perf_counter()
+            try:
+                with preserved_training_state(model):  # training's RNG streams stay untouched
+                    results, error = self.evaluator.evaluate_path(str(directory), device=device), None
+            except Exception as exc:  # recorded like any failed evaluation
+                log.exception("evaluation of %s failed", directory)
+                results, error = None, exc
+            append_record(path, ledger_record(directory.name, step, self.config.settings,
+                                              tokens_seen=step * self.config.tokens_per_step, results=results,
+                                              error=error, seconds=time.perf_counter() - start))
 
     def on_save(self, args, state, control, model=None, **kwargs):
         """Evaluate every N-th save."""
