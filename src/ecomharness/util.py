@@ -33,3 +33,34 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def load_yaml_file(path: Path, what: str) -> Any:
+    """Parse a YAML file given by the user; errors name the file (and line) or say it is
+    missing, as ``UserError``."""
+    import yaml
+
+    from ecomharness.errors import UserError
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{path}: no such {what} file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+
+
+def reject_unknown_keys(mapping: dict, allowed, where: str) -> None:
+    """Raise ``UserError`` for the first key not in ``allowed``, suggesting the closest one."""
+    import difflib
+
+    from ecomharness.errors import UserError
+
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"{where}: unknown key {key!r}{hint}; expected one of {', '.join(sorted(allowed))}")

@@ -21,16 +21,14 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ecomharness.errors import UserError
+from ecomharness.util import load_yaml_file, reject_unknown_keys
 
 KINDS = ("domain", "general")
 ON_ERROR = ("raise", "skip")
@@ -90,14 +88,6 @@ class DataRecipe:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _reject_unknown(mapping: dict, allowed: set[str], where: str) -> None:
-    for key in mapping:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"{where}: unknown key {key!r}{hint}; expected one of {', '.join(sorted(allowed))}")
-
-
 def _typed(mapping: dict, key: str, kind, where: str, default=dataclasses.MISSING):
     if key not in mapping:
         if default is dataclasses.MISSING:
@@ -115,7 +105,7 @@ def _source(raw: Any, index: int, where: str, base: Path) -> SourceSpec:
     at = f"{where}.sources[{index}]"
     if not isinstance(raw, dict):
         raise UserError(f"{at}: expected a mapping")
-    _reject_unknown(raw, {f.name for f in dataclasses.fields(SourceSpec)}, at)
+    reject_unknown_keys(raw, {f.name for f in dataclasses.fields(SourceSpec)}, at)
     kind = _typed(raw, "kind", str, at)
     if kind not in KINDS:
         raise UserError(f"{at}.kind: expected one of {KINDS}, got {kind!r}")
@@ -144,7 +134,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping at the top level")
     allowed = {f.name for f in dataclasses.fields(DataRecipe)} - {"source_file"}
-    _reject_unknown(raw, allowed, where)
+    reject_unknown_keys(raw, allowed, where)
     sources_raw = _typed(raw, "sources", list, where)
     if not sources_raw:
         raise UserError(f"{where}.sources: at least one source is needed")
@@ -155,7 +145,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
     mixer_raw = dict(_typed(raw, "mixer", dict, where, {}))
     mixer = MixerSpec(name=str(mixer_raw.pop("name", "graph")), options=mixer_raw)
     ratio_raw = _typed(raw, "ratio", dict, where, {})
-    _reject_unknown(ratio_raw, {"general_to_domain", "general_languages"}, f"{where}.ratio")
+    reject_unknown_keys(ratio_raw, {"general_to_domain", "general_languages"}, f"{where}.ratio")
     g2d = ratio_raw.get("general_to_domain", 2.0)
     if g2d is not None and (not isinstance(g2d, (int, float)) or isinstance(g2d, bool) or g2d <= 0):
         raise UserError(f"{where}.ratio.general_to_domain: expected a positive number or null, got {g2d!r}")
@@ -196,13 +186,6 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
 def load_recipe(path: str | Path) -> DataRecipe:
     """Read and validate a recipe file; errors name the file and the field."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"{path}: no such recipe file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    raw = load_yaml_file(path, "recipe")
     recipe = parse_recipe(raw, where=str(path), base=path.resolve().parent)
     return dataclasses.replace(recipe, source_file=path.resolve())

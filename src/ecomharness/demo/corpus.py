@@ -96,6 +96,14 @@ def general_paragraph(rng: random.Random, zh: bool) -> str:
     return ("" if zh else " ").join(sentences)
 
 
+def write_general(handles: dict, rng: random.Random, n: int) -> None:
+    """``n`` general documents, alternately Chinese and English, to ``general_zh``/``general_en``."""
+    for i in range(n):
+        zh = i % 2 == 0
+        handles["general_zh" if zh else "general_en"].write(
+            json.dumps({"id": f"g{i}", "text": general_paragraph(rng, zh)}, ensure_ascii=False) + "\n")
+
+
 def write_corpus(out_dir: Path, n_products: int, n_general: int, seed: int = 0, zh_share: float = 0.75) -> dict[str, Path]:
     """Write the four domain sources (split by language) and general text as JSON Lines.
 
@@ -113,10 +121,7 @@ def write_corpus(out_dir: Path, n_products: int, n_general: int, seed: int = 0, 
             for source, records in product_records(p, rng, rng.randint(0, 3)).items():
                 for record in records:
                     handles[f"{source}_{p['lang']}"].write(json.dumps(record, ensure_ascii=False) + "\n")
-        for i in range(n_general):
-            zh = i % 2 == 0
-            handles["general_zh" if zh else "general_en"].write(
-                json.dumps({"id": f"g{i}", "text": general_paragraph(rng, zh)}, ensure_ascii=False) + "\n")
+        write_general(handles, rng, n_general)
     finally:
         for handle in handles.values():
             handle.close()

@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 
 from ecomharness.demo import vocab
-from ecomharness.demo.corpus import general_paragraph
+from ecomharness.demo.corpus import write_general
 from ecomharness.resources import bundled_path
 
 SOURCES = ("products", "attributes", "descriptions", "reviews")
@@ -97,10 +97,7 @@ def write_shop(out_dir: Path, n_products: int, n_general: int, seed: int = 0) ->
                     handles[f"{source}_{lang}"].write(json.dumps({"product_id": f"p{made}", "text": text},
                                                                  ensure_ascii=False) + "\n")
             made += 1
-        for i in range(n_general):
-            zh = i % 2 == 0
-            handles["general_zh" if zh else "general_en"].write(
-                json.dumps({"id": f"g{i}", "text": general_paragraph(rng, zh)}, ensure_ascii=False) + "\n")
+        write_general(handles, rng, n_general)
     finally:
         for handle in handles.values():
             handle.close()

@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ecomharness.errors import UserError
+from ecomharness.util import load_yaml_file, reject_unknown_keys
 
 ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch")
 
@@ -116,11 +115,7 @@ def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
         raise UserError(f"{where}.kind: {kind!r} is not a rule kind{hint}; known: {', '.join(sorted(known_kinds))}")
     builtin = kind in BUILTIN_KINDS
     if builtin:
-        for key in raw:
-            if key not in COMMON:
-                close = difflib.get_close_matches(str(key), sorted(COMMON), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise UserError(f"{where}: unknown key {key!r}{hint}")
+        reject_unknown_keys(raw, COMMON, where)
     name = str(raw.get("name") or kind)
     if kind == "joint":
         parts = raw.get("parts")
@@ -152,9 +147,7 @@ def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None =
     known_kinds = set(known_kinds or BUILTIN_KINDS)
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping at the top level")
-    for key in raw:
-        if key not in ("rules", "alpha", "allow", "rank_by"):
-            raise UserError(f"{where}: unknown key {key!r}; expected rules, alpha, allow, rank_by")
+    reject_unknown_keys(raw, {"rules", "alpha", "allow", "rank_by"}, where)
     rules_raw = raw.get("rules")
     if not isinstance(rules_raw, list) or not rules_raw:
         raise UserError(f"{where}.rules: at least one rule is needed")
@@ -174,10 +167,5 @@ def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None =
 def load_policy(path: str | Path, known_kinds: set[str] | None = None) -> Policy:
     """Read and validate a policy file."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"{path}: no such policy file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: invalid YAML: {exc}") from exc
+    raw = load_yaml_file(path, "policy")
     return dataclasses.replace(parse_policy(raw, str(path), known_kinds), source=str(path))

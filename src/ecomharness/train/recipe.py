@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml
 
 from ecomharness.errors import UserError
 from ecomharness.resources import bundled_path
+from ecomharness.util import load_yaml_file, reject_unknown_keys
 
 # The TrainingArguments a recipe may set, with their types. Everything else about the
 # Trainer is fixed by the recipe runner (output_dir, save strategy, deepspeed, ...).
@@ -125,19 +125,11 @@ class TrainRecipe:
         return json.loads(Path(self.deepspeed).read_text(encoding="utf-8"))
 
 
-def _check_keys(raw: dict, allowed, where: str) -> None:
-    for key in raw:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"{where}: unknown key {key!r}{hint}")
-
-
 def _section(raw: dict, name: str, cls, where: str, convert=None):
     value = raw.get(name) or {}
     if not isinstance(value, dict):
         raise UserError(f"{where}.{name}: expected a mapping")
-    _check_keys(value, {f.name for f in dataclasses.fields(cls)}, f"{where}.{name}")
+    reject_unknown_keys(value, {f.name for f in dataclasses.fields(cls)}, f"{where}.{name}")
     values = dict(value)
     for f in dataclasses.fields(cls):
         if f.name in values and isinstance(values[f.name], list):
@@ -184,7 +176,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> T
     base = base or Path.cwd()
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping at the top level")
-    _check_keys(raw, {f.name for f in dataclasses.fields(TrainRecipe)} - {"source_file", "lssd"} | {"loss"}, where)
+    reject_unknown_keys(raw, {f.name for f in dataclasses.fields(TrainRecipe)} - {"source_file", "lssd"} | {"loss"}, where)
     mode = raw.get("mode", "cpt")
     if mode not in ("cpt", "sft"):
         raise UserError(f"{where}.mode: expected cpt or sft, got {mode!r}")
@@ -206,7 +198,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> T
     training = raw.get("training") or {}
     if not isinstance(training, dict):
         raise UserError(f"{where}.training: expected a mapping")
-    _check_keys(training, TRAINING_FIELDS, f"{where}.training")
+    reject_unknown_keys(training, TRAINING_FIELDS, f"{where}.training")
     for key, value in training.items():
         kinds = TRAINING_FIELDS[key] if isinstance(TRAINING_FIELDS[key], tuple) else (TRAINING_FIELDS[key],)
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
@@ -229,7 +221,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> T
     loss = raw.get("loss") or {}
     if not isinstance(loss, dict):
         raise UserError(f"{where}.loss: expected a mapping")
-    _check_keys(loss, {"lssd"}, f"{where}.loss")
+    reject_unknown_keys(loss, {"lssd"}, f"{where}.loss")
     lssd = _section(loss, "lssd", LSSDSpec, f"{where}.loss")
     if lssd.teacher not in ("frozen", "self"):
         raise UserError(f"{where}.loss.lssd.teacher: expected frozen or self, got {lssd.teacher!r}")
@@ -271,12 +263,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainRecipe:
     """Read and validate a recipe file, with ``--set`` overrides applied first."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"{path}: no such recipe file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: invalid YAML: {exc}") from exc
+    raw = load_yaml_file(path, "recipe")
     if overrides:
         if not isinstance(raw, dict):
             raise UserError(f"{path}: expected a mapping at the top level")
