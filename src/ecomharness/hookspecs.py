@@ -91,3 +91,17 @@ def ecomharness_gate_rules():
     failed with a reason a reviewer can read. ``gate.rules.provenance`` gives the
     fail-closed checks to apply first. Names must be unique across plugins.
     """
+
+
+@hookspec
+def ecomharness_selectors():
+    """Document scorers for data selection (a data recipe's ``select.scorers``), by name.
+
+    Called when a recipe with a ``select`` block is built. Return a mapping from a
+    scorer name to a factory (callable or ``"module:attr"``) called with the scorer's
+    recipe options (``weight`` removed); the factory returns an object with
+    ``score(texts) -> numpy array``, a ``config`` dict that identifies it for the score
+    cache (a score must depend only on the text and the config), and optionally
+    ``higher_is_better`` (default True). Built in: ``similarity`` (ETS-DACP),
+    ``perplexity`` and ``pos_entropy`` (ETA-DACP).
+    """

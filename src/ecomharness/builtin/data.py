@@ -18,3 +18,9 @@ def ecomharness_mixers():
     """EcomGPT-CT's graph mixing, the Separate baseline, Mix-CPT's knowledge mixture."""
     return {"graph": "ecomharness.data.mixers:graph", "separate": "ecomharness.data.mixers:separate",
             "knowledge_mixture": "ecomharness.data.mixers:knowledge_mixture"}
+
+
+@hookimpl
+def ecomharness_selectors():
+    """Efficient-CPT's scorers: task similarity (ETS-DACP), novelty and diversity (ETA-DACP)."""
+    return {name: f"ecomharness.select.stage:{name}" for name in ("similarity", "perplexity", "pos_entropy")}

@@ -1,6 +1,6 @@
 """``ecomharness data build``: run the pipeline stages in order and report what went in.
 
-read + render + tokenize (records) -> mix (domain samples) -> ratio (selection) -> pack.
+[select] -> read + render + tokenize (records) -> mix (domain samples) -> ratio -> pack.
 Output goes to a temporary directory beside the target and is moved into place only
 when complete; stats.json and stats.md describe the build (EcomGPT-CT's Table 1 for the
 user's data). Nothing in the output depends on time or machine, so the same recipe and
@@ -53,9 +53,16 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     separator_text = options.pop("separator", "\n")
     timings: dict[str, float] = {}
 
+    selection = None
+    if recipe.select:
+        from ecomharness.select.stage import run_selection
+
+        start = time.perf_counter()
+        selection = run_selection(recipe, recipe.select, readers, log=log)
+        timings["select"] = time.perf_counter() - start
     start = time.perf_counter()
     with _progress("read+tokenize") as bar:
-        table, reports = build_table(recipe, readers, progress=bar)
+        table, reports = build_table(recipe, readers, progress=bar, keep=selection.kept if selection else None)
     timings["read_tokenize"] = time.perf_counter() - start
     log(f"[data] read, rendered, tokenized {len(table):,} records ({int(table.n_tokens.sum()):,} tokens) "
         f"in {timings['read_tokenize']:.1f}s")
@@ -87,9 +94,9 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     sample_language = table.language[first_rows]
 
     start = time.perf_counter()
-    selection = ratio.select(sample_tokens, sample_kind, sample_language, table.languages, recipe.ratio, recipe.seed)
+    chosen = ratio.select(sample_tokens, sample_kind, sample_language, table.languages, recipe.ratio, recipe.seed)
     # Domain and general samples interleave in the packed stream.
-    packed_order = selection.samples[np.random.default_rng(recipe.seed + 1).permutation(len(selection.samples))]
+    packed_order = chosen.samples[np.random.default_rng(recipe.seed + 1).permutation(len(chosen.samples))]
     timings["ratio"] = time.perf_counter() - start
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +110,10 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         timings["pack"] = time.perf_counter() - start
         log(f"[data] packed {packed['tokens']:,} tokens into {packed['blocks']:,} blocks of {recipe.seq_len} "
             f"in {timings['pack']:.1f}s")
-        stats = _stats(recipe, table, reports, mix, selection, sample_tokens, sample_kind, order, bounds, packed,
+        stats = _stats(recipe, table, reports, mix, chosen, sample_tokens, sample_kind, order, bounds, packed,
                        separator_text)
+        if selection is not None:
+            stats["selection"] = selection.stats
         write_json_atomic(tmp / "stats.json", stats)
         (tmp / "stats.md").write_text(stats_markdown(stats), encoding="utf-8")
         if recipe.source_file is not None:

@@ -78,6 +78,7 @@ class DataRecipe:
     batch_size: int = 10_000
     mixer: MixerSpec = field(default_factory=MixerSpec)
     ratio: RatioSpec = field(default_factory=RatioSpec)
+    select: dict[str, Any] | None = None  # see ecomharness.select.stage
     source_file: Path | None = None
 
     def fingerprint(self) -> str:
@@ -175,6 +176,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
         batch_size=_typed(raw, "batch_size", int, where, 10_000),
         mixer=mixer,
         ratio=ratio,
+        select=_typed(raw, "select", dict, where, None),
     )
     if recipe.seq_len < 8:
         raise UserError(f"{where}.seq_len: must be at least 8, got {recipe.seq_len}")

@@ -182,10 +182,12 @@ def load_tokenizer(name: str):
     return _load_tokenizer(name)
 
 
-def build_table(recipe: DataRecipe, readers: dict, progress=None) -> tuple[RecordTable, dict[str, SourceReport]]:
+def build_table(recipe: DataRecipe, readers: dict, progress=None,
+                keep: dict[str, np.ndarray] | None = None) -> tuple[RecordTable, dict[str, SourceReport]]:
     """Read, render and tokenize every source of the recipe into a ``RecordTable``.
 
     Tokenization is batched; with ``num_proc > 1`` batches go to worker processes.
+    ``keep`` (from selection) masks a source's good records by their ordinal.
     """
     global _TOKENIZER
     _TOKENIZER = load_tokenizer(recipe.tokenizer)
@@ -205,6 +207,9 @@ def build_table(recipe: DataRecipe, readers: dict, progress=None) -> tuple[Recor
         for index, source in enumerate(recipe.sources):
             reader = readers[source.format]
             stream = _rendered(source, reader, recipe.on_error, reports[source.name])
+            if keep is not None and source.name in keep:
+                mask = keep[source.name]
+                stream = (pair for ordinal, pair in enumerate(stream) if ordinal < len(mask) and mask[ordinal])
             lang = languages.index(source.language)
             batches = _batched(stream, recipe.batch_size)
             encoded = _bounded_map(pool, batches, 2 * recipe.num_proc) if pool is not None else map(_encode_pair, batches)

@@ -1,0 +1,143 @@
+"""Document scorers of the Efficient-CPT (FinPythia) paper: ETS-DACP and ETA-DACP.
+
+- ``similarity`` (ETS-DACP, task-similar): cosine similarity between a document's
+  embedding and the centroid of the task data's embeddings. The default embedder is a
+  hashed TF-IDF over words and character n-grams (no model needed; Chinese by
+  characters and character bigrams).
+- ``perplexity`` (ETA-DACP novelty): perplexity under a small proxy causal LM (any local
+  HF model path), batched. Higher = more novel to the proxy.
+- ``pos_entropy`` (ETA-DACP diversity): entropy of the part-of-speech tag distribution
+  (jieba.posseg for Chinese); for English, where no offline tagger is installed here,
+  the entropy of the token-type distribution. The scorer's ``method`` says which.
+
+Each scorer is ``score(texts) -> np.ndarray`` with a ``config`` dict that identifies it
+for the score cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+
+import numpy as np
+
+from ecomharness.errors import UserError
+from ecomharness.metrics.text import has_cjk, tokenize
+
+N_FEATURES = 2 ** 18
+
+
+def _features(text: str) -> list[str]:
+    tokens = tokenize(text)
+    grams = [f"w:{t}" for t in tokens]
+    # Character bigrams carry Chinese words; word bigrams carry English phrases.
+    grams += [f"b:{a}{b}" if has_cjk(a) else f"b:{a} {b}" for a, b in zip(tokens, tokens[1:])]
+    return grams
+
+
+class TfidfEmbedder:
+    """Hashed TF-IDF vectors (L2-normalised). The IDF is fitted on the task texts only,
+    so a document's score does not depend on the rest of the corpus (and can be cached)."""
+
+    config = {"embedder": "tfidf-hash", "n_features": N_FEATURES}
+
+    def __init__(self):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.hasher = HashingVectorizer(analyzer=_features, n_features=N_FEATURES, alternate_sign=False, norm=None)
+        self.idf = None
+
+    def fit(self, texts: list[str]) -> TfidfEmbedder:
+        """Fit the IDF on ``texts``."""
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        self.idf = TfidfTransformer(sublinear_tf=True).fit(self.hasher.transform(texts))
+        return self
+
+    def transform(self, texts: list[str]):
+        """Sparse L2-normalised TF-IDF rows."""
+        return self.idf.transform(self.hasher.transform(texts))
+
+
+class SimilarityScorer:
+    """ETS-DACP: cosine similarity to the centroid of the task documents."""
+
+    def __init__(self, task_texts: list[str], embedder=None):
+        if not task_texts:
+            raise UserError("selector 'similarity' needs task data: name tasks or give a file of task texts")
+        self.embedder = (embedder or TfidfEmbedder()).fit(task_texts)
+        centroid = np.asarray(self.embedder.transform(task_texts).mean(axis=0)).ravel()
+        norm = np.linalg.norm(centroid)
+        self.centroid = centroid / norm if norm else centroid
+        digest = hashlib.sha256("\n".join(task_texts).encode("utf-8")).hexdigest()[:16]
+        self.config = {"scorer": "similarity", **self.embedder.config, "task_texts": digest}
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        """Cosine similarity of each text to the task centroid."""
+        return np.asarray(self.embedder.transform(texts) @ self.centroid).ravel()
+
+
+class PerplexityScorer:
+    """ETA-DACP novelty: perplexity under a proxy causal LM (local path), batched."""
+
+    def __init__(self, model_path: str, batch_size: int = 16, max_length: int = 512, device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_path).to(self.device).eval()
+        self.batch_size, self.max_length = batch_size, max_length
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+        self.config = {"scorer": "perplexity", "model": str(model_path), "max_length": max_length}
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        """exp(mean token negative log-likelihood) of each text."""
+        import torch
+
+        out = []
+        for begin in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(texts[begin : begin + self.batch_size], return_tensors="pt", padding=True,
+                                   truncation=True, max_length=self.max_length).to(self.device)
+            with torch.no_grad():
+                logits = self.model(**batch).logits[:, :-1].float()
+            targets = batch["input_ids"][:, 1:]
+            mask = batch["attention_mask"][:, 1:].float()
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+            mean = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out.extend(torch.exp(mean).tolist())
+        return np.asarray(out)
+
+
+def entropy(counts: Counter) -> float:
+    """Shannon entropy (nats) of a count distribution."""
+    total = sum(counts.values())
+    return -sum(c / total * math.log(c / total) for c in counts.values() if c) if total else 0.0
+
+
+class PosEntropyScorer:
+    """ETA-DACP diversity: entropy of POS tags (Chinese, jieba) or token types (English)."""
+
+    def __init__(self):
+        import jieba
+        import jieba.posseg
+
+        jieba.setLogLevel(60)
+        self._cut = jieba.posseg.lcut
+        self.config = {"scorer": "pos_entropy", "zh": "jieba.posseg", "en": "token-type entropy"}
+        self.methods: Counter = Counter()
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        """Entropy per text; ``methods`` counts how many texts used each method."""
+        out = []
+        for text in texts:
+            if has_cjk(text):
+                self.methods["jieba.posseg"] += 1
+                out.append(entropy(Counter(pair.flag for pair in self._cut(text))))
+            else:
+                self.methods["token-type entropy"] += 1
+                out.append(entropy(Counter(tokenize(text))))
+        return np.asarray(out)

@@ -1,0 +1,166 @@
+"""The selection stage of ``data build``: score the chosen sources' records, keep a fraction.
+
+    select:
+      sources: [products_zh]          # default: every domain source
+      scorers:                        # any of similarity, perplexity, pos_entropy (or a plugin's)
+        similarity: {tasks: [ecom_icl], weight: 1}     # or file: task_texts.jsonl
+        perplexity: {model: models/proxy, batch_size: 16, weight: 1}
+        pos_entropy: {weight: 1}
+      combine: rank                   # average rank ("-com"), or weights
+      sampling: {mode: hard, fraction: 0.1}            # or k: N; soft: temperature
+      cache_dir: null                 # default: beside the output, .selection-cache
+
+The stage reads and renders the sources once more (texts exist one batch at a time),
+scores each record through the on-disk cache, and returns which record ordinals to
+keep; ``build_table`` then skips the others. Ordinals line up because rendering is
+deterministic and skips the same bad records in both passes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecomharness.errors import UserError
+from ecomharness.select.cache import ScoreCache
+from ecomharness.select.choose import choose, combine
+from ecomharness.util import reject_unknown_keys
+
+KEYS = {"sources", "scorers", "combine", "sampling", "cache_dir", "seed"}
+
+
+@dataclass
+class SelectionReport:
+    """What selection did, for stats.json."""
+
+    kept: dict[str, np.ndarray]  # source name -> bool mask over its good records
+    stats: dict[str, Any]
+
+
+def task_texts(tasks: list[str]) -> list[str]:
+    """Texts of registered tasks' few-shot (else test) documents: prompt and answer."""
+    from ecomharness import tasks as plugin_tasks
+
+    plugin_tasks.import_metric_modules()
+    manager = plugin_tasks.build_task_manager(tasks)
+    texts = []
+    for task in manager.load(tasks)["tasks"].values():
+        docs = list(task.fewshot_docs() or task.test_docs())
+        for doc in docs:
+            target = task.doc_to_target(doc)
+            texts.append(f"{task.doc_to_text(doc)}{target if isinstance(target, str) else ''}")
+    return texts
+
+
+def build_scorer(name: str, options: dict):
+    """A scorer from its recipe options (built-in or through ``ecomharness_selectors``)."""
+    from ecomharness.registry import selectors
+
+    return selectors.get(name)(options)
+
+
+def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionReport:
+    """Score and choose; return the keep masks per source and the stats."""
+    from ecomharness.data.records import SourceReport, _rendered
+
+    reject_unknown_keys(spec, KEYS, "select")
+    domain = [s.name for s in recipe.sources if s.kind == "domain"]
+    names = spec.get("sources") or domain
+    unknown = [n for n in names if n not in {s.name for s in recipe.sources}]
+    if unknown:
+        raise UserError(f"select.sources: no source named {', '.join(unknown)}")
+    scorer_specs = spec.get("scorers") or {}
+    if not isinstance(scorer_specs, dict) or not scorer_specs:
+        raise UserError("select.scorers: name at least one scorer, e.g. {similarity: {tasks: [ecom_icl]}}")
+    scorers, weights, directions = {}, {}, {}
+    for name, options in scorer_specs.items():
+        options = dict(options or {})
+        weights[name] = float(options.pop("weight", 1.0))
+        scorer = build_scorer(name, options)
+        scorers[name] = scorer
+        directions[name] = getattr(scorer, "higher_is_better", True)
+    sampling = dict(spec.get("sampling") or {"mode": "hard", "fraction": 0.1})
+    reject_unknown_keys(sampling, {"mode", "fraction", "k", "temperature"}, "select.sampling")
+    cache = ScoreCache(Path(spec.get("cache_dir") or recipe.output.parent / ".selection-cache"))
+    seed = int(spec.get("seed", recipe.seed))
+
+    kept, stats = {}, {"sources": {}, "scorers": {n: s.config for n, s in scorers.items()}}
+    for source in recipe.sources:
+        if source.name not in names:
+            continue
+        columns: dict[str, list[np.ndarray]] = {n: [] for n in scorers}
+        batch: list[str] = []
+        report = SourceReport()
+
+        def flush():
+            for scorer_name, scorer in scorers.items():
+                columns[scorer_name].append(cache.get_or_score(batch, scorer))
+            batch.clear()
+
+        for _, text in _rendered(source, readers[source.format], recipe.on_error, report):
+            batch.append(text)
+            if len(batch) >= recipe.batch_size:
+                flush()
+        if batch:
+            flush()
+        merged = {n: np.concatenate(c) if c else np.zeros(0) for n, c in columns.items()}
+        n = len(next(iter(merged.values())))
+        score = combine(merged, directions, weights, spec.get("combine", "rank")) if n else np.zeros(0)
+        k = int(sampling["k"]) if "k" in sampling else int(round(float(sampling.get("fraction", 0.1)) * n))
+        picked = choose(score, k, sampling.get("mode", "hard"), float(sampling.get("temperature", 1.0)), seed)
+        mask = np.zeros(n, bool)
+        mask[picked] = True
+        kept[source.name] = mask
+        stats["sources"][source.name] = {
+            "records": n, "kept": int(mask.sum()),
+            "mean_score": {name: float(v.mean()) if len(v) else None for name, v in merged.items()},
+            "mean_score_kept": {name: float(v[mask].mean()) if mask.any() else None for name, v in merged.items()},
+        }
+    stats["cache"] = {"computed": cache.computed, "reused": cache.reused, "dir": str(cache.directory)}
+    stats["sampling"] = sampling
+    stats["combine"] = spec.get("combine", "rank")
+    for name, scorer in scorers.items():
+        if hasattr(scorer, "methods"):
+            stats["scorers"][name] = {**scorer.config, "methods_used": dict(scorer.methods)}
+    log(f"[data] selection: kept " + ", ".join(f"{n} {v['kept']:,}/{v['records']:,}" for n, v in stats["sources"].items())
+        + f" (scores computed {cache.computed:,}, reused {cache.reused:,})")
+    return SelectionReport(kept=kept, stats=json.loads(json.dumps(stats, default=str)))
+
+
+def similarity(options: dict):
+    """ETS-DACP scorer from ``{tasks: [...]}`` or ``{file: texts.jsonl}``."""
+    from ecomharness.select.scorers import SimilarityScorer
+
+    reject_unknown_keys(options, {"tasks", "file"}, "select.scorers.similarity")
+    texts = []
+    if options.get("tasks"):
+        texts += task_texts(list(options["tasks"]))
+    if options.get("file"):
+        path = Path(options["file"])
+        if not path.is_file():
+            raise UserError(f"select.scorers.similarity.file: {path} does not exist")
+        texts += [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return SimilarityScorer(texts)
+
+
+def perplexity(options: dict):
+    """ETA-DACP novelty scorer from ``{model: PATH, batch_size, max_length, device}``."""
+    from ecomharness.select.scorers import PerplexityScorer
+
+    reject_unknown_keys(options, {"model", "batch_size", "max_length", "device"}, "select.scorers.perplexity")
+    if not options.get("model") or not Path(options["model"]).exists():
+        raise UserError(f"select.scorers.perplexity.model: a local proxy model path is needed, got {options.get('model')!r}")
+    return PerplexityScorer(options["model"], int(options.get("batch_size", 16)), int(options.get("max_length", 512)),
+                            options.get("device"))
+
+
+def pos_entropy(options: dict):
+    """ETA-DACP diversity scorer (no options)."""
+    from ecomharness.select.scorers import PosEntropyScorer
+
+    reject_unknown_keys(options, set(), "select.scorers.pos_entropy")
+    return PosEntropyScorer()

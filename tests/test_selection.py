@@ -1,0 +1,146 @@
+"""Data selection (ETS-DACP, ETA-DACP) on constructed corpora where the answer is known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from ecomharness.select.cache import ScoreCache
+from ecomharness.select.choose import choose, combine, ranks
+from ecomharness.select.scorers import PosEntropyScorer, SimilarityScorer
+
+TASK = ["红色纯棉连衣裙 颜色: 红色", "黑色羊毛针织衫 材质: 羊毛", "Acmeflow waterproof backpack, free shipping"]
+OTHER = ["研究人员在海洋生物领域取得了新的进展。", "The history of river towns is tied to trade.",
+         "城市交通的讨论持续升温。", "Debate about climate change continues."]
+
+
+def test_documents_copied_from_task_data_rank_first():
+    scorer = SimilarityScorer(TASK)
+    corpus = OTHER + TASK[:2] + ["完全无关的文字内容"]
+    scores = scorer.score(corpus)
+    top2 = set(np.argsort(-scores)[:2])
+    assert top2 == {4, 5}
+    assert scores[4] > 0.5 and max(scores[:4]) < scores[4]
+
+
+def test_repetitive_text_has_lower_entropy():
+    scorer = PosEntropyScorer()
+    zh = scorer.score(["好好好好好好好好", "研究人员在海洋生物领域取得了新的进展，专家认为值得重视。"])
+    en = scorer.score(["the the the the the the", "Researchers report new findings about marine life today."])
+    assert zh[0] < zh[1] and en[0] < en[1]
+    assert scorer.methods == {"jieba.posseg": 2, "token-type entropy": 2}
+
+
+def test_text_the_proxy_model_was_trained_on_has_lower_perplexity(tmp_path):
+    import torch
+
+    from ecomharness.demo.tiny import build_bloom, train_tokenizer
+    from ecomharness.select.scorers import PerplexityScorer
+
+    seen = "the quick brown fox jumps over the lazy dog near the river bank"
+    unseen = "quarterly revenue of the bank rose sharply despite weaker loan demand"
+    tokenizer = train_tokenizer([seen, unseen] * 5, vocab_size=300, out_dir=tmp_path)
+    model = build_bloom(tokenizer, hidden_size=32, n_layer=2, n_head=2)
+    ids = torch.tensor([tokenizer(seen)["input_ids"]])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(tmp_path)
+    scores = PerplexityScorer(str(tmp_path), batch_size=2).score([seen, unseen])
+    assert scores[0] < scores[1] / 2
+
+
+def test_hard_and_soft_sampling_distributions():
+    scores = np.linspace(0, 1, 100)
+    assert choose(scores, 10, "hard").tolist() == list(range(90, 100))
+    picks = np.zeros(100)
+    for seed in range(300):
+        picks[choose(scores, 10, "soft", temperature=0.5, seed=seed)] += 1
+    # proportional to score^2: the top decile is drawn far more often than the bottom one
+    assert picks[90:].sum() > 10 * picks[:10].sum()
+    assert np.corrcoef(scores, picks)[0, 1] > 0.8
+    flat = np.zeros(100)
+    for seed in range(300):
+        flat[choose(scores, 10, "soft", temperature=1000.0, seed=seed)] += 1
+    assert flat[90:].sum() < 1.5 * flat[:10].sum()  # near uniform
+    assert len(set(choose(scores, 10, "soft", seed=1).tolist())) == 10  # without replacement
+
+
+def test_rank_combination_is_the_average_rank():
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([30.0, 10.0, 20.0])
+    assert ranks(a).tolist() == [0.0, 0.5, 1.0]
+    assert ranks(np.array([1.0, 1.0, 2.0])).tolist() == [0.25, 0.25, 1.0]
+    assert combine({"a": a, "b": b}, {"a": True, "b": True}).tolist() == [0.5, 0.25, 0.75]
+    assert combine({"a": a, "b": b}, {"a": True, "b": False}).tolist() == [0.0, 0.75, 0.75]
+
+
+def test_scores_are_cached_by_document_and_config(tmp_path):
+    cache = ScoreCache(tmp_path)
+    scorer = SimilarityScorer(TASK)
+    first = cache.get_or_score(OTHER + TASK, scorer)
+    assert cache.computed == 7 and cache.reused == 0
+    again = cache.get_or_score(OTHER + TASK[:1], scorer)
+    assert cache.computed == 7 and cache.reused == 5
+    assert again.tolist() == first[:5].tolist()
+
+
+def test_data_build_keeps_the_selected_fraction_and_reuses_scores(tmp_path):
+    from ecomharness.data.build import build_dataset
+    from ecomharness.data.recipe import load_recipe
+    from ecomharness.demo.corpus import corpus_sources, write_corpus
+    from ecomharness.demo.tiny import train_tokenizer
+
+    paths = write_corpus(tmp_path / "raw", n_products=200, n_general=300, seed=4)
+    texts = [json.loads(l).get("text") or json.dumps(json.loads(l), ensure_ascii=False)
+             for p in paths.values() for l in p.read_text(encoding="utf-8").splitlines()]
+    train_tokenizer(texts, vocab_size=500, out_dir=tmp_path / "tok")
+
+    def recipe(name, fraction):
+        raw = {"output": str(tmp_path / name), "tokenizer": str(tmp_path / "tok"), "seq_len": 64,
+               "sources": corpus_sources(paths), "ratio": {"general_to_domain": None, "general_languages": None},
+               "select": {"sources": ["descriptions_zh"], "sampling": {"mode": "hard", "fraction": fraction},
+                          "scorers": {"similarity": {"tasks": ["ecom_icl_deg"]}, "pos_entropy": {}},
+                          "cache_dir": str(tmp_path / "cache")}}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        return load_recipe(tmp_path / f"{name}.yaml")
+
+    lines: list[str] = []
+    stats = build_dataset(recipe("a", 0.2), log=lines.append)
+    chosen = stats["selection"]["sources"]["descriptions_zh"]
+    total = chosen["records"]
+    assert chosen["kept"] == round(0.2 * total)
+    assert {s["name"]: s["records"] for s in stats["sources"]}["descriptions_zh"] == chosen["kept"]
+    assert chosen["mean_score_kept"]["similarity"] >= chosen["mean_score"]["similarity"]
+    assert stats["selection"]["scorers"]["pos_entropy"]["methods_used"] == {"jieba.posseg": total}
+    again = build_dataset(recipe("b", 0.5), log=lines.append)
+    assert again["selection"]["cache"]["computed"] == 0  # another fraction scores nothing again
+    assert again["selection"]["sources"]["descriptions_zh"]["kept"] == round(0.5 * total)
+
+
+def test_plugins_add_selectors():
+    from ecomharness import hookimpl
+    from ecomharness.plugins import get_plugin_manager
+    from ecomharness.select.stage import build_scorer
+
+    class Length:
+        config = {"scorer": "length"}
+        higher_is_better = False
+
+        def score(self, texts):
+            return np.asarray([len(t) for t in texts], dtype=float)
+
+    class Plugin:
+        @hookimpl
+        def ecomharness_selectors(self):
+            return {"length": lambda options: Length()}
+
+    get_plugin_manager().register(Plugin(), name="test_selector_plugin")
+    scorer = build_scorer("length", {})
+    assert scorer.score(["ab", "abcd"]).tolist() == [2.0, 4.0]
+    assert combine({"length": np.array([2.0, 4.0])}, {"length": scorer.higher_is_better}).tolist() == [1.0, 0.0]
