@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
-from ecomharness.formats.common import RecordError
+from ecomharness.formats.common import RecordError, iter_jsonl
 
 SUFFIXES = {"jsonl": (".jsonl", ".json"), "parquet": (".parquet",), "csv": (".csv",)}
 
@@ -37,25 +36,8 @@ def expand_paths(path: str, fmt: str) -> list[Path]:
 def read_jsonl(path: str, options: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """JSON Lines: one object per line; blank lines are skipped."""
     for file in expand_paths(path, "jsonl"):
-        with file.open("rb") as fh:
-            for number, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                where = f"{file}:{number}"
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield where, RecordError(file, number, None, f"invalid UTF-8 ({exc.reason})")
-                    continue
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield where, RecordError(file, number, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
-                    continue
-                if not isinstance(record, dict):
-                    yield where, RecordError(file, number, None, f"expected a JSON object, got {type(record).__name__}")
-                    continue
-                yield where, record
+        for number, record in iter_jsonl(file):
+            yield f"{file}:{number}", record
 
 
 def read_parquet(path: str, options: dict[str, Any]) -> Iterator[tuple[str, Any]]:

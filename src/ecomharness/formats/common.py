@@ -55,10 +55,10 @@ def fingerprint_files(paths: list[Path]) -> str:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line number, parsed object)``; raise ``RecordError`` on invalid lines.
+    """Yield ``(line number, JSON object)`` per line; a bad line yields a ``RecordError``.
 
-    Blank lines are skipped. Invalid UTF-8 and invalid JSON are reported with the line.
-    A caller that skips bad records catches the error per line and goes on.
+    Blank lines are skipped. Invalid UTF-8, invalid JSON and a value that is not an
+    object are reported with the line; the caller raises or counts them.
     """
     with Path(path).open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
@@ -70,9 +70,13 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 yield number, RecordError(path, number, None, f"invalid UTF-8 ({exc.reason})")
                 continue
             try:
-                yield number, json.loads(text)
+                record = json.loads(text)
             except json.JSONDecodeError as exc:
                 yield number, RecordError(path, number, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            if not isinstance(record, dict):
+                record = RecordError(path, number, None, f"expected a JSON object, got {type(record).__name__}")
+            yield number, record
 
 
 def collect(path: Path, on_error: str, convert) -> tuple[list[dict], list[RecordError]]:
@@ -83,8 +87,6 @@ def collect(path: Path, on_error: str, convert) -> tuple[list[dict], list[Record
         try:
             if isinstance(record, RecordError):
                 raise record
-            if not isinstance(record, dict):
-                raise RecordError(path, number, None, f"expected a JSON object, got {type(record).__name__}")
             docs.append(convert(record, number))
         except RecordError as exc:
             if on_error == "raise":
