@@ -119,7 +119,7 @@ def test_data_build_keeps_the_selected_fraction_and_reuses_scores(tmp_path):
     assert chosen["mean_score_kept"]["similarity"] >= chosen["mean_score"]["similarity"]
     assert stats["selection"]["scorers"]["pos_entropy"]["methods_used"] == {"jieba.posseg": total}
     again = build_dataset(recipe("b", 0.5), log=lines.append)
-    assert again["selection"]["cache"]["computed"] == 0  # another fraction scores nothing again
+    assert again["score_cache"]["selection"]["computed"] == 0  # another fraction scores nothing again
     assert again["selection"]["sources"]["descriptions_zh"]["kept"] == round(0.5 * total)
 
 
@@ -144,3 +144,101 @@ def test_plugins_add_selectors():
     scorer = build_scorer("length", {})
     assert scorer.score(["ab", "abcd"]).tolist() == [2.0, 4.0]
     assert combine({"length": np.array([2.0, 4.0])}, {"length": scorer.higher_is_better}).tolist() == [1.0, 0.0]
+
+
+def _proxy_trained_on(texts: list[str], others: list[str], out_dir, steps: int = 80):
+    """A tiny proxy LM (with its tokenizer in ``out_dir``) that has seen ``texts`` only."""
+    import torch
+
+    from ecomharness.demo.tiny import build_bloom, train_tokenizer
+
+    tokenizer = train_tokenizer((texts + others) * 5, vocab_size=400, out_dir=out_dir)
+    model = build_bloom(tokenizer, hidden_size=32, n_layer=2, n_head=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    for _ in range(steps):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
+def test_stage_order_sorts_and_shuffles_only_inside_stages():
+    from ecomharness.select.curriculum import stage_order
+
+    scores = np.array([5.0, 1.0, 4.0, 2.0, 3.0, 0.0])
+    strict, parts = stage_order(scores, 1, descending=False, seed=0)
+    assert strict.tolist() == [5, 1, 3, 4, 2, 0] and len(parts) == 1
+    assert stage_order(scores, 1, descending=True, seed=0)[0].tolist() == [0, 2, 4, 3, 1, 5]
+    staged, parts = stage_order(scores, 2, descending=False, seed=3)
+    assert [sorted(p.tolist()) for p in parts] == [[1, 3, 5], [0, 2, 4]]
+    assert set(staged[:3].tolist()) == {1, 3, 5}
+    shuffles = {tuple(stage_order(scores, 2, False, seed)[0].tolist()) for seed in range(20)}
+    assert len(shuffles) > 1  # the order inside a stage depends on the seed, the stages do not
+
+
+def test_curriculum_packs_easy_samples_first_and_training_reads_them_in_order(tmp_path):
+    from types import SimpleNamespace
+
+    import datasets
+
+    from ecomharness.data.build import build_dataset
+    from ecomharness.data.recipe import load_recipe
+    from ecomharness.train.run import _keep_curriculum_order
+
+    easy = [f"the shop sells {w} bags and {w} shoes every day" for w in ("red", "blue", "green", "black")]
+    hard = ["zq xv kj wp", "mm qq zz xx yy", "vk jq xz pw", "qz kx jv wz mp"]
+    proxy = _proxy_trained_on(easy, hard, tmp_path / "proxy")
+    corpus = tmp_path / "corpus.jsonl"
+    # hard records first in the file, so a correct order is not the file order
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in hard + easy), encoding="utf-8")
+    raw = {"output": str(tmp_path / "out"), "tokenizer": str(proxy), "seq_len": 16, "seed": 1,
+           "sources": [{"name": "c", "kind": "domain", "language": "en", "format": "jsonl", "path": str(corpus)}],
+           "mixer": {"name": "separate"}, "ratio": {"general_to_domain": None, "general_languages": None},
+           "curriculum": {"by": "perplexity", "model": str(proxy), "stages": 2, "batch_size": 3,
+                          "cache_dir": str(tmp_path / "cache")}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    stats = build_dataset(load_recipe(tmp_path / "r.yaml"), log=lambda *_: None)
+    stages = stats["curriculum"]["stages"]
+    assert [s["samples"] for s in stages] == [4, 4]
+    assert stages[0]["max_score"] < stages[1]["min_score"]
+    assert stats["score_cache"]["curriculum"]["computed"] == 8
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(proxy)
+    blocks = datasets.load_from_disk(str(tmp_path / "out" / "dataset"))
+    text = tokenizer.decode([t for b in blocks for t, m in zip(b["input_ids"], b["attention_mask"]) if m])
+    positions = {t: text.index(t) for t in easy + hard}
+    assert max(positions[t] for t in easy) < min(positions[t] for t in hard)
+
+    # rebuilding with strict order (one stage) scores nothing again
+    raw["curriculum"]["stages"] = 1
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    again = build_dataset(load_recipe(tmp_path / "r.yaml"), force=True, log=lambda *_: None)
+    assert again["score_cache"]["curriculum"] == {**again["score_cache"]["curriculum"], "computed": 0, "reused": 8}
+
+    lines: list[str] = []
+    recipe = SimpleNamespace(data=SimpleNamespace(path=str(tmp_path / "out" / "dataset")))
+    training: dict = {}
+    _keep_curriculum_order(recipe, training, lines.append)
+    assert training == {"train_sampling_strategy": "sequential"} and "in order" in lines[0]
+    explicit = {"train_sampling_strategy": "random"}
+    _keep_curriculum_order(recipe, explicit, lines.append)
+    assert explicit["train_sampling_strategy"] == "random" and "warning" in lines[1]
+
+
+def test_curriculum_block_is_validated(tmp_path):
+    from ecomharness.data.recipe import parse_recipe
+    from ecomharness.errors import UserError
+
+    base = {"output": "o", "tokenizer": "t", "sources": [{"name": "a", "kind": "domain", "language": "en",
+                                                         "format": "jsonl", "path": "a.jsonl"}]}
+    for bad, message in [({"stages": 0}, "curriculum.stages"), ({"order": "up"}, "curriculum.order"),
+                         ([1], "curriculum: expected a mapping"), ({"by": 3}, "curriculum.by")]:
+        with pytest.raises(UserError, match=message):
+            parse_recipe({**base, "curriculum": bad}, base=tmp_path)
+    spec = parse_recipe({**base, "curriculum": {"model": "m", "stages": 3}}, base=tmp_path).curriculum
+    assert (spec.by, spec.stages, spec.order, spec.options) == ("perplexity", 3, "ascending", {"model": "m"})

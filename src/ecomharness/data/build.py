@@ -1,6 +1,7 @@
 """``ecomharness data build``: run the pipeline stages in order and report what went in.
 
-[select] -> read + render + tokenize (records) -> mix (domain samples) -> ratio -> pack.
+[select] -> read + render + tokenize (records) -> mix (domain samples) -> ratio
+-> order (seeded shuffle, or [curriculum]) -> pack.
 Output goes to a temporary directory beside the target and is moved into place only
 when complete; stats.json and stats.md describe the build (EcomGPT-CT's Table 1 for the
 user's data). Nothing in the output depends on time or machine, so the same recipe and
@@ -52,6 +53,13 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     options = dict(recipe.mixer.options)
     separator_text = options.pop("separator", "\n")
     timings: dict[str, float] = {}
+    score_cache: dict[str, dict] = {}
+    # Built first so that a bad proxy model path fails before any reading.
+    curriculum_scorer = None
+    if recipe.curriculum is not None:
+        from ecomharness.select.stage import build_scorer
+
+        curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options))
 
     selection = None
     if recipe.select:
@@ -60,6 +68,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         start = time.perf_counter()
         selection = run_selection(recipe, recipe.select, readers, log=log)
         timings["select"] = time.perf_counter() - start
+        score_cache["selection"] = selection.cache
     start = time.perf_counter()
     with _progress("read+tokenize") as bar:
         table, reports = build_table(recipe, readers, progress=bar, keep=selection.kept if selection else None)
@@ -95,9 +104,24 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
 
     start = time.perf_counter()
     chosen = ratio.select(sample_tokens, sample_kind, sample_language, table.languages, recipe.ratio, recipe.seed)
-    # Domain and general samples interleave in the packed stream.
-    packed_order = chosen.samples[np.random.default_rng(recipe.seed + 1).permutation(len(chosen.samples))]
     timings["ratio"] = time.perf_counter() - start
+    curriculum_stats = None
+    if curriculum_scorer is None:
+        # Domain and general samples interleave in the packed stream.
+        packed_order = chosen.samples[np.random.default_rng(recipe.seed + 1).permutation(len(chosen.samples))]
+    else:
+        from ecomharness.select.curriculum import order_samples
+
+        start = time.perf_counter()
+        spec = recipe.curriculum
+        cache_dir = Path(spec.cache_dir or recipe.output.parent / ".selection-cache")
+        texts = _sample_texts(table, order, bounds, tokenizer, separator_text)
+        packed_order, curriculum_stats, score_cache["curriculum"] = order_samples(
+            spec, curriculum_scorer, chosen.samples, texts, cache_dir, recipe.seed + 1)
+        timings["curriculum"] = time.perf_counter() - start
+        log(f"[data] curriculum: {len(packed_order):,} samples in {len(curriculum_stats['stages'])} stage(s) by "
+            f"{spec.by} ({spec.order}); scores computed {score_cache['curriculum']['computed']:,}, "
+            f"reused {score_cache['curriculum']['reused']:,}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
@@ -114,6 +138,8 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
                        separator_text)
         if selection is not None:
             stats["selection"] = selection.stats
+        if curriculum_stats is not None:
+            stats["curriculum"] = curriculum_stats
         write_json_atomic(tmp / "stats.json", stats)
         (tmp / "stats.md").write_text(stats_markdown(stats), encoding="utf-8")
         if recipe.source_file is not None:
@@ -128,8 +154,24 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    stats["timings_s"] = timings  # printed, not written: the output stays byte-identical
+    # Printed, not written: the output stays byte-identical from run to run.
+    stats["timings_s"] = timings
+    stats["score_cache"] = score_cache
     return stats
+
+
+def _sample_texts(table, order: np.ndarray, bounds: np.ndarray, tokenizer, separator_text: str):
+    """``texts(sample_ids)``: each sample's records decoded and joined as they are packed."""
+
+    def texts(samples: list[int]) -> list[str]:
+        out = []
+        for sample in samples:
+            rows = order[bounds[sample] : bounds[sample + 1]].tolist()
+            pieces = tokenizer.batch_decode([table.token_ids(row).tolist() for row in rows], skip_special_tokens=True)
+            out.append(separator_text.join(pieces))
+        return out
+
+    return texts
 
 
 def _stats(recipe, table, reports, mix, selection, sample_tokens, sample_kind, order, bounds, packed, separator_text) -> dict:

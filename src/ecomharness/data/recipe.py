@@ -16,6 +16,8 @@
         template: "{{ title }}\\n{{ attributes }}"
     mixer: {name: graph, min_records: 2, max_records: 8, separator: "\\n"}
     ratio: {general_to_domain: 2.0, general_languages: {zh: 1, en: 1}}
+    select: {...}                       # optional: ecomharness.select.stage
+    curriculum: {by: perplexity, model: path/to/proxy, stages: 3}   # optional
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
+from ecomharness.select.curriculum import CurriculumSpec, parse_curriculum
 from ecomharness.util import load_yaml_file, reject_unknown_keys
 
 KINDS = ("domain", "general")
@@ -79,6 +82,7 @@ class DataRecipe:
     mixer: MixerSpec = field(default_factory=MixerSpec)
     ratio: RatioSpec = field(default_factory=RatioSpec)
     select: dict[str, Any] | None = None  # see ecomharness.select.stage
+    curriculum: CurriculumSpec | None = None  # see ecomharness.select.curriculum
     source_file: Path | None = None
 
     def fingerprint(self) -> str:
@@ -177,6 +181,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
         mixer=mixer,
         ratio=ratio,
         select=_typed(raw, "select", dict, where, None),
+        curriculum=parse_curriculum(raw.get("curriculum"), where),
     )
     if recipe.seq_len < 8:
         raise UserError(f"{where}.seq_len: must be at least 8, got {recipe.seq_len}")

@@ -39,6 +39,7 @@ class SelectionReport:
 
     kept: dict[str, np.ndarray]  # source name -> bool mask over its good records
     stats: dict[str, Any]
+    cache: dict[str, Any]  # computed / reused counts: printed, kept out of stats.json
 
 
 def task_texts(tasks: list[str]) -> list[str]:
@@ -120,7 +121,6 @@ def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionRepo
             "mean_score": {name: float(v.mean()) if len(v) else None for name, v in merged.items()},
             "mean_score_kept": {name: float(v[mask].mean()) if mask.any() else None for name, v in merged.items()},
         }
-    stats["cache"] = {"computed": cache.computed, "reused": cache.reused, "dir": str(cache.directory)}
     stats["sampling"] = sampling
     stats["combine"] = spec.get("combine", "rank")
     for name, scorer in scorers.items():
@@ -128,7 +128,8 @@ def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionRepo
             stats["scorers"][name] = {**scorer.config, "methods_used": dict(scorer.methods)}
     log(f"[data] selection: kept " + ", ".join(f"{n} {v['kept']:,}/{v['records']:,}" for n, v in stats["sources"].items())
         + f" (scores computed {cache.computed:,}, reused {cache.reused:,})")
-    return SelectionReport(kept=kept, stats=json.loads(json.dumps(stats, default=str)))
+    return SelectionReport(kept=kept, stats=json.loads(json.dumps(stats, default=str)),
+                           cache={"computed": cache.computed, "reused": cache.reused, "dir": str(cache.directory)})
 
 
 def similarity(options: dict):

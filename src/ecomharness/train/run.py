@@ -86,6 +86,30 @@ def _keep_recipe(recipe: TrainRecipe) -> None:
     kept.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=True), encoding="utf-8")
 
 
+def _keep_curriculum_order(recipe: TrainRecipe, training: dict, log) -> None:
+    """A curriculum-ordered build is read in order: HF Trainer's default sampler would
+    shuffle the easy-to-hard order away. An explicit ``train_sampling_strategy`` wins."""
+    path = Path(recipe.data.path)
+    # data.path may name the build output or its dataset/ folder
+    candidates = [path / "stats.json"] + ([path.parent / "stats.json"] if (path / "state.json").is_file() else [])
+    stats_file = next((p for p in candidates if p.is_file()), None)
+    if stats_file is None:
+        return
+    try:
+        curriculum = json.loads(stats_file.read_text(encoding="utf-8")).get("curriculum")
+    except (OSError, ValueError):
+        return
+    if not curriculum:
+        return
+    chosen = training.setdefault("train_sampling_strategy", "sequential")
+    if chosen == "sequential":
+        log(f"[train] {stats_file.parent.name} is ordered by a curriculum ({curriculum.get('by')}, "
+            f"{len(curriculum.get('stages', []))} stage(s)): reading it in order")
+    else:
+        log(f"[train] warning: {stats_file.parent.name} is ordered by a curriculum but "
+            f"train_sampling_strategy={chosen!r} will not keep that order")
+
+
 def run_training(recipe: TrainRecipe, log=print) -> dict:
     """Train as the recipe says; return a summary (steps, train and eval seconds)."""
     recipe.run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +135,8 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
 
     training = dict(recipe.training)
     training.setdefault("report_to", [])
+    if recipe.mode == "cpt":
+        _keep_curriculum_order(recipe, training, log)
     args = TrainingArguments(
         output_dir=str(recipe.run_dir),
         save_strategy="steps",
