@@ -32,11 +32,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def _fresh_plugin_manager(monkeypatch):
     """Every test sees entry points as they are now, not as an earlier test left them."""
     from ecomharness.plugins import reset_plugin_manager
-    from ecomharness.registry import data_sources, gate_rules, mixers, record_formats, selectors
+    from ecomharness.registry import data_sources, gate_rules, mixers, record_formats, selectors, topic_classifiers
 
     monkeypatch.delenv("ECOMHARNESS_PLUGINS", raising=False)
     monkeypatch.delenv("ECOMHARNESS_TRACE_HOOKS", raising=False)
-    registries = (record_formats, data_sources, mixers, gate_rules, selectors)
+    registries = (record_formats, data_sources, mixers, gate_rules, selectors, topic_classifiers)
     reset_plugin_manager()
     for registry in registries:
         registry.reset()

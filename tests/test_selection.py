@@ -242,3 +242,95 @@ def test_curriculum_block_is_validated(tmp_path):
             parse_recipe({**base, "curriculum": bad}, base=tmp_path)
     spec = parse_recipe({**base, "curriculum": {"model": "m", "stages": 3}}, base=tmp_path).curriculum
     assert (spec.by, spec.stages, spec.order, spec.options) == ("perplexity", 3, "ascending", {"model": "m"})
+
+
+def test_allocate_splits_the_budget_by_weight_and_refills_from_small_topics():
+    from ecomharness.select.topics import allocate
+
+    assert allocate({"a": 10, "b": 2, "c": 10}, 12) == {"a": 5, "b": 2, "c": 5}
+    assert allocate({"a": 100, "b": 100}, 9, {"a": 2}) == {"a": 6, "b": 3}
+    assert allocate({"a": 3, "b": 4}, 50) == {"a": 3, "b": 4}
+    assert allocate({"a": 10, "b": 10}, 5, {"b": 0}) == {"a": 5, "b": 0}
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        sizes = {f"t{i}": int(n) for i, n in enumerate(rng.integers(0, 30, size=rng.integers(1, 6)))}
+        k = int(rng.integers(0, 120))
+        given = allocate(sizes, k)
+        assert sum(given.values()) == min(k, sum(sizes.values()))
+        assert all(0 <= given[t] <= sizes[t] for t in sizes)
+        # topics with records left get equal shares (to one), never less than a topic that ran out
+        hungry = [given[t] for t in sizes if given[t] < sizes[t]]
+        if hungry:
+            assert max(hungry) - min(hungry) <= 1
+            assert all(given[t] <= min(hungry) + 1 for t in sizes)
+
+
+def test_balanced_choice_evens_out_topics_and_keeps_the_best_inside_each():
+    from ecomharness.select.topics import choose_balanced
+
+    topics = ["big"] * 90 + ["small"] * 10
+    scores = np.r_[np.linspace(1, 2, 90), np.linspace(0, 0.5, 10)]
+    picked, report = choose_balanced(scores, topics, 10, "hard", 1.0, 0)
+    assert report == {"big": {"records": 90, "kept": 5}, "small": {"records": 10, "kept": 5}}
+    assert picked.tolist() == [85, 86, 87, 88, 89, 95, 96, 97, 98, 99]
+    unbalanced = choose(scores, 10, "hard")
+    assert all(i < 90 for i in unbalanced)  # without balance the small topic is never chosen
+
+
+def test_keyword_topics_and_the_topic_classifier_hook():
+    from ecomharness import hookimpl
+    from ecomharness.errors import UserError
+    from ecomharness.plugins import get_plugin_manager
+    from ecomharness.select.topics import BalanceSpec, keyword_classifier
+
+    keywords = keyword_classifier({"topics": {"apparel": ["裙", "shirt"], "bags": ["包", "backpack"]}})
+    assert keywords.classify(["红色连衣裙", "A Shirt and a backpack and a BACKPACK", "双肩包", "天气"]) == [
+        "apparel", "bags", "bags", "other"]
+    with pytest.raises(UserError, match="options.topics"):
+        keyword_classifier({"topics": {"apparel": []}})
+    with pytest.raises(UserError, match="exactly one of field"):
+        BalanceSpec({"field": "a", "classifier": "keywords"})
+    with pytest.raises(UserError, match="weights"):
+        BalanceSpec({"field": "a", "weights": {"x": -1}})
+    assert BalanceSpec({"field": "cat"}).topics([{"cat": "x"}, {}], ["", ""]) == ["x", "(none)"]
+
+    class ByLength:
+        @hookimpl
+        def ecomharness_topic_classifiers(self):
+            return {"length": lambda options: type("C", (), {
+                "classify": lambda self, texts: ["long" if len(t) > options["cut"] else "short" for t in texts]})()}
+
+    get_plugin_manager().register(ByLength(), name="test_topic_plugin")
+    spec = BalanceSpec({"classifier": "length", "options": {"cut": 3}})
+    assert spec.topics([{}, {}], ["ab", "abcdef"]) == ["short", "long"]
+
+
+def test_data_build_balances_selection_across_a_topic_field(tmp_path):
+    from collections import Counter
+
+    from ecomharness.data.build import build_dataset
+    from ecomharness.data.recipe import load_recipe
+    from ecomharness.demo.corpus import corpus_sources, write_corpus
+    from ecomharness.demo.tiny import train_tokenizer
+
+    paths = write_corpus(tmp_path / "raw", n_products=300, n_general=10, seed=2)
+    products = [json.loads(l) for l in paths["products_zh"].read_text(encoding="utf-8").splitlines()]
+    sizes = Counter(p["category"] for p in products)
+    train_tokenizer([p["title"] for p in products], vocab_size=300, out_dir=tmp_path / "tok")
+    k = 180  # more than 8 x the smallest topic (19), so small topics run out and the rest refill
+    assert min(sizes.values()) * len(sizes) < k < sum(sizes.values())
+    raw = {"output": str(tmp_path / "out"), "tokenizer": str(tmp_path / "tok"), "seq_len": 64,
+           "sources": corpus_sources(paths), "ratio": {"general_to_domain": None, "general_languages": None},
+           "select": {"sources": ["products_zh"], "sampling": {"k": k}, "balance": {"field": "category"},
+                      "cache_dir": str(tmp_path / "cache")}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    stats = build_dataset(load_recipe(tmp_path / "r.yaml"), log=lambda *_: None)
+    chosen = stats["selection"]["sources"]["products_zh"]
+    assert chosen["kept"] == k and stats["selection"]["balance"]["by"] == "field category"
+    assert {t: v["records"] for t, v in chosen["topics"].items()} == dict(sizes)
+    share = k / len(sizes)
+    small = {t for t, n in sizes.items() if n <= share}
+    assert small and all(chosen["topics"][t]["kept"] == sizes[t] for t in small)
+    rest = [chosen["topics"][t]["kept"] for t in sizes if t not in small]
+    assert max(rest) - min(rest) <= 1 and min(rest) > share  # the others share what small topics left
+    assert max(sizes.values()) / min(sizes.values()) > 2  # the corpus itself is far from balanced

@@ -105,3 +105,16 @@ def ecomharness_selectors():
     ``higher_is_better`` (default True). Built in: ``similarity`` (ETS-DACP),
     ``perplexity`` and ``pos_entropy`` (ETA-DACP).
     """
+
+
+@hookspec
+def ecomharness_topic_classifiers():
+    """Topic classifiers for topic-balanced selection (``select.balance.classifier``), by name.
+
+    Return a mapping from a classifier name to a factory (callable or ``"module:attr"``)
+    called with the recipe's ``select.balance.options``; the factory returns an object
+    with ``classify(texts) -> list[str]`` (one topic per rendered record). Used when
+    records carry no topic field. Built in: ``keywords`` (the topic whose keywords occur
+    most often).
+    """
+

@@ -24,3 +24,9 @@ def ecomharness_mixers():
 def ecomharness_selectors():
     """Efficient-CPT's scorers: task similarity (ETS-DACP), novelty and diversity (ETA-DACP)."""
     return {name: f"ecomharness.select.stage:{name}" for name in ("similarity", "perplexity", "pos_entropy")}
+
+
+@hookimpl
+def ecomharness_topic_classifiers():
+    """Keyword topics, for corpora whose records carry no topic field."""
+    return {"keywords": "ecomharness.select.topics:keyword_classifier"}

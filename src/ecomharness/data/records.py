@@ -118,8 +118,8 @@ def _renderer(source: SourceSpec):
     return template.render
 
 
-def _rendered(source: SourceSpec, reader, on_error: str, report: SourceReport) -> Iterator[tuple[str | None, str]]:
-    """``(key, text)`` per good record of one source, raising or counting bad ones."""
+def _rendered(source: SourceSpec, reader, on_error: str, report: SourceReport) -> Iterator[tuple[str | None, str, dict]]:
+    """``(key, text, record)`` per good record of one source, raising or counting bad ones."""
     render = _renderer(source)
 
     def bad(reason: str, error: Exception | str) -> None:
@@ -150,7 +150,7 @@ def _rendered(source: SourceSpec, reader, on_error: str, report: SourceReport) -
             bad("empty text", f"{where}: the rendered text is empty")
             continue
         report.records += 1
-        yield key, text
+        yield key, text, record
 
 
 _TOKENIZER = None
@@ -206,7 +206,7 @@ def build_table(recipe: DataRecipe, readers: dict, progress=None,
     try:
         for index, source in enumerate(recipe.sources):
             reader = readers[source.format]
-            stream = _rendered(source, reader, recipe.on_error, reports[source.name])
+            stream = ((key, text) for key, text, _ in _rendered(source, reader, recipe.on_error, reports[source.name]))
             if keep is not None and source.name in keep:
                 mask = keep[source.name]
                 stream = (pair for ordinal, pair in enumerate(stream) if ordinal < len(mask) and mask[ordinal])

@@ -8,6 +8,7 @@
         pos_entropy: {weight: 1}
       combine: rank                   # average rank ("-com"), or weights
       sampling: {mode: hard, fraction: 0.1}            # or k: N; soft: temperature
+      balance: {field: category}      # optional: split the budget across topics (select.topics)
       cache_dir: null                 # default: beside the output, .selection-cache
 
 The stage reads and renders the sources once more (texts exist one batch at a time),
@@ -28,9 +29,10 @@ import numpy as np
 from ecomharness.errors import UserError
 from ecomharness.select.cache import ScoreCache
 from ecomharness.select.choose import choose, combine
+from ecomharness.select.topics import BalanceSpec, choose_balanced
 from ecomharness.util import reject_unknown_keys
 
-KEYS = {"sources", "scorers", "combine", "sampling", "cache_dir", "seed"}
+KEYS = {"sources", "scorers", "combine", "sampling", "cache_dir", "seed", "balance"}
 
 
 @dataclass
@@ -74,9 +76,11 @@ def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionRepo
     unknown = [n for n in names if n not in {s.name for s in recipe.sources}]
     if unknown:
         raise UserError(f"select.sources: no source named {', '.join(unknown)}")
+    balance = BalanceSpec(spec["balance"]) if spec.get("balance") is not None else None
     scorer_specs = spec.get("scorers") or {}
-    if not isinstance(scorer_specs, dict) or not scorer_specs:
-        raise UserError("select.scorers: name at least one scorer, e.g. {similarity: {tasks: [ecom_icl]}}")
+    if not isinstance(scorer_specs, dict) or not (scorer_specs or balance):
+        raise UserError("select.scorers: name at least one scorer, e.g. {similarity: {tasks: [ecom_icl]}} "
+                        "(only topic balancing may go without one)")
     scorers, weights, directions = {}, {}, {}
     for name, options in scorer_specs.items():
         options = dict(options or {})
@@ -94,25 +98,40 @@ def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionRepo
         if source.name not in names:
             continue
         columns: dict[str, list[np.ndarray]] = {n: [] for n in scorers}
+        topics: list[str] = []
         batch: list[str] = []
+        records: list[dict] = []
         report = SourceReport()
 
         def flush():
             for scorer_name, scorer in scorers.items():
                 columns[scorer_name].append(cache.get_or_score(batch, scorer))
+            if balance is not None:
+                topics.extend(balance.topics(records, batch))
             batch.clear()
+            records.clear()
 
-        for _, text in _rendered(source, readers[source.format], recipe.on_error, report):
+        n = 0
+        for _, text, record in _rendered(source, readers[source.format], recipe.on_error, report):
             batch.append(text)
+            records.append(record)
+            n += 1
             if len(batch) >= recipe.batch_size:
                 flush()
         if batch:
             flush()
-        merged = {n: np.concatenate(c) if c else np.zeros(0) for n, c in columns.items()}
-        n = len(next(iter(merged.values())))
-        score = combine(merged, directions, weights, spec.get("combine", "rank")) if n else np.zeros(0)
+        merged = {name: np.concatenate(c) if c else np.zeros(0) for name, c in columns.items()}
+        if merged and n:
+            score = combine(merged, directions, weights, spec.get("combine", "rank"))
+        else:  # balance alone: a seeded random order inside each topic
+            score = np.random.default_rng(seed).random(n)
         k = int(sampling["k"]) if "k" in sampling else int(round(float(sampling.get("fraction", 0.1)) * n))
-        picked = choose(score, k, sampling.get("mode", "hard"), float(sampling.get("temperature", 1.0)), seed)
+        mode, temperature = sampling.get("mode", "hard"), float(sampling.get("temperature", 1.0))
+        topic_report = None
+        if balance is not None:
+            picked, topic_report = choose_balanced(score, topics, k, mode, temperature, seed, balance.weights)
+        else:
+            picked = choose(score, k, mode, temperature, seed)
         mask = np.zeros(n, bool)
         mask[picked] = True
         kept[source.name] = mask
@@ -121,8 +140,12 @@ def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionRepo
             "mean_score": {name: float(v.mean()) if len(v) else None for name, v in merged.items()},
             "mean_score_kept": {name: float(v[mask].mean()) if mask.any() else None for name, v in merged.items()},
         }
+        if topic_report is not None:
+            stats["sources"][source.name]["topics"] = topic_report
     stats["sampling"] = sampling
     stats["combine"] = spec.get("combine", "rank")
+    if balance is not None:
+        stats["balance"] = {"by": balance.name, "weights": balance.weights}
     for name, scorer in scorers.items():
         if hasattr(scorer, "methods"):
             stats["scorers"][name] = {**scorer.config, "methods_used": dict(scorer.methods)}
