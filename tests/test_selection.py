@@ -242,6 +242,13 @@ def test_curriculum_block_is_validated(tmp_path):
             parse_recipe({**base, "curriculum": bad}, base=tmp_path)
     spec = parse_recipe({**base, "curriculum": {"model": "m", "stages": 3}}, base=tmp_path).curriculum
     assert (spec.by, spec.stages, spec.order, spec.options) == ("perplexity", 3, "ascending", {"model": "m"})
+    # paths resolve against the recipe's folder, as source paths do
+    (tmp_path / "proxy").mkdir()
+    recipe = parse_recipe({**base, "curriculum": {"model": "proxy", "cache_dir": "c"},
+                           "select": {"scorers": {"perplexity": {"model": "proxy"}}}}, base=tmp_path)
+    assert recipe.curriculum.options["model"] == str(tmp_path / "proxy")
+    assert recipe.curriculum.cache_dir == str(tmp_path / "c")
+    assert recipe.select["scorers"]["perplexity"]["model"] == str(tmp_path / "proxy")
 
 
 def test_allocate_splits_the_budget_by_weight_and_refills_from_small_topics():
@@ -334,3 +341,72 @@ def test_data_build_balances_selection_across_a_topic_field(tmp_path):
     rest = [chosen["topics"][t]["kept"] for t in sizes if t not in small]
     assert max(rest) - min(rest) <= 1 and min(rest) > share  # the others share what small topics left
     assert max(sizes.values()) / min(sizes.values()) > 2  # the corpus itself is far from balanced
+
+
+def _tiny_encoder(out_dir, texts):
+    from transformers import BertConfig, BertModel
+
+    from ecomharness.demo.tiny import train_tokenizer
+
+    tokenizer = train_tokenizer(texts * 3, vocab_size=300, out_dir=out_dir)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out_dir)
+    return out_dir
+
+
+def test_similarity_with_a_local_encoder_and_the_sentence_transformers_layout(tmp_path):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from ecomharness.select.stage import similarity
+
+    folder = _tiny_encoder(tmp_path / "enc", TASK + OTHER)
+    task_file = tmp_path / "task.jsonl"
+    task_file.write_text(json.dumps({"text": TASK[0]}, ensure_ascii=False) + "\n", encoding="utf-8")
+    scorer = similarity({"file": str(task_file), "embedder": {"path": str(folder), "batch_size": 2}})
+    assert scorer.config["embedder"] == "encoder" and scorer.config["pooling"] == "mean"
+    scores = scorer.score(OTHER + [TASK[0]])
+    assert np.argmax(scores) == len(OTHER) and scores[-1] == pytest.approx(1.0, abs=1e-5)
+
+    # the vectors are the mask-weighted mean of the encoder's last hidden states
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    batch = tokenizer(OTHER[:2], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
+    assert np.allclose(scorer.embedder.transform(OTHER[:2]), expected, atol=1e-5)
+
+    # a sentence-transformers folder says its pooling in 1_Pooling/config.json
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    cls = similarity({"file": str(task_file), "embedder": {"path": str(folder)}})
+    assert cls.config["pooling"] == "cls"
+    assert np.allclose(cls.embedder.transform(OTHER[:1])[0], torch.nn.functional.normalize(hidden[0, 0], dim=-1),
+                       atol=1e-5)
+
+
+def test_similarity_options_are_validated(tmp_path):
+    from ecomharness.errors import UserError
+    from ecomharness.select.stage import similarity
+
+    task_file = tmp_path / "task.jsonl"
+    task_file.write_text('{"text": "红色连衣裙"}\n{"title": "no text"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"task.jsonl:2: expected a non-empty string field 'text'"):
+        similarity({"file": str(task_file)})
+    task_file.write_text('{"text": "红色连衣裙"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(UserError, match="invalid JSON"):
+        similarity({"file": str(task_file)})
+    task_file.write_text('{"text": "红色连衣裙"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="not a local HF model folder"):
+        similarity({"file": str(task_file), "embedder": {"path": str(tmp_path)}})
+    with pytest.raises(UserError, match="chars or jieba"):
+        similarity({"file": str(task_file), "embedder": {"zh": "words"}})
+    jieba_scorer = similarity({"file": str(task_file), "embedder": {"zh": "jieba"}})
+    assert jieba_scorer.config["zh"] == "jieba"
+    scores = jieba_scorer.score(["这条红色连衣裙很好看", "今天的天气很好"])
+    assert scores[0] > scores[1]

@@ -133,6 +133,27 @@ def _source(raw: Any, index: int, where: str, base: Path) -> SourceSpec:
     )
 
 
+PATH_KEYS = {"model", "file", "path", "cache_dir"}
+
+
+def _resolve_paths(value: Any, base: Path) -> Any:
+    """Paths inside ``select`` and ``curriculum`` (proxy models, task files, encoder
+    folders, cache) resolve against the recipe file, as source paths do: a relative one
+    is taken from there when it exists there (a cache directory always is)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key in PATH_KEYS and isinstance(item, str) and item and not Path(item).expanduser().is_absolute():
+                candidate = (base / item).resolve()
+                out[key] = str(candidate) if key == "cache_dir" or candidate.exists() else item
+            else:
+                out[key] = _resolve_paths(item, base)
+        return out
+    if isinstance(value, list):
+        return [_resolve_paths(item, base) for item in value]
+    return value
+
+
 def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> DataRecipe:
     """Validate a parsed recipe mapping; ``base`` is the directory relative paths use."""
     base = base or Path.cwd()
@@ -180,8 +201,8 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
         batch_size=_typed(raw, "batch_size", int, where, 10_000),
         mixer=mixer,
         ratio=ratio,
-        select=_typed(raw, "select", dict, where, None),
-        curriculum=parse_curriculum(raw.get("curriculum"), where),
+        select=_resolve_paths(_typed(raw, "select", dict, where, None), base),
+        curriculum=parse_curriculum(_resolve_paths(raw.get("curriculum"), base), where),
     )
     if recipe.seq_len < 8:
         raise UserError(f"{where}.seq_len: must be at least 8, got {recipe.seq_len}")

@@ -2,8 +2,9 @@
 
 - ``similarity`` (ETS-DACP, task-similar): cosine similarity between a document's
   embedding and the centroid of the task data's embeddings. The default embedder is a
-  hashed TF-IDF over words and character n-grams (no model needed; Chinese by
-  characters and character bigrams).
+  hashed TF-IDF over words and bigrams (no model needed; Chinese by characters and
+  character bigrams, or by jieba words); ``EncoderEmbedder`` uses any local HF encoder
+  or sentence-transformers folder instead.
 - ``perplexity`` (ETA-DACP novelty): perplexity under a small proxy causal LM (any local
   HF model path), batched. Higher = more novel to the proxy.
 - ``pos_entropy`` (ETA-DACP diversity): entropy of the part-of-speech tag distribution
@@ -36,17 +37,32 @@ def _features(text: str) -> list[str]:
     return grams
 
 
+def _jieba_features(text: str) -> list[str]:
+    import jieba
+
+    words = [w for w in (piece.strip().lower() for piece in jieba.lcut(text)) if w and any(c.isalnum() for c in w)]
+    return [f"w:{w}" for w in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:])]
+
+
 class TfidfEmbedder:
     """Hashed TF-IDF vectors (L2-normalised). The IDF is fitted on the task texts only,
-    so a document's score does not depend on the rest of the corpus (and can be cached)."""
+    so a document's score does not depend on the rest of the corpus (and can be cached).
+    ``zh="jieba"`` cuts Chinese into jieba words instead of characters and bigrams."""
 
-    config = {"embedder": "tfidf-hash", "n_features": N_FEATURES}
-
-    def __init__(self):
+    def __init__(self, zh: str = "chars"):
         from sklearn.feature_extraction.text import HashingVectorizer
 
-        self.hasher = HashingVectorizer(analyzer=_features, n_features=N_FEATURES, alternate_sign=False, norm=None)
+        if zh not in ("chars", "jieba"):
+            raise UserError(f"select.scorers.similarity.embedder.zh: expected chars or jieba, got {zh!r}")
+        analyzer = _features
+        if zh == "jieba":
+            import jieba
+
+            jieba.setLogLevel(60)
+            analyzer = _jieba_features
+        self.hasher = HashingVectorizer(analyzer=analyzer, n_features=N_FEATURES, alternate_sign=False, norm=None)
         self.idf = None
+        self.config = {"embedder": "tfidf-hash", "n_features": N_FEATURES, **({"zh": zh} if zh != "chars" else {})}
 
     def fit(self, texts: list[str]) -> TfidfEmbedder:
         """Fit the IDF on ``texts``."""
@@ -58,6 +74,64 @@ class TfidfEmbedder:
     def transform(self, texts: list[str]):
         """Sparse L2-normalised TF-IDF rows."""
         return self.idf.transform(self.hasher.transform(texts))
+
+
+class EncoderEmbedder:
+    """Mean- (or CLS-) pooled, L2-normalised vectors from a local encoder folder.
+
+    Reads plain HF encoders (``AutoModel``) and sentence-transformers folders alike: a
+    sentence-transformers folder keeps the transformer at its root and its pooling mode
+    in ``1_Pooling/config.json``, which is honoured, so the package itself is not needed.
+    """
+
+    def __init__(self, path: str, batch_size: int = 32, max_length: int = 256, pooling: str | None = None,
+                 device: str | None = None):
+        import json
+        from pathlib import Path
+
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(path)
+        if not (folder / "config.json").is_file():
+            raise UserError(f"select.scorers.similarity.embedder.path: {path} is not a local HF model folder "
+                            "(no config.json)")
+        pooling_file = folder / "1_Pooling" / "config.json"
+        if pooling is None and pooling_file.is_file():
+            mode = json.loads(pooling_file.read_text(encoding="utf-8"))
+            pooling = "cls" if mode.get("pooling_mode_cls_token") else "mean"
+        pooling = pooling or "mean"
+        if pooling not in ("mean", "cls"):
+            raise UserError(f"select.scorers.similarity.embedder.pooling: expected mean or cls, got {pooling!r}")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).to(self.device).eval()
+        self.batch_size, self.max_length, self.pooling = batch_size, max_length, pooling
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+        self.config = {"embedder": "encoder", "path": str(folder.resolve()), "pooling": pooling,
+                       "max_length": max_length}
+
+    def fit(self, texts: list[str]) -> EncoderEmbedder:
+        """Nothing to fit: the encoder is fixed."""
+        return self
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        """One unit-length row per text."""
+        import torch
+
+        rows = []
+        for begin in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(texts[begin : begin + self.batch_size], return_tensors="pt", padding=True,
+                                   truncation=True, max_length=self.max_length).to(self.device)
+            with torch.no_grad():
+                hidden = self.model(**batch).last_hidden_state.float()
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            rows.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, self.model.config.hidden_size))
 
 
 class SimilarityScorer:

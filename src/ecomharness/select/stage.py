@@ -155,11 +155,29 @@ def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionRepo
                            cache={"computed": cache.computed, "reused": cache.reused, "dir": str(cache.directory)})
 
 
+def embedder_from(options: dict | None):
+    """The similarity embedder: ``None``/``{zh: chars|jieba}`` for hashed TF-IDF, or
+    ``{path: DIR, batch_size, max_length, pooling, device}`` for a local encoder."""
+    from ecomharness.select.scorers import EncoderEmbedder, TfidfEmbedder
+
+    where = "select.scorers.similarity.embedder"
+    if options is not None and not isinstance(options, dict):
+        raise UserError(f"{where}: expected a mapping, got {options!r}")
+    options = dict(options or {})
+    if "path" not in options:
+        reject_unknown_keys(options, {"zh"}, where)
+        return TfidfEmbedder(**options)
+    reject_unknown_keys(options, {"path", "batch_size", "max_length", "pooling", "device"}, where)
+    return EncoderEmbedder(str(options["path"]), int(options.get("batch_size", 32)),
+                           int(options.get("max_length", 256)), options.get("pooling"), options.get("device"))
+
+
 def similarity(options: dict):
-    """ETS-DACP scorer from ``{tasks: [...]}`` or ``{file: texts.jsonl}``."""
+    """ETS-DACP scorer from ``{tasks: [...]}`` and/or ``{file: texts.jsonl}``, and an
+    optional ``embedder`` (see :func:`embedder_from`)."""
     from ecomharness.select.scorers import SimilarityScorer
 
-    reject_unknown_keys(options, {"tasks", "file"}, "select.scorers.similarity")
+    reject_unknown_keys(options, {"tasks", "file", "embedder"}, "select.scorers.similarity")
     texts = []
     if options.get("tasks"):
         texts += task_texts(list(options["tasks"]))
@@ -167,8 +185,22 @@ def similarity(options: dict):
         path = Path(options["file"])
         if not path.is_file():
             raise UserError(f"select.scorers.similarity.file: {path} does not exist")
-        texts += [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return SimilarityScorer(texts)
+        texts += _texts_of_file(path)
+    return SimilarityScorer(texts, embedder_from(options.get("embedder")))
+
+
+def _texts_of_file(path: Path) -> list[str]:
+    """The ``text`` field of every line of a JSON Lines file; bad lines are errors."""
+    from ecomharness.formats.common import RecordError, iter_jsonl
+
+    texts = []
+    for number, record in iter_jsonl(path):
+        if isinstance(record, RecordError):
+            raise UserError(f"select.scorers.similarity.file: {record}")
+        if not isinstance(record.get("text"), str) or not record["text"].strip():
+            raise UserError(f"select.scorers.similarity.file: {path}:{number}: expected a non-empty string field 'text'")
+        texts.append(record["text"])
+    return texts
 
 
 def perplexity(options: dict):
