@@ -410,3 +410,32 @@ def test_similarity_options_are_validated(tmp_path):
     assert jieba_scorer.config["zh"] == "jieba"
     scores = jieba_scorer.score(["这条红色连衣裙很好看", "今天的天气很好"])
     assert scores[0] > scores[1]
+
+
+def test_data_build_command_selects_balances_and_orders(tmp_path):
+    from conftest import run_cli
+
+    from ecomharness.demo.corpus import corpus_sources, write_corpus
+
+    paths = write_corpus(tmp_path / "raw", n_products=60, n_general=20, seed=5)
+    lines = [json.loads(l) for p in paths.values() for l in p.read_text(encoding="utf-8").splitlines()]
+    texts = [r.get("text") or r.get("description") or r.get("title") or "" for r in lines]
+    proxy = _proxy_trained_on([t for t in texts if t][:40], [t for t in texts if t][40:80], tmp_path / "proxy", steps=5)
+    recipe = {"output": "out", "tokenizer": "proxy", "seq_len": 64, "sources": corpus_sources(paths),
+              "ratio": {"general_to_domain": 1.0, "general_languages": {"zh": 1, "en": 1}},
+              "select": {"sources": ["products_zh"], "sampling": {"mode": "soft", "fraction": 0.5},
+                         "scorers": {"similarity": {"tasks": ["ecom_icl_deg"]}, "perplexity": {"model": "proxy"}},
+                         "balance": {"field": "category"}},
+              "curriculum": {"by": "perplexity", "model": "proxy", "stages": 2}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    result = run_cli("data", "build", "recipe.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "selection: kept products_zh" in result.stdout and "curriculum:" in result.stdout
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text(encoding="utf-8"))
+    assert stats["selection"]["balance"]["by"] == "field category"
+    assert len(stats["curriculum"]["stages"]) == 2
+    assert (tmp_path / ".selection-cache").is_dir()  # default cache beside the output
+    broken = {**recipe, "curriculum": {"by": "perplexity", "model": "missing-model"}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(broken, allow_unicode=True), encoding="utf-8")
+    result = run_cli("data", "build", "recipe.yaml", "--force", cwd=tmp_path)
+    assert result.returncode != 0 and "curriculum.model: a local proxy model path is needed" in result.stderr

@@ -59,7 +59,10 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     if recipe.curriculum is not None:
         from ecomharness.select.stage import build_scorer
 
-        curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options))
+        try:
+            curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options))
+        except UserError as exc:  # the factories name their options as select.scorers.NAME
+            raise UserError(str(exc).replace(f"select.scorers.{recipe.curriculum.by}", "curriculum")) from exc
 
     selection = None
     if recipe.select:
