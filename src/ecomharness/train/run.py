@@ -23,6 +23,7 @@ from ecomharness.train import components
 from ecomharness.train.callbacks.inline_eval import InlineEvalConfig
 from ecomharness.train.lssd import LSSDConfig
 from ecomharness.train.recipe import TrainRecipe
+from ecomharness.util import write_text_atomic
 
 DONE_MARKER = "train_done.json"
 
@@ -83,7 +84,8 @@ def _keep_recipe(recipe: TrainRecipe) -> None:
             raise UserError(f"{recipe.run_dir} holds a run of a different recipe (differs in {', '.join(changed)}); "
                             "use another run_dir or delete the old run")
         return
-    kept.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=True), encoding="utf-8")
+    # Every rank of a multi-process run gets here; atomic, so none reads half a file.
+    write_text_atomic(kept, yaml.safe_dump(raw, allow_unicode=True, sort_keys=True))
 
 
 def _keep_curriculum_order(recipe: TrainRecipe, training: dict, log) -> None:
@@ -178,5 +180,5 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
                "train_seconds": round(seconds - eval_seconds, 3), "eval_seconds": round(eval_seconds, 3),
                "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
     if trainer.is_world_process_zero():
-        (recipe.run_dir / DONE_MARKER).write_text(json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(recipe.run_dir / DONE_MARKER, json.dumps(summary, indent=2) + "\n")
     return summary
