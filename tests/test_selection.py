@@ -31,7 +31,19 @@ def test_repetitive_text_has_lower_entropy():
     zh = scorer.score(["好好好好好好好好", "研究人员在海洋生物领域取得了新的进展，专家认为值得重视。"])
     en = scorer.score(["the the the the the the", "Researchers report new findings about marine life today."])
     assert zh[0] < zh[1] and en[0] < en[1]
-    assert scorer.methods == {"jieba.posseg": 2, "token-type entropy": 2}
+    english = scorer.config["en"]
+    assert scorer.methods == {"jieba.posseg": 2, english: 2}
+
+
+def test_english_pos_entropy_uses_an_installed_tagger():
+    tags = {"the": "DT", "cat": "NN", "sat": "VBD", "on": "IN", "mat": "NN", "a": "DT"}
+    tagger = ("dict tagger", lambda words: [tags.get(w, "NN") for w in words])
+    scorer = PosEntropyScorer(english_tagger=tagger)
+    # same tags in both: a repeated noun phrase scores lower than a sentence with more kinds of words
+    low, high = scorer.score(["cat mat cat mat", "the cat sat on a mat"])
+    assert low == 0.0 and high > 1.0
+    assert scorer.methods == {"dict tagger": 2} and scorer.config["en"] == "dict tagger"
+    assert PosEntropyScorer(english_tagger=None).config["en"] == "token-type entropy"
 
 
 def test_text_the_proxy_model_was_trained_on_has_lower_perplexity(tmp_path):

@@ -8,8 +8,8 @@
 - ``perplexity`` (ETA-DACP novelty): perplexity under a small proxy causal LM (any local
   HF model path), batched. Higher = more novel to the proxy.
 - ``pos_entropy`` (ETA-DACP diversity): entropy of the part-of-speech tag distribution
-  (jieba.posseg for Chinese); for English, where no offline tagger is installed here,
-  the entropy of the token-type distribution. The scorer's ``method`` says which.
+  (jieba.posseg for Chinese); for English NLTK's tagger when its data is installed,
+  otherwise the entropy of the token-type distribution. ``methods`` counts which.
 
 Each scorer is ``score(texts) -> np.ndarray`` with a ``config`` dict that identifies it
 for the score cache.
@@ -200,16 +200,39 @@ def entropy(counts: Counter) -> float:
     return -sum(c / total * math.log(c / total) for c in counts.values() if c) if total else 0.0
 
 
-class PosEntropyScorer:
-    """ETA-DACP diversity: entropy of POS tags (Chinese, jieba) or token types (English)."""
+def nltk_tagger():
+    """``(name, tag(words) -> tags)`` from NLTK's perceptron tagger when NLTK and its
+    tagger data are installed (nothing is downloaded), else ``None``."""
+    try:
+        import nltk
 
-    def __init__(self):
+        for resource in ("averaged_perceptron_tagger_eng", "averaged_perceptron_tagger"):
+            try:
+                nltk.data.find(f"taggers/{resource}")
+            except LookupError:
+                continue
+            return f"nltk.pos_tag ({resource})", lambda words: [tag for _, tag in nltk.pos_tag(words)]
+    except ImportError:
+        pass
+    return None
+
+
+class PosEntropyScorer:
+    """ETA-DACP diversity: entropy of POS tags (Chinese: jieba; English: an offline
+    tagger when one is installed, else token types).
+
+    ``english_tagger`` is ``(name, tag(words) -> tags)``; by default NLTK's perceptron
+    tagger if its data is present (see :func:`nltk_tagger`)."""
+
+    def __init__(self, english_tagger=...):
         import jieba
         import jieba.posseg
 
         jieba.setLogLevel(60)
         self._cut = jieba.posseg.lcut
-        self.config = {"scorer": "pos_entropy", "zh": "jieba.posseg", "en": "token-type entropy"}
+        self.english = nltk_tagger() if english_tagger is ... else english_tagger
+        english = self.english[0] if self.english else "token-type entropy"
+        self.config = {"scorer": "pos_entropy", "zh": "jieba.posseg", "en": english}
         self.methods: Counter = Counter()
 
     def score(self, texts: list[str]) -> np.ndarray:
@@ -219,6 +242,10 @@ class PosEntropyScorer:
             if has_cjk(text):
                 self.methods["jieba.posseg"] += 1
                 out.append(entropy(Counter(pair.flag for pair in self._cut(text))))
+            elif self.english is not None:
+                self.methods[self.english[0]] += 1
+                words = tokenize(text)
+                out.append(entropy(Counter(self.english[1](words))) if words else 0.0)
             else:
                 self.methods["token-type entropy"] += 1
                 out.append(entropy(Counter(tokenize(text))))
