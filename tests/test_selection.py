@@ -451,3 +451,15 @@ def test_data_build_command_selects_balances_and_orders(tmp_path):
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(broken, allow_unicode=True), encoding="utf-8")
     result = run_cli("data", "build", "recipe.yaml", "--force", cwd=tmp_path)
     assert result.returncode != 0 and "curriculum.model: a local proxy model path is needed" in result.stderr
+
+
+def test_select_block_is_validated():
+    from ecomharness.errors import UserError
+    from ecomharness.select.stage import _sampling
+
+    assert _sampling(None) == {"mode": "hard", "fraction": 0.1}
+    for bad, message in [({"mode": "top"}, "sampling.mode"), ({"k": 5, "fraction": 0.2}, "k or fraction"),
+                         ({"k": "5"}, "sampling.k"), ({"fraction": 1.5}, "sampling.fraction"),
+                         ({"mode": "soft", "temperature": 0}, "sampling.temperature"), ([1], "expected a mapping")]:
+        with pytest.raises(UserError, match=message):
+            _sampling(bad)

@@ -66,6 +66,31 @@ def build_scorer(name: str, options: dict):
     return selectors.get(name)(options)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _sampling(raw) -> dict:
+    """The validated ``select.sampling`` block (default: hard, top 10%)."""
+    if raw is not None and not isinstance(raw, dict):
+        raise UserError(f"select.sampling: expected a mapping such as {{mode: hard, fraction: 0.1}}, got {raw!r}")
+    sampling = dict(raw or {"mode": "hard", "fraction": 0.1})
+    reject_unknown_keys(sampling, {"mode", "fraction", "k", "temperature"}, "select.sampling")
+    if sampling.get("mode", "hard") not in ("hard", "soft"):
+        raise UserError(f"select.sampling.mode: expected hard or soft, got {sampling['mode']!r}")
+    if "k" in sampling and "fraction" in sampling:
+        raise UserError("select.sampling: give k or fraction, not both")
+    if "k" in sampling and (not isinstance(sampling["k"], int) or isinstance(sampling["k"], bool) or sampling["k"] < 0):
+        raise UserError(f"select.sampling.k: expected a non-negative integer (documents per source), got {sampling['k']!r}")
+    fraction = sampling.get("fraction", 0.1)
+    if not _is_number(fraction) or not 0 <= fraction <= 1:
+        raise UserError(f"select.sampling.fraction: expected a number from 0 to 1, got {fraction!r}")
+    temperature = sampling.get("temperature", 1.0)
+    if not _is_number(temperature) or temperature <= 0:
+        raise UserError(f"select.sampling.temperature: expected a positive number, got {temperature!r}")
+    return sampling
+
+
 def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionReport:
     """Score and choose; return the keep masks per source and the stats."""
     from ecomharness.data.records import SourceReport, _rendered
@@ -73,6 +98,8 @@ def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionRepo
     reject_unknown_keys(spec, KEYS, "select")
     domain = [s.name for s in recipe.sources if s.kind == "domain"]
     names = spec.get("sources") or domain
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"select.sources: expected a list of source names, got {names!r}")
     unknown = [n for n in names if n not in {s.name for s in recipe.sources}]
     if unknown:
         raise UserError(f"select.sources: no source named {', '.join(unknown)}")
@@ -83,13 +110,17 @@ def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionRepo
                         "(only topic balancing may go without one)")
     scorers, weights, directions = {}, {}, {}
     for name, options in scorer_specs.items():
+        if options is not None and not isinstance(options, dict):
+            raise UserError(f"select.scorers.{name}: expected a mapping of options, got {options!r}")
         options = dict(options or {})
-        weights[name] = float(options.pop("weight", 1.0))
+        weight = options.pop("weight", 1.0)
+        if not _is_number(weight) or weight < 0:
+            raise UserError(f"select.scorers.{name}.weight: expected a non-negative number, got {weight!r}")
+        weights[name] = float(weight)
         scorer = build_scorer(name, options)
         scorers[name] = scorer
         directions[name] = getattr(scorer, "higher_is_better", True)
-    sampling = dict(spec.get("sampling") or {"mode": "hard", "fraction": 0.1})
-    reject_unknown_keys(sampling, {"mode", "fraction", "k", "temperature"}, "select.sampling")
+    sampling = _sampling(spec.get("sampling"))
     cache = ScoreCache(Path(spec.get("cache_dir") or recipe.output.parent / ".selection-cache"))
     seed = int(spec.get("seed", recipe.seed))
 
