@@ -59,10 +59,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     if recipe.curriculum is not None:
         from ecomharness.select.stage import build_scorer
 
-        try:
-            curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options))
-        except UserError as exc:  # the factories name their options as select.scorers.NAME
-            raise UserError(str(exc).replace(f"select.scorers.{recipe.curriculum.by}", "curriculum")) from exc
+        curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options), where="curriculum")
 
     selection = None
     if recipe.select:

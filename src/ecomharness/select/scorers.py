@@ -44,12 +44,29 @@ def _jieba_features(text: str) -> list[str]:
     return [f"w:{w}" for w in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:])]
 
 
-def _length_batches(texts: list[str], batch_size: int):
-    """Index batches of texts of similar length: less padding, so fewer wasted FLOPs on
-    corpora of mixed lengths; callers write results back by index."""
+def _load_local(path, model_class: str, device: str | None):
+    """``(tokenizer, model, device)`` for a local model folder, model in eval mode. Batches
+    are padded, so a tokenizer without a pad token pads with EOS."""
+    import torch
+    import transformers
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = getattr(transformers, model_class).from_pretrained(path).to(device).eval()
+    return tokenizer, model, device
+
+
+def _tokenized_batches(tokenizer, texts: list[str], batch_size: int, max_length: int, device: str):
+    """``(rows, batch)``: tokenized batches of texts of similar length (less padding, so
+    fewer wasted FLOPs on corpora of mixed lengths); callers write results back by row."""
     order = np.argsort([len(t) for t in texts], kind="stable")
     for begin in range(0, len(order), batch_size):
-        yield order[begin : begin + batch_size]
+        rows = order[begin : begin + batch_size]
+        batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True, truncation=True,
+                          max_length=max_length)
+        yield rows, batch.to(device)
 
 
 class TfidfEmbedder:
@@ -97,9 +114,6 @@ class EncoderEmbedder:
         import json
         from pathlib import Path
 
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
         folder = Path(path)
         if not (folder / "config.json").is_file():
             raise UserError(f"select.scorers.similarity.embedder.path: {path} is not a local HF model folder "
@@ -111,11 +125,8 @@ class EncoderEmbedder:
         pooling = pooling or "mean"
         if pooling not in ("mean", "cls"):
             raise UserError(f"select.scorers.similarity.embedder.pooling: expected mean or cls, got {pooling!r}")
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder).to(self.device).eval()
+        self.tokenizer, self.model, self.device = _load_local(folder, "AutoModel", device)
         self.batch_size, self.max_length, self.pooling = batch_size, max_length, pooling
-        self.parameters = sum(p.numel() for p in self.model.parameters())
         self.config = {"embedder": "encoder", "path": str(folder.resolve()), "pooling": pooling,
                        "max_length": max_length}
 
@@ -128,9 +139,7 @@ class EncoderEmbedder:
         import torch
 
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        for rows in _length_batches(texts, self.batch_size):
-            batch = self.tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
-                                   truncation=True, max_length=self.max_length).to(self.device)
+        for rows, batch in _tokenized_batches(self.tokenizer, texts, self.batch_size, self.max_length, self.device):
             with torch.no_grad():
                 hidden = self.model(**batch).last_hidden_state.float()
             if self.pooling == "cls":
@@ -164,16 +173,8 @@ class PerplexityScorer:
     """ETA-DACP novelty: perplexity under a proxy causal LM (local path), batched."""
 
     def __init__(self, model_path: str, batch_size: int = 16, max_length: int = 512, device: str | None = None):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_path).to(self.device).eval()
+        self.tokenizer, self.model, self.device = _load_local(model_path, "AutoModelForCausalLM", device)
         self.batch_size, self.max_length = batch_size, max_length
-        self.parameters = sum(p.numel() for p in self.model.parameters())
         self.config = {"scorer": "perplexity", "model": str(model_path), "max_length": max_length}
 
     def score(self, texts: list[str]) -> np.ndarray:
@@ -181,9 +182,7 @@ class PerplexityScorer:
         import torch
 
         out = np.zeros(len(texts))
-        for rows in _length_batches(texts, self.batch_size):
-            batch = self.tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
-                                   truncation=True, max_length=self.max_length).to(self.device)
+        for rows, batch in _tokenized_batches(self.tokenizer, texts, self.batch_size, self.max_length, self.device):
             with torch.no_grad():
                 logits = self.model(**batch).logits[:, :-1].float()
             targets = batch["input_ids"][:, 1:]

@@ -59,11 +59,20 @@ def task_texts(tasks: list[str]) -> list[str]:
     return texts
 
 
-def build_scorer(name: str, options: dict):
-    """A scorer from its recipe options (built-in or through ``ecomharness_selectors``)."""
+def build_scorer(name: str, options: dict, where: str | None = None):
+    """A scorer from its recipe options (built-in or through ``ecomharness_selectors``).
+
+    Factories name their options as they sit in a ``select`` block
+    (``select.scorers.NAME.option``); ``where`` renames that for options that sit
+    elsewhere (``curriculum``), so errors point at the right place in the recipe."""
     from ecomharness.registry import selectors
 
-    return selectors.get(name)(options)
+    try:
+        return selectors.get(name)(options)
+    except UserError as exc:
+        if where is None:
+            raise
+        raise UserError(str(exc).replace(f"select.scorers.{name}", where)) from exc
 
 
 def _is_number(value) -> bool:
