@@ -74,10 +74,10 @@ def test_recipe_validation():
 
 def test_ledger_survives_a_torn_line(tmp_path):
     path = tmp_path / "eval" / "ledger.jsonl"
-    append_record(path, {"checkpoint": "a", "status": "ok"})
+    append_record(path, {"checkpoint": "a", "step": 1, "status": "ok", "metrics": {}})
     with path.open("a") as fh:
         fh.write('{"checkpoint": "b", "sta')  # killed mid-write
-    append_record(path, {"checkpoint": "c", "status": "ok"})
+    append_record(path, {"checkpoint": "c", "step": 3, "status": "ok", "metrics": {}})
     assert [r["checkpoint"] for r in read_ledger(path)] == ["a", "c"]
 
 

@@ -23,6 +23,7 @@ test file when a real folder has nothing else, removed from the test documents).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -448,6 +449,15 @@ def _doc_key(doc: dict) -> str:
     return json.dumps(doc, sort_keys=True, ensure_ascii=False)
 
 
+def documents_hash(docs: list[dict]) -> str:
+    """Which documents, in which order: the gate compares it, so two results scored on
+    different documents (another cap, seed, split or file) are never compared as equal."""
+    digest = hashlib.sha256()
+    for doc in docs:
+        digest.update(_doc_key(doc).encode("utf-8") + b"\n")
+    return digest.hexdigest()[:16]
+
+
 def _int_option(metadata: dict, key: str, default: int, minimum: int) -> int:
     value = metadata.get(key, default)
     number = None
@@ -534,6 +544,8 @@ def load_task(**metadata):
         "held_out_fewshot": held_out,
         "capped": total - len(docs),
         "documents": len(docs),
+        "documents_hash": documents_hash(docs),
+        "fewshot_hash": documents_hash(fewshot_docs),
         "documents_available": total,
         "max_docs": max_docs,
         "data_seed": seed,

@@ -50,15 +50,35 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 def load_yaml_file(path: Path, what: str) -> Any:
     """Parse a YAML file given by the user; errors name the file (and line) or say it is
     missing, as ``UserError``."""
-    import yaml
-
     from ecomharness.errors import UserError
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"{path}: no such {what} file")
+    return parse_yaml_text(read_user_text(path, what), path)
+
+
+def read_user_text(path: Path, what: str) -> str:
+    """A user's text file as UTF-8; ``UserError`` naming the file and line otherwise."""
+    from ecomharness.errors import UserError
+
+    data = Path(path).read_bytes()
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                        f"save the {what} file as UTF-8") from exc
+
+
+def parse_yaml_text(text: str, path: Path):
+    """``yaml.safe_load`` with errors as ``UserError`` naming ``path:line``."""
+    import yaml
+
+    from ecomharness.errors import UserError
+
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

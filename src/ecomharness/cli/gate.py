@@ -1,6 +1,7 @@
 """Decide whether a checkpoint may ship: a policy of small checks over evaluation results.
 
-Exit code 0 when every check passes, 1 when any fails, 2 on a usage or input error.
+Exit code 0 when every check passes, 1 when any fails (only then), 2 on a usage or input
+error (including an output path that cannot be written), 3 on an internal error.
 Writes a markdown summary (also appended to $GITHUB_STEP_SUMMARY when set), JUnit XML
 and a JSON verdict on request.
 """
@@ -35,57 +36,88 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """Gate and write the outputs; the exit code is the verdict."""
-    import os
+    """Gate and write the outputs; the exit code is the verdict (0 passed, 1 failed)."""
     from pathlib import Path
 
     from ecomharness.errors import UserError
-    from ecomharness.gate.evidence import is_ledger, load_evidence
+    from ecomharness.gate.evidence import NoCandidate, is_ledger, load_evidence
     from ecomharness.gate.policy import load_policy
     from ecomharness.gate.select import best_passing
-    from ecomharness.gate.verdict import run_gate, to_junit, to_markdown
+    from ecomharness.gate.verdict import closed_verdict, run_gate
     from ecomharness.registry import gate_rules
-    from ecomharness.util import write_json_atomic
 
     source = args.ledger or args.candidate
     if not source or (args.ledger and args.candidate):
         raise UserError("give exactly one of --candidate or --ledger")
     policy = load_policy(args.policy, known_kinds=set(gate_rules.names()))
     source_path = Path(source)
+    as_ledger = bool(args.ledger) or is_ledger(source_path)
+    if args.checkpoint and not as_ledger:
+        raise UserError(f"{source}: --checkpoint needs a run directory or ledger, not a results file")
     baseline = None
     if args.baseline:
-        baseline = load_evidence(args.baseline, args.baseline_checkpoint if is_ledger(Path(args.baseline)) else None,
-                                 policy.rank_by)
-    elif is_ledger(source_path):
+        base_path = Path(args.baseline)
         try:
-            baseline = load_evidence(source_path, "init")
-        except UserError:
+            baseline = load_evidence(base_path, args.baseline_checkpoint if is_ledger(base_path) else None,
+                                     policy.rank_by)
+        except NoCandidate as exc:
+            raise UserError(f"--baseline {args.baseline}: {exc}") from exc
+    elif as_ledger and source_path.exists():
+        try:
+            baseline = load_evidence(source_path, "init", ledger=True)
+        except (UserError, NoCandidate):
             baseline = None  # rules that need one fail closed, saying so
     if args.checkpoint == "best-passing":
-        if not is_ledger(source_path):
+        if not as_ledger:
             raise UserError("--checkpoint best-passing needs a ledger or run directory")
         record, verdict, outcomes = best_passing(policy, source_path, baseline)
-        print("[gate] " + ", ".join(f"{name} {'pass' if ok else 'fail'}" for name, ok in outcomes))
+        print("[gate] " + (", ".join(f"{name} {outcome}" for name, outcome in outcomes) or "no trained checkpoint"))
         if verdict is None:
-            print("[gate] FAILED: no checkpoint passes the policy")
-            return 1
-        print(f"[gate] best passing checkpoint: {record['checkpoint']} (step {record['step']})")
+            verdict = closed_verdict(policy, str(source_path), baseline.label if baseline else None, "no_candidate",
+                                     "no trained checkpoint passes the policy")
+        else:
+            print(f"[gate] best passing checkpoint: {record['checkpoint']} (step {record['step']})")
     else:
-        candidate = load_evidence(source_path, args.checkpoint, policy.rank_by)
-        verdict = run_gate(policy, candidate, baseline)
-    markdown = to_markdown(verdict)
-    if args.markdown:
-        Path(args.markdown).write_text(markdown, encoding="utf-8")
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-            fh.write(markdown)
-    if args.junit:
-        Path(args.junit).write_text(to_junit(verdict), encoding="utf-8")
-    if args.json_out:
-        write_json_atomic(Path(args.json_out), verdict.to_dict())
-    if not args.quiet:
-        print(markdown)
+        try:
+            candidate = load_evidence(source_path, args.checkpoint, policy.rank_by, ledger=as_ledger)
+            verdict = run_gate(policy, candidate, baseline)
+        except NoCandidate as exc:
+            verdict = closed_verdict(policy, str(source_path), baseline.label if baseline else None, exc.reason,
+                                     str(exc))
+    write_outputs(verdict, args)
     failed = sum(not c.passed for c in verdict.checks)
     print(f"[gate] {'PASSED' if verdict.passed else 'FAILED'}: {len(verdict.checks) - failed} of "
           f"{len(verdict.checks)} checks passed")
     return 0 if verdict.passed else 1
+
+
+def write_outputs(verdict, args) -> None:
+    """Write every requested output (parents created) before the exit code is decided; a
+    path that cannot be written is bad input (exit 2), never a verdict."""
+    import os
+    from pathlib import Path
+
+    from ecomharness.errors import UserError
+    from ecomharness.gate.verdict import to_junit, to_markdown
+    from ecomharness.util import write_json_atomic, write_text_atomic
+
+    markdown = to_markdown(verdict)
+    writes = [(args.markdown, "--markdown", lambda p: write_text_atomic(p, markdown)),
+              (args.junit, "--junit", lambda p: write_text_atomic(p, to_junit(verdict))),
+              (args.json_out, "--json", lambda p: write_json_atomic(p, verdict.to_dict())),
+              (os.environ.get("GITHUB_STEP_SUMMARY"), "$GITHUB_STEP_SUMMARY", lambda p: _append(p, markdown))]
+    for path, flag, write in writes:
+        if not path:
+            continue
+        try:
+            write(Path(path))
+        except OSError as exc:
+            raise UserError(f"{flag} {path}: cannot write the gate output ({exc.strerror or exc})") from exc
+    if not args.quiet:
+        print(markdown)
+
+
+def _append(path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)

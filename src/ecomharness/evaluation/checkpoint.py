@@ -178,6 +178,7 @@ def ledger_record(checkpoint: str, step: int, settings: EvalSettings, *, epoch: 
     record["groups"] = sorted(results.get("groups", {}))
     record["group_subtasks"] = {k: list(v) for k, v in results.get("group_subtasks", {}).items() if v}
     record["n_samples"] = results.get("n-samples", {})
+    record["n_shot"] = results.get("n-shot", {})
     record["task_versions"] = results.get("versions", {})
     record["data_sources"] = {t: DATA_SOURCES[t] for t in sorted(results.get("results", {})) if t in DATA_SOURCES}
     return record

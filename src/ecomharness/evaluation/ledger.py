@@ -1,22 +1,33 @@
 """The evaluation ledger: ``RUN_DIR/eval/ledger.jsonl``, one record per (checkpoint, task set).
 
 Records are appended with a single ``write`` of one line on a file opened for append
-and then synced, so a crash leaves whole records behind; a torn last line (the process
-killed mid-write) is ignored when reading. A checkpoint already recorded for a task
-set is not evaluated again, so resumed runs and the async watcher are idempotent.
+and then synced, so a crash leaves whole records behind; a torn line (the process
+killed mid-write) is skipped, with a warning, when reading. A checkpoint already
+recorded for a task set is not evaluated again, so resumed runs and the async watcher
+are idempotent. Appends from several processes (the training run and ``watch``, or two
+watchers) are serialised by an exclusive lock on ``ledger.jsonl.lock``.
+
+Reading for a decision (the gate, reports) is strict: a line that is not UTF-8, or a
+record without the fields every record has, is an error naming ``file:line``; only a
+torn JSON line is forgiven, because a kill produces exactly that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
 
+from ecomharness.errors import UserError
+
 log = logging.getLogger("ecomharness.ledger")
 
 LEDGER = Path("eval") / "ledger.jsonl"
+STATUSES = ("ok", "failed")
 
 
 def ledger_path(run_dir: str | Path) -> Path:
@@ -24,24 +35,100 @@ def ledger_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / LEDGER
 
 
-def read_ledger(path: str | Path) -> list[dict[str, Any]]:
-    """Every complete record, in order; a torn or invalid line is skipped with a warning."""
+def check_record(record: Any, where: str) -> dict[str, Any]:
+    """The record if it has the shape every ledger record has; ``UserError`` naming the
+    field otherwise (a hand-edited or foreign line must not become a verdict)."""
+    if not isinstance(record, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    if not isinstance(record.get("checkpoint"), str) or not record["checkpoint"]:
+        raise UserError(f"{where}: 'checkpoint' must be a checkpoint name, got {record.get('checkpoint')!r}")
+    step = record.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise UserError(f"{where}: 'step' must be a whole number >= 0, got {step!r}")
+    if record.get("status") not in STATUSES:
+        raise UserError(f"{where}: 'status' must be one of {', '.join(STATUSES)}, got {record.get('status')!r}")
+    if record["status"] == "ok":
+        metrics = record.get("metrics")
+        if not isinstance(metrics, dict):
+            raise UserError(f"{where}: 'metrics' must be a mapping of task -> metric -> {{value, stderr}}")
+        for task, values in metrics.items():
+            if not isinstance(values, dict):
+                raise UserError(f"{where}: metrics.{task} must be a mapping of metric -> {{value, stderr}}")
+            for metric, measure in values.items():
+                check_measure(measure, f"{where}: metrics.{task}.{metric}")
+    return record
+
+
+def check_measure(measure: Any, where: str) -> None:
+    """``{"value": number, "stderr": number | None}``; NaN is allowed (the gate fails it
+    closed with its own reason), null or text is not."""
+    if not isinstance(measure, dict):
+        raise UserError(f"{where}: expected {{value, stderr}}, got {measure!r}")
+    value, stderr = measure.get("value"), measure.get("stderr")
+    if not _is_number(value):
+        raise UserError(f"{where}.value: expected a number, got {value!r}")
+    if stderr is not None and not _is_number(stderr):
+        raise UserError(f"{where}.stderr: expected a number or null, got {stderr!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_ledger(path: str | Path, strict: bool = False) -> list[dict[str, Any]]:
+    """Every complete record, in order. A torn JSON line is skipped with a warning.
+
+    ``strict``: a line that is not UTF-8 or a record of the wrong shape raises
+    ``UserError`` naming ``file:line`` (otherwise it is skipped with a warning).
+    """
     path = Path(path)
     if not path.is_file():
         return []
     records = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                _bad(strict, f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+                continue
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                log.warning("%s:%d: skipping an incomplete ledger line (a run killed mid-write?)", path, number)
+                log.warning("%s: skipping an incomplete ledger line (a run killed mid-write?)", where)
                 continue
-            if isinstance(record, dict):
-                records.append(record)
+            try:
+                records.append(check_record(record, where))
+            except UserError as exc:
+                _bad(strict, str(exc))
     return records
+
+
+def _bad(strict: bool, message: str) -> None:
+    if strict:
+        raise UserError(message)
+    log.warning("skipping a ledger line: %s", message)
+
+
+@contextlib.contextmanager
+def ledger_lock(path: str | Path):
+    """An exclusive lock beside the ledger, held while checking and appending, so that
+    two processes never evaluate and record the same checkpoint twice. Released by the
+    kernel when a holder is killed (``flock``)."""
+    import fcntl
+
+    lock_file = Path(str(path) + ".lock")
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def append_record(path: str | Path, record: dict[str, Any]) -> None:
@@ -69,3 +156,26 @@ def _ends_with_newline(path: Path) -> bool:
 def done_keys(path: str | Path) -> set[tuple[str, str]]:
     """``(checkpoint, task set key)`` pairs already recorded successfully."""
     return {(r.get("checkpoint"), r.get("task_set")) for r in read_ledger(path) if r.get("status") == "ok"}
+
+
+def attempted_keys(path: str | Path) -> set[tuple[str, str]]:
+    """``(checkpoint, task set key)`` pairs recorded at all, successfully or not."""
+    return {(r.get("checkpoint"), r.get("task_set")) for r in read_ledger(path)}
+
+
+def latest_records(records: list[dict]) -> list[dict]:
+    """One record per checkpoint, the last one written (ok or failed), ordered by step."""
+    by_checkpoint: dict[str, dict] = {}
+    for record in records:
+        by_checkpoint[record["checkpoint"]] = record
+    return sorted(by_checkpoint.values(), key=lambda r: r.get("step", 0))
+
+
+def latest_ok_records(records: list[dict]) -> list[dict]:
+    """One record per checkpoint (the last successful one), ordered by step."""
+    return latest_records([r for r in records if r.get("status") == "ok"])
+
+
+def is_finite(value: Any) -> bool:
+    """A real number that is neither NaN nor infinite."""
+    return _is_number(value) and math.isfinite(value)

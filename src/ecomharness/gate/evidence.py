@@ -7,6 +7,12 @@ Accepted inputs, for the candidate and the baseline alike:
 - a training run directory or its ``eval/ledger.jsonl`` plus a checkpoint selector:
   ``last``, ``best`` (highest ranking metric), ``best-passing`` (handled by the gate),
   ``init``, a step number or a checkpoint name.
+
+The untrained starting model (``init``) is the baseline of a run, never its candidate
+unless named: ``last`` and ``best`` choose among trained checkpoints only, and a ledger
+holding nothing else has no candidate. When the chosen checkpoint's latest evaluation
+failed there is nothing to gate either. Both are verdicts (``NoCandidate``: the gate
+fails closed), not input errors: the run exists, it just has nothing that may ship.
 """
 
 from __future__ import annotations
@@ -19,7 +25,17 @@ from typing import Any
 
 from ecomharness.errors import UserError
 from ecomharness.evaluation.checkpoint import metrics_of
-from ecomharness.evaluation.ledger import ledger_path, read_ledger
+from ecomharness.evaluation.ledger import check_measure, latest_records, ledger_path, read_ledger
+
+INIT = "init"
+
+
+class NoCandidate(Exception):
+    """A ledger with nothing to gate for this selector; the gate fails closed with ``reason``."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -30,9 +46,16 @@ class Measure:
     stderr: float | None
 
     @property
-    def is_nan(self) -> bool:
-        """True when the value is NaN (fails closed unless allowed)."""
-        return isinstance(self.value, float) and math.isnan(self.value)
+    def finite(self) -> bool:
+        """False for NaN and infinities (such a value fails closed unless allowed)."""
+        return math.isfinite(self.value)
+
+    @property
+    def usable_stderr(self) -> float | None:
+        """The stderr when a test can use it: finite and not negative, else None."""
+        if self.stderr is None or not math.isfinite(self.stderr) or self.stderr < 0:
+            return None
+        return self.stderr
 
 
 @dataclass
@@ -44,6 +67,8 @@ class Evidence:
     versions: dict[str, Any] = field(default_factory=dict)
     data_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     group_subtasks: dict[str, list[str]] = field(default_factory=dict)
+    n_samples: dict[str, Any] = field(default_factory=dict)
+    n_shot: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     step: int | None = None
 
@@ -53,20 +78,69 @@ class Evidence:
             return [task]
         return [leaf for child in self.group_subtasks[task] for leaf in self.leaves(child)]
 
+    def identity(self, leaf: str) -> dict[str, Any]:
+        """Everything recorded about a leaf task that changes its score besides the
+        model: the data's content, which documents and how many were scored (cap,
+        seed, ``--limit``), the few-shot pool and shot count. Absent fields are left out."""
+        source = self.data_sources.get(leaf, {})
+        found = {key: source[key] for key in IDENTITY_FIELDS if key in source}
+        counts = self.n_samples.get(leaf)
+        if isinstance(counts, dict) and "effective" in counts:
+            found["evaluated"] = counts["effective"]
+        if leaf in self.n_shot:
+            found["n_shot"] = self.n_shot[leaf]
+        return found
 
-def _measures(raw: dict[str, dict[str, dict]]) -> dict[str, dict[str, Measure]]:
-    return {task: {m: Measure(float(v["value"]), v.get("stderr")) for m, v in metrics.items()}
-            for task, metrics in raw.items()}
+
+# What a data source record says about which documents were scored (taskdata.load_task).
+IDENTITY_FIELDS = ("fingerprint", "documents", "documents_hash", "fewshot_hash", "max_docs", "data_seed")
+
+
+def _measures(raw: Any, where: str) -> dict[str, dict[str, Measure]]:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping of task -> metric -> {{value, stderr}}")
+    out = {}
+    for task, metrics in raw.items():
+        if not isinstance(metrics, dict):
+            raise UserError(f"{where}.{task}: expected a mapping of metric -> {{value, stderr}}")
+        for metric, measure in metrics.items():
+            check_measure(measure, f"{where}.{task}.{metric}")
+        out[task] = {m: Measure(float(v["value"]), None if v.get("stderr") is None else float(v["stderr"]))
+                     for m, v in metrics.items()}
+    return out
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _groups(value: Any, where: str) -> dict[str, list[str]]:
+    groups = _mapping(value, where)
+    for name, members in groups.items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise UserError(f"{where}.{name}: expected a list of task names")
+    return {k: list(v) for k, v in groups.items() if v}
 
 
 def from_results(results: dict, label: str) -> Evidence:
     """Evidence from an lm-eval results dict (with ecomharness's data sources if present)."""
+    raw = _mapping(results.get("results"), f"{label}: results")
+    for task, values in raw.items():
+        if not isinstance(values, dict):
+            raise UserError(f"{label}: results.{task}: expected a mapping of 'metric,filter' -> number")
+    provenance = _mapping(results.get("ecomharness"), f"{label}: ecomharness")
     return Evidence(
         label=label,
-        metrics=_measures(metrics_of(results)),
-        versions=dict(results.get("versions", {})),
-        data_sources=dict(results.get("ecomharness", {}).get("data_sources", {})),
-        group_subtasks={k: list(v) for k, v in results.get("group_subtasks", {}).items() if v},
+        metrics=_measures(metrics_of(results), f"{label}: results"),
+        versions=_mapping(results.get("versions"), f"{label}: versions"),
+        data_sources=_mapping(provenance.get("data_sources"), f"{label}: ecomharness.data_sources"),
+        group_subtasks=_groups(results.get("group_subtasks"), f"{label}: group_subtasks"),
+        n_samples=_mapping(results.get("n-samples"), f"{label}: n-samples"),
+        n_shot=_mapping(results.get("n-shot"), f"{label}: n-shot"),
     )
 
 
@@ -74,10 +148,12 @@ def from_record(record: dict, label: str) -> Evidence:
     """Evidence from one ledger record."""
     return Evidence(
         label=label,
-        metrics=_measures(record.get("metrics", {})),
-        versions=dict(record.get("task_versions", {})),
-        data_sources=dict(record.get("data_sources", {})),
-        group_subtasks={k: list(v) for k, v in record.get("group_subtasks", {}).items() if v},
+        metrics=_measures(record.get("metrics", {}), f"{label}: metrics"),
+        versions=_mapping(record.get("task_versions"), f"{label}: task_versions"),
+        data_sources=_mapping(record.get("data_sources"), f"{label}: data_sources"),
+        group_subtasks=_groups(record.get("group_subtasks"), f"{label}: group_subtasks"),
+        n_samples=_mapping(record.get("n_samples"), f"{label}: n_samples"),
+        n_shot=_mapping(record.get("n_shot"), f"{label}: n_shot"),
         checkpoint=record.get("checkpoint"),
         step=record.get("step"),
     )
@@ -97,44 +173,77 @@ def is_ledger(path: Path) -> bool:
     return path.name.endswith(".jsonl") or (path.is_dir() and ledger_path(path).is_file())
 
 
-def ledger_records(path: Path) -> list[dict]:
-    """The successful records of a ledger, the last one per checkpoint, by step."""
-    from ecomharness.report.curves import latest_ok_records
-
+def ledger_file(path: Path) -> Path:
+    """The ledger of a run directory or ledger path; ``UserError`` when there is none."""
     file = path if path.name.endswith(".jsonl") else ledger_path(path)
     if not file.is_file():
         raise UserError(f"{path}: no ledger at {file}")
-    records = latest_ok_records(read_ledger(file))
+    return file
+
+
+def ledger_records(path: Path) -> list[dict]:
+    """The latest record of each checkpoint in a ledger (ok or failed), by step."""
+    file = ledger_file(path)
+    records = latest_records(read_ledger(file, strict=True))
     if not records:
-        raise UserError(f"{file}: no successful evaluation recorded")
+        raise UserError(f"{file}: the ledger holds no evaluation records")
     return records
 
 
+def _usable(record: dict) -> dict:
+    if record["status"] != "ok":
+        raise NoCandidate("failed_evaluation", f"the latest evaluation of {record['checkpoint']} failed "
+                                               f"({record.get('error', 'no error recorded')}): nothing to gate")
+    return record
+
+
+def rank_value(record: dict, rank_by: tuple[str, str]) -> float | None:
+    """The record's finite ranking value, or None (absent, failed or not finite)."""
+    task, metric = rank_by
+    if record.get("status") != "ok":
+        return None
+    value = record.get("metrics", {}).get(task, {}).get(metric, {}).get("value")
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def select_record(records: list[dict], selector: str, rank_by: tuple[str, str] | None, where: str) -> dict:
-    """The ledger record a selector names (``last``, ``best``, ``init``, a step, a name)."""
+    """The ledger record a selector names (``last``, ``best``, ``init``, a step, a name).
+
+    ``last`` is the newest trained checkpoint; ``best`` the trained checkpoint with the
+    highest finite ranking value, ties going to the later one (more training for the
+    same score). Raises ``NoCandidate`` when there is nothing to gate.
+    """
+    trained = [r for r in records if r["checkpoint"] != INIT]
+    if selector in ("last", "best") and not trained:
+        raise NoCandidate("no_candidate", f"{where} holds only the untrained init: no checkpoint to gate")
     if selector == "last":
-        return records[-1]
+        return _usable(trained[-1])
     if selector == "best":
         if rank_by is None:
             raise UserError("--checkpoint best needs the policy's rank_by (task and metric)")
-        task, metric = rank_by
-        scored = [r for r in records if metric in r.get("metrics", {}).get(task, {})]
+        scored = [(rank_value(r, rank_by), r["step"], r) for r in trained]
+        scored = [s for s in scored if s[0] is not None]
         if not scored:
-            raise UserError(f"{where}: no checkpoint reports {task}/{metric} to rank by")
-        return max(scored, key=lambda r: r["metrics"][task][metric]["value"])
+            raise NoCandidate("no_candidate", f"{where}: no trained checkpoint reports a finite "
+                                              f"{rank_by[0]}/{rank_by[1]} to rank by")
+        return max(scored, key=lambda s: (s[0], s[1]))[2]
     for record in records:
-        if selector in (record.get("checkpoint"), str(record.get("step")), f"checkpoint-{selector}"):
-            return record
+        if selector in (record["checkpoint"], str(record["step"]), f"checkpoint-{selector}"):
+            return _usable(record)
     names = ", ".join(r["checkpoint"] for r in records)
     raise UserError(f"{where}: no checkpoint {selector!r} (have: {names})")
 
 
-def load_evidence(path: str | Path, selector: str | None = None, rank_by=None) -> Evidence:
-    """Evidence from a results file/directory, or from a ledger with a selector."""
+def load_evidence(path: str | Path, selector: str | None = None, rank_by=None, ledger: bool = False) -> Evidence:
+    """Evidence from a results file/directory, or from a ledger with a selector.
+
+    ``ledger``: the path must be a run directory or ledger (``--ledger``), never a
+    results file found inside it.
+    """
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
-    if is_ledger(path):
+    if ledger or is_ledger(path):
         records = ledger_records(path)
         record = select_record(records, selector or "last", rank_by, str(path))
         return from_record(record, f"{path}@{record['checkpoint']}")

@@ -17,6 +17,10 @@
         threshold: 0.02
         alpha: 0.05               # max_drop: a drop fails only when significant
 
+Every value is checked where it is read (finite thresholds, a drop threshold >= 0, alpha
+strictly between 0 and 1, ``significant`` a real boolean), and a task name or glob that
+matches no result fails as ``missing``.
+
 Fail-closed reasons a rule (or ``allow`` at the top) may allow: ``missing`` (task or
 metric absent), ``nan``, ``data_mismatch`` (data fingerprints differ),
 ``unknown_source`` (no data source recorded), ``version_mismatch`` (task versions differ).
@@ -24,8 +28,10 @@ metric absent), ``nan``, ``data_mismatch`` (data fingerprints differ),
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,20 +90,39 @@ COMMON = {"name", "kind", "tasks", "metric", "threshold", "alpha", "significant"
 BUILTIN_KINDS = ("min", "max_drop", "min_gain", "joint")
 
 
-def _threshold(value: Any, where: str) -> Threshold:
-    if isinstance(value, bool):
-        raise UserError(f"{where}.threshold: expected a number or a percentage like '5%', got {value!r}")
-    if isinstance(value, (int, float)):
-        return Threshold(float(value))
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return Threshold(float(value.strip()[:-1]) / 100, relative=True)
-        except ValueError:
-            pass
-    raise UserError(f"{where}.threshold: expected a number or a percentage like '5%', got {value!r}")
+def _threshold(value: Any, where: str, kind: str) -> Threshold:
+    """A finite threshold; for ``max_drop`` not negative (a negative allowed drop is a
+    required gain: say ``min_gain``)."""
+    threshold = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        threshold = Threshold(float(value))
+    elif isinstance(value, str) and value.strip().endswith("%"):
+        with contextlib.suppress(ValueError):
+            threshold = Threshold(float(value.strip()[:-1]) / 100, relative=True)
+    if threshold is None or not math.isfinite(threshold.amount):
+        raise UserError(f"{where}.threshold: expected a finite number or a percentage like '5%', got {value!r}")
+    if kind == "max_drop" and threshold.amount < 0:
+        raise UserError(f"{where}.threshold: the allowed drop cannot be negative, got {value!r} "
+                        "(to require a gain, use kind: min_gain)")
+    return threshold
+
+
+def _alpha(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise UserError(f"{where}: expected a number between 0 and 1 (exclusive), got {value!r}")
+    return float(value)
+
+
+def _text(raw: dict, key: str, default: str, where: str) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise UserError(f"{where}.{key}: expected a non-empty text, got {value!r}")
+    return value
 
 
 def _allow(value: Any, where: str) -> tuple[str, ...]:
+    if value is not None and not isinstance(value, (str, list)):
+        raise UserError(f"{where}.allow: expected a reason or a list of them, got {value!r}")
     items = [value] if isinstance(value, str) else list(value or [])
     for item in items:
         if item not in ALLOWABLE:
@@ -116,7 +141,11 @@ def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
     builtin = kind in BUILTIN_KINDS
     if builtin:
         reject_unknown_keys(raw, COMMON, where)
-    name = str(raw.get("name") or kind)
+    name = _text(raw, "name", kind, where)
+    significant = raw.get("significant", False)
+    if not isinstance(significant, bool):
+        # YAML reads `no` as false but "no" (quoted) as text, which bool() calls true.
+        raise UserError(f"{where}.significant: expected true or false, got {significant!r}")
     if kind == "joint":
         parts = raw.get("parts")
         if not isinstance(parts, list) or len(parts) < 2:
@@ -131,12 +160,10 @@ def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
     if builtin and "threshold" not in raw:
         raise UserError(f"{where}: missing required key 'threshold'")
     alpha = raw.get("alpha")
-    if alpha is not None and (not isinstance(alpha, (int, float)) or not 0 < alpha < 1):
-        raise UserError(f"{where}.alpha: expected a number between 0 and 1, got {alpha!r}")
     return Rule(
-        name=name, kind=kind, tasks=tuple(tasks or ()), metric=str(raw.get("metric", "score")),
-        threshold=_threshold(raw["threshold"], where) if "threshold" in raw else None,
-        alpha=None if alpha is None else float(alpha), significant=bool(raw.get("significant", False)),
+        name=name, kind=kind, tasks=tuple(tasks or ()), metric=_text(raw, "metric", "score", where),
+        threshold=_threshold(raw["threshold"], where, kind) if "threshold" in raw else None,
+        alpha=None if alpha is None else _alpha(alpha, f"{where}.alpha"), significant=significant,
         allow=_allow(raw.get("allow"), where),
         options={k: v for k, v in raw.items() if k not in COMMON},
     )
@@ -151,16 +178,14 @@ def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None =
     rules_raw = raw.get("rules")
     if not isinstance(rules_raw, list) or not rules_raw:
         raise UserError(f"{where}.rules: at least one rule is needed")
-    alpha = raw.get("alpha", 0.05)
-    if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise UserError(f"{where}.alpha: expected a number between 0 and 1, got {alpha!r}")
+    alpha = _alpha(raw.get("alpha", 0.05), f"{where}.alpha")
     rank_by = raw.get("rank_by")
     if rank_by is not None:
         if not isinstance(rank_by, dict) or set(rank_by) - {"task", "metric"} or "task" not in rank_by:
             raise UserError(f"{where}.rank_by: expected {{task: NAME, metric: NAME}}")
-        rank_by = (str(rank_by["task"]), str(rank_by.get("metric", "score")))
+        rank_by = (_text(rank_by, "task", "", f"{where}.rank_by"), _text(rank_by, "metric", "score", f"{where}.rank_by"))
     rules = tuple(_rule(r, f"{where}.rules[{i}]", known_kinds) for i, r in enumerate(rules_raw))
-    return Policy(rules=rules, alpha=float(alpha), allow=_allow(raw.get("allow"), where), rank_by=rank_by,
+    return Policy(rules=rules, alpha=alpha, allow=_allow(raw.get("allow"), where), rank_by=rank_by,
                   source=where)
 
 

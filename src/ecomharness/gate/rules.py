@@ -37,10 +37,13 @@ class Check:
 
 
 def z_test(candidate: Measure, baseline: Measure) -> tuple[float, float] | None:
-    """``(z, two-sided p)`` for candidate - baseline, or None without both stderrs."""
-    if candidate.stderr is None or baseline.stderr is None:
+    """``(z, two-sided p)`` for candidate - baseline, or None without two usable stderrs
+    (missing, NaN, infinite or negative: no test can be made, and a rule that needs one
+    fails closed rather than reading ``p=nan`` as "not significant")."""
+    se_c, se_b = candidate.usable_stderr, baseline.usable_stderr
+    if se_c is None or se_b is None:
         return None
-    se = math.sqrt(candidate.stderr ** 2 + baseline.stderr ** 2)
+    se = math.sqrt(se_c ** 2 + se_b ** 2)
     diff = candidate.value - baseline.value
     if se == 0:
         return (math.inf if diff > 0 else -math.inf if diff < 0 else 0.0), (0.0 if diff else 1.0)
@@ -51,9 +54,10 @@ def z_test(candidate: Measure, baseline: Measure) -> tuple[float, float] | None:
 def _tasks(rule: Rule, *evidence: Evidence) -> list[str]:
     names = sorted({t for e in evidence if e is not None for t in e.metrics})
     matched = [t for t in names if any(fnmatch.fnmatchcase(t, p) for p in rule.tasks)]
-    # A plain name that matches nothing is still checked, so that it fails as missing.
-    literal = [p for p in rule.tasks if not any(c in p for c in "*?[") and p not in matched]
-    return matched + literal
+    # A name or glob that matches nothing is still checked, so that it fails as missing:
+    # a typo in a policy must not quietly remove its check.
+    unmatched = [p for p in rule.tasks if not any(fnmatch.fnmatchcase(t, p) for t in names)]
+    return matched + unmatched
 
 
 def _allowed(rule: Rule, policy: Policy, reason: str) -> bool:
@@ -85,12 +89,21 @@ def provenance(rule: Rule, task: str, candidate: Evidence, baseline: Evidence | 
             if found:
                 return found
             continue
-        if evidence.metrics[task][rule.metric].is_nan:
-            found = _closed(rule, task, "nan", f"{label} {task}/{rule.metric} is NaN", policy)
+        measure = evidence.metrics[task][rule.metric]
+        if not measure.finite:
+            found = _closed(rule, task, "nan", f"{label} {task}/{rule.metric} is {measure.value} (not finite)", policy)
             if found:
                 return found
     if baseline is None:
         return None
+    c_leaves, b_leaves = sorted(candidate.leaves(task)), sorted(baseline.leaves(task))
+    if c_leaves != b_leaves:
+        only_c = ", ".join(sorted(set(c_leaves) - set(b_leaves))) or "none"
+        only_b = ", ".join(sorted(set(b_leaves) - set(c_leaves))) or "none"
+        found = _closed(rule, task, "data_mismatch", f"group {task} has different members: only in the candidate: "
+                        f"{only_c}; only in the baseline: {only_b}", policy)
+        if found:
+            return found
     for leaf in candidate.leaves(task):
         c_version, b_version = candidate.versions.get(leaf), baseline.versions.get(leaf)
         if c_version != b_version:
@@ -106,13 +119,32 @@ def provenance(rule: Rule, task: str, candidate: Evidence, baseline: Evidence | 
                             policy)
             if found:
                 return found
-        elif c_source.get("fingerprint") != b_source.get("fingerprint"):
+        c_identity, b_identity = candidate.identity(leaf), baseline.identity(leaf)
+        if c_source is None or b_source is None:  # unknown_source allowed: compare what both can say
+            c_identity = {k: v for k, v in c_identity.items() if k in UNSOURCED_FIELDS}
+            b_identity = {k: v for k, v in b_identity.items() if k in UNSOURCED_FIELDS}
+        differs = identity_difference(c_identity, b_identity)
+        if differs:
+            key, c_value, b_value = differs
             found = _closed(rule, task, "data_mismatch",
-                            f"{leaf} was scored on different data: {c_source.get('source')} "
-                            f"({c_source.get('fingerprint')}) vs {b_source.get('source')} ({b_source.get('fingerprint')})",
-                            policy)
+                            f"{leaf} was scored on different documents: {key} is {c_value!r} in the candidate "
+                            f"({(c_source or {}).get('source', candidate.label)}), {b_value!r} in the baseline "
+                            f"({(b_source or {}).get('source', baseline.label)})", policy)
             if found:
                 return found
+    return None
+
+
+# Identity fields lm-eval itself records, so results without our data sources have them.
+UNSOURCED_FIELDS = ("evaluated", "n_shot")
+
+
+def identity_difference(candidate: dict, baseline: dict) -> tuple[str, Any, Any] | None:
+    """The first field (by name) whose value differs between two leaf identities; a
+    field recorded on one side only differs too (shown as None on the other)."""
+    for key in sorted(set(candidate) | set(baseline)):
+        if candidate.get(key) != baseline.get(key):
+            return key, candidate.get(key), baseline.get(key)
     return None
 
 
@@ -120,6 +152,13 @@ def _measures(rule, task, candidate, baseline):
     c = candidate.metrics.get(task, {}).get(rule.metric)
     b = baseline.metrics.get(task, {}).get(rule.metric) if baseline is not None else None
     return c, b
+
+
+def _allowed_check(rule: Rule, task: str, *measures: Measure | None) -> Check:
+    """A passing check for a task the policy allowed to be missing or not finite: it is
+    not compared (a NaN compares false both ways, which would decide by accident)."""
+    reason = "missing" if any(m is None for m in measures) else "nan"
+    return Check(rule.name, rule.kind, task, rule.metric, True, f"allowed: {reason} (not compared)")
 
 
 def _fmt(x: float | None) -> str:
@@ -132,8 +171,8 @@ def rule_min(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
     for task in _tasks(rule, candidate):
         failed = provenance(rule, task, candidate, None, policy)
         c, _ = _measures(rule, task, candidate, None)
-        if failed or c is None:
-            checks.append(failed or Check(rule.name, rule.kind, task, rule.metric, True, "allowed: missing"))
+        if failed or c is None or not c.finite:
+            checks.append(failed or _allowed_check(rule, task, c))
             continue
         floor = rule.threshold.of(None)
         passed = c.value >= floor
@@ -152,8 +191,8 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
     for task in _tasks(rule, candidate, baseline):
         failed = provenance(rule, task, candidate, baseline, policy)
         c, b = _measures(rule, task, candidate, baseline)
-        if failed or c is None or b is None:
-            checks.append(failed or Check(rule.name, rule.kind, task, rule.metric, True, "allowed: missing"))
+        if failed or c is None or b is None or not (c.finite and b.finite):
+            checks.append(failed or _allowed_check(rule, task, c, b))
             continue
         amount = rule.threshold.of(b.value)
         diff = c.value - b.value
@@ -171,7 +210,7 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
             if diff < amount:
                 passed, why = False, f"gain {diff:+.4f} is below the required {amount:+.4f}"
             elif rule.significant and test is None:
-                passed, why = False, "a significant gain is required but a stderr is missing"
+                passed, why = False, "a significant gain is required but a stderr is missing or not finite"
             elif rule.significant and test[1] >= alpha:
                 passed, why = False, f"gain not significant (p={test[1]:.3g} >= alpha {alpha:g})"
             else:
@@ -189,7 +228,7 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
                 passed = False
                 why = f"drop {drop:+.4f} exceeds the allowed {amount:.4f}"
                 if use_alpha:
-                    why += f" and is significant (p={test[1]:.3g} < {alpha:g})" if test else " (no stderr: threshold applied without a significance test)"
+                    why += f" and is significant (p={test[1]:.3g} < {alpha:g})" if test else " (no usable stderr: threshold applied without a significance test)"
         checks.append(Check(rule.name, rule.kind, task, rule.metric, passed, f"{head}: {why}", inputs, settings))
     return checks
 

@@ -5,24 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecomharness.errors import UserError
-from ecomharness.gate.evidence import Evidence, from_record, ledger_records
+from ecomharness.gate.evidence import INIT, Evidence, from_record, ledger_records, rank_value
 from ecomharness.gate.policy import Policy
 from ecomharness.gate.verdict import Verdict, run_gate
 
 
 def best_passing(policy: Policy, ledger: Path, baseline: Evidence | None) -> tuple[dict | None, Verdict | None, list]:
-    """Gate every checkpoint after ``init``; return the best passing record and verdict
-    (by the policy's ``rank_by``), and all ``(checkpoint, passed)`` outcomes."""
+    """Gate every trained checkpoint whose latest evaluation succeeded; return the best
+    passing record and verdict (highest finite ``rank_by`` value, ties to the later
+    checkpoint), and all ``(checkpoint, outcome)`` pairs, outcome ``pass``, ``fail`` or
+    ``evaluation failed``."""
     if policy.rank_by is None:
         raise UserError("--checkpoint best-passing needs `rank_by: {task, metric}` in the policy")
-    task, metric = policy.rank_by
     outcomes, best = [], None
     for record in ledger_records(ledger):
-        if record.get("checkpoint") == "init":
+        if record["checkpoint"] == INIT:
+            continue
+        if record["status"] != "ok":
+            outcomes.append((record["checkpoint"], "evaluation failed"))
             continue
         verdict = run_gate(policy, from_record(record, f"{ledger}@{record['checkpoint']}"), baseline)
-        outcomes.append((record["checkpoint"], verdict.passed))
-        value = record.get("metrics", {}).get(task, {}).get(metric, {}).get("value")
-        if verdict.passed and value is not None and (best is None or value > best[0]):
-            best = (value, record, verdict)
+        outcomes.append((record["checkpoint"], "pass" if verdict.passed else "fail"))
+        value = rank_value(record, policy.rank_by)
+        if verdict.passed and value is not None and (best is None or (value, record["step"]) >= best[0]):
+            best = ((value, record["step"]), record, verdict)
     return (best[1], best[2], outcomes) if best else (None, None, outcomes)

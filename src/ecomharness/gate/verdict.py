@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
@@ -24,12 +25,30 @@ class Verdict:
     created: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict:
-        """The JSON verdict."""
-        return {
+        """The JSON verdict (NaN and infinities as the strings "nan", "inf", "-inf", so
+        that strict JSON readers accept it)."""
+        return _json_safe({
             "passed": self.passed, "candidate": self.candidate, "baseline": self.baseline, "policy": self.policy,
             "created": self.created, "failed": sum(not c.passed for c in self.checks),
             "checks": [dataclasses.asdict(c) for c in self.checks],
-        }
+        })
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def closed_verdict(policy: Policy, candidate: str, baseline: str | None, reason: str, text: str) -> Verdict:
+    """A failed verdict without any rule run: there was nothing that may be gated (only
+    ``init`` in the ledger, or the chosen checkpoint's evaluation failed)."""
+    check = Check("inputs", "inputs", "*", "*", False, f"{text} [fail-closed: {reason}]")
+    return Verdict(False, [check], candidate, baseline, policy.source)
 
 
 def run_gate(policy: Policy, candidate: Evidence, baseline: Evidence | None) -> Verdict:

@@ -5,16 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecomharness.errors import UserError
-from ecomharness.evaluation.ledger import ledger_path, read_ledger
-
-
-def latest_ok_records(records: list[dict]) -> list[dict]:
-    """One record per checkpoint (the last successful one), ordered by step."""
-    by_checkpoint: dict[str, dict] = {}
-    for record in records:
-        if record.get("status") == "ok":
-            by_checkpoint[record["checkpoint"]] = record
-    return sorted(by_checkpoint.values(), key=lambda r: r.get("step", 0))
+from ecomharness.evaluation.ledger import latest_ok_records, ledger_path, read_ledger
 
 
 def series(records: list[dict], metric: str = "score") -> dict[str, list[tuple[int, float, float | None]]]:
@@ -83,7 +74,7 @@ def markdown_table(records: list[dict], metric: str = "score") -> str:
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric: str = "score") -> dict[str, Path]:
     """Write ``curves.png`` and ``report.md`` for a run; return their paths."""
     run_dir = Path(run_dir)
-    records = latest_ok_records(read_ledger(ledger_path(run_dir)))
+    records = latest_ok_records(read_ledger(ledger_path(run_dir), strict=True))
     if not records:
         raise UserError(f"{ledger_path(run_dir)}: no successful evaluation recorded yet")
     out = Path(out_dir) if out_dir else run_dir / "report"
@@ -92,7 +83,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric:
         raise UserError(f"no task reports the metric {metric!r} (try --metric acc)")
     groups = {g for r in records for g in r.get("groups", [])}
     png = plot_curves(data, out / "curves.png", groups, metric)
-    failed = [r for r in read_ledger(ledger_path(run_dir)) if r.get("status") == "failed"]
+    failed = [r for r in read_ledger(ledger_path(run_dir), strict=True) if r.get("status") == "failed"]
     md = out / "report.md"
     text = [f"# Evaluation report: {run_dir.name}", "", f"Metric: `{metric}` per checkpoint (value ± stderr "
             "where lm-eval reports one).", "", markdown_table(records, metric), "![curves](curves.png)", ""]
@@ -116,7 +107,7 @@ def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: 
                          known_kinds=set(gate_rules.names()))
     lines = [f"| run | checkpoint | {domain} | {general} | gate vs init |", "|---|---|--:|--:|---|"]
     for run_dir in run_dirs:
-        records = latest_ok_records(read_ledger(ledger_path(run_dir)))
+        records = latest_ok_records(read_ledger(ledger_path(run_dir), strict=True))
         if not records:
             raise UserError(f"{ledger_path(run_dir)}: no successful evaluation recorded yet")
         last = records[-1]
