@@ -28,6 +28,26 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return save_tiny_model(out, task_sample_texts() + extra, vocab_size=800, hidden_size=32, n_layer=2)
 
 
+@pytest.fixture(scope="session")
+def built_cpt_data(tmp_path_factory):
+    """A small `data build` output and its tokenizer."""
+    from ecomharness.data.build import build_dataset
+    from ecomharness.data.recipe import parse_recipe as parse_data_recipe
+    from ecomharness.demo.corpus import corpus_sources, write_corpus
+    from ecomharness.demo.tiny import train_tokenizer
+
+    root = tmp_path_factory.mktemp("train_data")
+    paths = write_corpus(root / "raw", n_products=400, n_general=800, seed=3)
+    texts = [line for p in paths.values() for line in p.read_text(encoding="utf-8").splitlines()]
+    from ecomharness.demo.run import task_sample_texts
+
+    train_tokenizer(texts + task_sample_texts(), vocab_size=800, out_dir=root / "tok")
+    recipe = parse_data_recipe({"output": str(root / "data"), "tokenizer": str(root / "tok"), "seq_len": 64,
+                                "sources": corpus_sources(paths)})
+    build_dataset(recipe, log=lambda *_: None)
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plugin_manager(monkeypatch):
     """Every test sees entry points as they are now, not as an earlier test left them."""

@@ -55,7 +55,8 @@ def main() -> None:
 
     from ecomharness.demo.run import task_sample_texts
     from ecomharness.demo.tiny import save_tiny_model
-    from ecomharness.evaluation.checkpoint import CheckpointEvaluator, EvalSettings, metrics_of
+    from ecomharness.evaluation.checkpoint import CheckpointEvaluator, EvalSettings
+    from ecomharness.evaluation.ledger import metrics_of
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_tiny_model(Path(tmp) / "ckpt", task_sample_texts(), vocab_size=800, hidden_size=64, n_layer=2)

@@ -15,6 +15,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -202,6 +203,41 @@ def _unknown_keys(cfg: dict[str, Any], allowed: set[str]) -> list[str]:
     return messages
 
 
+TEMPLATE_KEYS = ("doc_to_text", "doc_to_target", "doc_to_choice", "doc_to_decontamination_query")
+
+
+def key_line(path: Path, key: str) -> int | None:
+    """The line on which ``key:`` stands in a YAML file (first occurrence), or None."""
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*:")
+    try:
+        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+            if pattern.match(line):
+                return number
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def template_syntax_problems(path: Path, cfg: dict[str, Any]) -> list[TaskProblem]:
+    """Jinja syntax errors in a task's template fields, at the file line they fall on."""
+    from jinja2 import TemplateSyntaxError
+    from lm_eval.utils import env
+
+    problems = []
+    for key in TEMPLATE_KEYS:
+        value = cfg.get(key)
+        if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
+            continue
+        try:
+            env.parse(value)
+        except TemplateSyntaxError as exc:
+            line = key_line(path, key)
+            # A block scalar's template starts on the line after its key.
+            where = None if line is None else line + max((exc.lineno or 1) - 1, 0) + (1 if "\n" in value else 0)
+            problems.append(TaskProblem(path, where, f"{key}: Jinja syntax error: {exc.message}"))
+    return problems
+
+
 def check_task_dir(directory: Path) -> list[TaskProblem]:
     """Check every ``*.yaml`` under a task directory the way lm-eval will read it.
 
@@ -238,6 +274,8 @@ def check_task_dir(directory: Path) -> list[TaskProblem]:
         for ref in _function_refs(cfg):
             if (message := _check_function_ref(path, ref)) is not None:
                 problems.append(TaskProblem(path, ref.line or None, message))
+        if kind == "task":
+            problems.extend(template_syntax_problems(path, cfg))
         name = cfg.get(kind)
         if not isinstance(name, str):
             problems.append(TaskProblem(path, None, f"{kind!r} must be a string, got {name!r}"))

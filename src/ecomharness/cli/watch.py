@@ -1,7 +1,8 @@
 """Evaluate a training run's checkpoints as they appear (asynchronous evaluation).
 
 Use with ``eval.mode: async`` in the training recipe, in another process or on another
-GPU. Safe to restart: checkpoints already in the ledger are skipped.
+GPU. Safe to restart: checkpoints already in the ledger are skipped. Exit code 0 when every
+evaluation succeeded, 3 when one failed (recorded in the ledger), 2 on bad input.
 """
 
 from __future__ import annotations
@@ -26,10 +27,18 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """Watch the run; print one line per evaluated checkpoint."""
-    from ecomharness.evaluation.watch import watch_run
+    """Watch the run; print one line per evaluated checkpoint. Exit 3 when an evaluation
+    failed (recorded in the ledger; the tracebacks are above): never a silent 0."""
+    from ecomharness.train.watch import watch_run
 
-    count = watch_run(args.run_dir, once=args.once, poll_seconds=args.poll, timeout_seconds=args.timeout,
-                      device=args.device)
-    print(f"[watch] evaluated {count} checkpoint(s)")
+    result = watch_run(args.run_dir, once=args.once, poll_seconds=args.poll, timeout_seconds=args.timeout,
+                       device=args.device)
+    print(f"[watch] evaluated {result.evaluated} checkpoint(s)")
+    if result.failed:
+        import sys
+
+        details = "; ".join(f"{name}: {result.errors.get(name, '')}" for name in result.failed)
+        print(f"ecomharness watch: error: {len(result.failed)} evaluation(s) failed ({details}); "
+              "the tracebacks are above, the failures are in the ledger", file=sys.stderr)
+        return 3
     return 0

@@ -78,7 +78,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     if len(table) == 0:
         raise UserError("no usable records in any source (see the bad-record counts with on_error: skip)")
 
-    from ecomharness.data.records import load_tokenizer
+    from ecomharness.data.records import load_tokenizer, tokenizer_fingerprint
 
     tokenizer = load_tokenizer(recipe.tokenizer)
     separator = np.asarray(tokenizer(separator_text, add_special_tokens=False)["input_ids"], np.int32)
@@ -136,6 +136,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
             f"in {timings['pack']:.1f}s")
         stats = _stats(recipe, table, reports, mix, chosen, sample_tokens, sample_kind, order, bounds, packed,
                        separator_text)
+        stats["tokenizer_fingerprint"] = tokenizer_fingerprint(tokenizer)
         if selection is not None:
             stats["selection"] = selection.stats
         if curriculum_stats is not None:

@@ -182,6 +182,16 @@ def load_tokenizer(name: str):
     return _load_tokenizer(name)
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """The vocabulary's identity (every token and its id, added tokens included): the
+    build records it, and training refuses data encoded with another vocabulary."""
+    import hashlib
+    import json
+
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
 def build_table(recipe: DataRecipe, readers: dict, progress=None,
                 keep: dict[str, np.ndarray] | None = None) -> tuple[RecordTable, dict[str, SourceReport]]:
     """Read, render and tokenize every source of the recipe into a ``RecordTable``.

@@ -173,7 +173,8 @@ def pretrain_base(cache: Path, tokenizer: Path, data: Path, cfg: DemoConfig, log
 
 def evaluate_base(cache: Path, base: Path, settings, log=print) -> dict:
     """The base model's ledger record (``init``), evaluated once and cached."""
-    from ecomharness.evaluation.checkpoint import CheckpointEvaluator, ledger_record
+    from ecomharness.evaluation.checkpoint import CheckpointEvaluator
+    from ecomharness.evaluation.ledger import ledger_record
 
     path = cache / "base_eval.json"
     if path.is_file():

@@ -68,24 +68,6 @@ def preserved_training_state(model):
             torch.cuda.set_rng_state_all(cuda_states)
 
 
-def metrics_of(results: dict) -> dict[str, dict[str, dict[str, float | None]]]:
-    """``{task_or_group: {metric: {"value", "stderr"}}}`` from an lm-eval results dict."""
-    out: dict[str, dict[str, dict[str, float | None]]] = {}
-    for task, values in results.get("results", {}).items():
-        metrics: dict[str, dict[str, float | None]] = {}
-        for key, value in values.items():
-            if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
-                continue
-            metric, filt = key.split(",", 1)
-            stderr = values.get(f"{metric}_stderr,{filt}")
-            metrics[metric if filt == "none" else f"{metric},{filt}"] = {
-                "value": float(value),
-                "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
-            }
-        out[task] = metrics
-    return out
-
-
 class CheckpointEvaluator:
     """Tasks built once; ``evaluate_model`` / ``evaluate_path`` per checkpoint."""
 
@@ -94,15 +76,17 @@ class CheckpointEvaluator:
 
         self.settings = settings
         start = time.perf_counter()
+        from ecomharness.evaluation.runner import resolve_tasks
+        from ecomharness.taskcheck import check_sources, load_checked
+
         plugin_tasks.import_metric_modules()
-        plugin_tasks.report_problems(plugin_tasks.check_plugin_tasks())
+        problems = check_sources(list(settings.include_path) or None)
+        plugin_tasks.report_problems(problems)
         manager = plugin_tasks.build_task_manager(
             list(settings.tasks), include_path=list(settings.include_path) or None, metadata=settings.metadata
         )
-        from ecomharness.evaluation.runner import resolve_tasks
-
-        self.task_names = resolve_tasks(list(settings.tasks), manager)
-        self.loaded = manager.load(self.task_names)
+        self.task_names = resolve_tasks(list(settings.tasks), manager, problems)
+        self.loaded = load_checked(manager, self.task_names)
         for task in self.loaded["tasks"].values():
             if settings.num_fewshot is not None and task.get_config("num_fewshot") != 0:
                 task.set_config(key="num_fewshot", value=settings.num_fewshot)
@@ -139,46 +123,3 @@ class CheckpointEvaluator:
 
         lm = HFLM(pretrained=checkpoint_dir, device=device, dtype=dtype, batch_size=self.settings.batch_size)
         return self._evaluate(lm)
-
-
-def _versions() -> dict[str, str]:
-    import lm_eval
-    import torch
-    import transformers
-
-    from ecomharness import __version__
-
-    return {"ecomharness": __version__, "lm_eval": getattr(lm_eval, "__version__", "?"),
-            "transformers": transformers.__version__, "torch": torch.__version__}
-
-
-def ledger_record(checkpoint: str, step: int, settings: EvalSettings, *, epoch: float | None = None,
-                  tokens_seen: int | None = None, results: dict | None = None, error: BaseException | None = None,
-                  seconds: float = 0.0) -> dict[str, Any]:
-    """One ledger record: what was evaluated, how, with which data, and the outcome."""
-    from ecomharness.taskdata import DATA_SOURCES
-
-    record: dict[str, Any] = {
-        "checkpoint": checkpoint,
-        "step": step,
-        "epoch": epoch,
-        "tokens_seen": tokens_seen,
-        "task_set": settings.key(),
-        "settings": asdict(settings),
-        "status": "failed" if error is not None else "ok",
-        "eval_seconds": round(seconds, 3),
-        "wall_time": time.time(),
-        "versions": _versions(),
-    }
-    if error is not None:
-        record["error"] = f"{type(error).__name__}: {error}"
-        return record
-    results = results or {}
-    record["metrics"] = metrics_of(results)
-    record["groups"] = sorted(results.get("groups", {}))
-    record["group_subtasks"] = {k: list(v) for k, v in results.get("group_subtasks", {}).items() if v}
-    record["n_samples"] = results.get("n-samples", {})
-    record["n_shot"] = results.get("n-shot", {})
-    record["task_versions"] = results.get("versions", {})
-    record["data_sources"] = {t: DATA_SOURCES[t] for t in sorted(results.get("results", {})) if t in DATA_SOURCES}
-    return record

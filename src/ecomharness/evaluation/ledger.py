@@ -19,8 +19,9 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ecomharness.errors import UserError
 
@@ -174,6 +175,108 @@ def latest_records(records: list[dict]) -> list[dict]:
 def latest_ok_records(records: list[dict]) -> list[dict]:
     """One record per checkpoint (the last successful one), ordered by step."""
     return latest_records([r for r in records if r.get("status") == "ok"])
+
+
+# --- the record ---------------------------------------------------------------------------
+
+def metrics_of(results: dict) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``{task_or_group: {metric: {"value", "stderr"}}}`` from an lm-eval results dict."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for task, values in results.get("results", {}).items():
+        metrics: dict[str, dict[str, float | None]] = {}
+        for key, value in values.items():
+            if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
+                continue
+            metric, filt = key.split(",", 1)
+            stderr = values.get(f"{metric}_stderr,{filt}")
+            metrics[metric if filt == "none" else f"{metric},{filt}"] = {
+                "value": float(value),
+                "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+            }
+        out[task] = metrics
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import lm_eval
+    import torch
+    import transformers
+
+    from ecomharness import __version__
+
+    return {"ecomharness": __version__, "lm_eval": getattr(lm_eval, "__version__", "?"),
+            "transformers": transformers.__version__, "torch": torch.__version__}
+
+
+def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None = None,
+                  tokens_seen: int | None = None, results: dict | None = None, error: BaseException | None = None,
+                  seconds: float = 0.0) -> dict[str, Any]:
+    """One ledger record: what was evaluated, how (``settings``, an ``EvalSettings``),
+    with which data, and the outcome."""
+    from dataclasses import asdict
+
+    from ecomharness.taskdata import DATA_SOURCES
+
+    record: dict[str, Any] = {
+        "checkpoint": checkpoint,
+        "step": step,
+        "epoch": epoch,
+        "tokens_seen": tokens_seen,
+        "task_set": settings.key(),
+        "settings": asdict(settings),
+        "status": "failed" if error is not None else "ok",
+        "eval_seconds": round(seconds, 3),
+        "wall_time": time.time(),
+        "versions": _versions(),
+    }
+    if error is not None:
+        record["error"] = f"{type(error).__name__}: {error}"
+        return record
+    results = results or {}
+    record["metrics"] = metrics_of(results)
+    record["groups"] = sorted(results.get("groups", {}))
+    record["group_subtasks"] = {k: list(v) for k, v in results.get("group_subtasks", {}).items() if v}
+    record["n_samples"] = results.get("n-samples", {})
+    record["n_shot"] = results.get("n-shot", {})
+    record["task_versions"] = results.get("versions", {})
+    record["data_sources"] = {t: DATA_SOURCES[t] for t in sorted(results.get("results", {})) if t in DATA_SOURCES}
+    return record
+
+
+def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int, evaluate: Callable[[], dict], *,
+                        epoch: float | None = None, tokens_seen: int | None = None,
+                        judge: Callable[[dict], dict] | None = None, record: bool = True,
+                        log_fn: Callable[[str], None] = log.info) -> dict | None:
+    """Evaluate one checkpoint once per task set and append its record: the one path the
+    inline callback, its resume catch-up and ``watch`` all take, so their records are
+    the same. Returns the record, or None when the checkpoint was already recorded.
+
+    ``evaluate`` returns lm-eval results (an exception is recorded as a failed record);
+    ``judge`` adds a ``gate`` verdict to a successful record. ``record=False`` (ranks
+    other than 0 under ZeRO-3) evaluates without writing. The ledger lock is held from
+    the check to the append, so concurrent processes evaluate each checkpoint once. A
+    failure is not appended again when the checkpoint's latest record already is one.
+    """
+    key = settings.key()
+    lock = ledger_lock(ledger) if record else contextlib.nullcontext()
+    with lock:
+        previous = [r for r in read_ledger(ledger) if r["checkpoint"] == checkpoint and r.get("task_set") == key]
+        if previous and previous[-1]["status"] == "ok":
+            log_fn(f"{checkpoint} already in the ledger: not evaluated again")
+            return None
+        start = time.perf_counter()
+        try:
+            results, error = evaluate(), None
+        except Exception as exc:  # recorded; the caller decides whether to go on
+            log.exception("evaluation of %s failed", checkpoint)
+            results, error = None, exc
+        entry = ledger_record(checkpoint, step, settings, epoch=epoch, tokens_seen=tokens_seen, results=results,
+                              error=error, seconds=time.perf_counter() - start)
+        if error is None and judge is not None:
+            entry["gate"] = judge(entry)
+        if record and not (error is not None and previous and previous[-1]["status"] == "failed"):
+            append_record(ledger, entry)
+        return entry
 
 
 def is_finite(value: Any) -> bool:

@@ -13,11 +13,12 @@ from ecomharness.errors import UserError
 log = logging.getLogger("ecomharness.eval")
 
 
-def resolve_tasks(requested: list[str], task_manager) -> list:
+def resolve_tasks(requested: list[str], task_manager, problems: list | None = None) -> list:
     """Turn task names, globs and YAML paths into what ``simple_evaluate`` takes.
 
     Mirrors lm-eval's own resolution, but an unknown name raises ``UserError`` with the
-    closest known names, instead of lm-eval's bare "Tasks not found".
+    closest known names (and the broken task files found, ``problems``), instead of
+    lm-eval's bare "Tasks not found"; a group naming an unknown member is an error too.
     """
     resolved: list = []
     missing: list[str] = []
@@ -38,13 +39,18 @@ def resolve_tasks(requested: list[str], task_manager) -> list:
             close = difflib.get_close_matches(name, task_manager.all_tasks, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             lines.append(f"{name!r}{hint}")
+        broken = "".join(f"\n  broken task file: {p}" for p in problems or [])
         raise UserError(
             "not a registered task: " + "; ".join(lines)
-            + ". See `ecomharness tasks` for what is installed; broken task files are "
-            "reported above."
+            + ". See `ecomharness tasks` for what is installed" + (f"; perhaps one of these:{broken}" if broken else ".")
         )
-    from ecomharness.tasks import leaf_task_configs
+    from ecomharness.taskcheck import missing_group_members
     from ecomharness.taskdata import check_locations
+    from ecomharness.tasks import leaf_task_configs
+
+    members = missing_group_members(task_manager, resolved)
+    if members:
+        raise UserError("broken task definition(s):\n  " + "\n  ".join(str(p) for p in members))
 
     # Every folder missing from the user's data is named at once, before any is read.
     check_locations(leaf_task_configs(task_manager, resolved), dict(task_manager.metadata or {}))
@@ -79,12 +85,16 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
         log.info("No CUDA device: evaluating on cpu (pass --device to choose).")
         cfg.device = "cpu"
 
+    from ecomharness.taskcheck import check_sources, checking_loads
+
     plugin_tasks.import_metric_modules()
-    plugin_tasks.report_problems(plugin_tasks.check_plugin_tasks())
+    problems = check_sources(cfg.include_path)
+    plugin_tasks.report_problems(problems)
     task_manager = plugin_tasks.build_task_manager(
         requested, include_path=cfg.include_path, metadata=cfg.metadata
     )
-    task_list = resolve_tasks(requested, task_manager)
+    task_list = resolve_tasks(requested, task_manager, problems)
+    checking_loads(task_manager)
 
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
-from ecomharness.evaluation.checkpoint import metrics_of
-from ecomharness.evaluation.ledger import check_measure, latest_records, ledger_path, read_ledger
+from ecomharness.evaluation.ledger import check_measure, latest_records, ledger_path, metrics_of, read_ledger
 
 INIT = "init"
 

@@ -30,3 +30,18 @@ def best_passing(policy: Policy, ledger: Path, baseline: Evidence | None) -> tup
         if verdict.passed and value is not None and (best is None or (value, record["step"]) >= best[0]):
             best = ((value, record["step"]), record, verdict)
     return (best[1], best[2], outcomes) if best else (None, None, outcomes)
+
+
+def judge_record(policy_path: str, record: dict, ledger: Path) -> dict:
+    """Gate one ledger record against the run's ``init`` record: the short verdict that
+    training stores in the record (``gate``)."""
+    from ecomharness.evaluation.ledger import read_ledger
+    from ecomharness.gate.policy import load_policy
+    from ecomharness.registry import gate_rules
+
+    policy = load_policy(policy_path, known_kinds=set(gate_rules.names()))
+    init = [r for r in read_ledger(ledger) if r["checkpoint"] == INIT and r["status"] == "ok"]
+    baseline = from_record(init[-1], INIT) if init else None
+    verdict = run_gate(policy, from_record(record, record["checkpoint"]), baseline)
+    return {"policy": policy_path, "passed": verdict.passed,
+            "failed": [f"{c.rule}: {c.reason}" for c in verdict.checks if not c.passed]}

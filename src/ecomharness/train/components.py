@@ -62,6 +62,14 @@ def cpt_dataset(recipe: TrainRecipe):
     return datasets.load_from_disk(str(dataset_dir))
 
 
+def build_stats_file(recipe: TrainRecipe) -> Path | None:
+    """The ``stats.json`` of the recipe's ``data build`` output (``data.path`` may name
+    the output or its ``dataset/`` folder), or None."""
+    path = Path(recipe.data.path)
+    candidates = [path / "stats.json"] + ([path.parent / "stats.json"] if (path / "state.json").is_file() else [])
+    return next((p for p in candidates if p.is_file()), None)
+
+
 def cpt_collator(features: list[dict]) -> dict:
     """Stack fixed-length blocks; padding (attention 0) is not a training target."""
     import torch

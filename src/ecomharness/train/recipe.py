@@ -54,6 +54,7 @@ class DataSpec:
     path: str | None = None
     instruction_dirs: tuple[str, ...] = ()
     max_length: int = 512
+    allow_tokenizer_mismatch: bool = False
 
 
 @dataclass(frozen=True)

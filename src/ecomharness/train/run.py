@@ -23,9 +23,18 @@ from ecomharness.train import components
 from ecomharness.train.callbacks.inline_eval import InlineEvalConfig
 from ecomharness.train.lssd import LSSDConfig
 from ecomharness.train.recipe import TrainRecipe
+from ecomharness.train.run_dir import (
+    DONE_MARKER,
+    complete_checkpoints,
+    done_marker,
+    ledger_path,
+    recipe_file,
+    set_aside_incomplete,
+    trainer_state,
+)
 from ecomharness.util import write_text_atomic
 
-DONE_MARKER = "train_done.json"
+__all__ = ["DONE_MARKER", "eval_settings", "run_training"]
 
 
 class SaveOnFinish(TrainerCallback):
@@ -71,19 +80,29 @@ def eval_settings(recipe: TrainRecipe) -> EvalSettings:
                         seed=e.seed)
 
 
-def _keep_recipe(recipe: TrainRecipe) -> None:
-    """Write RUN_DIR/recipe.yaml (absolute paths), or check a resumed run is the same."""
+def _keep_recipe(recipe: TrainRecipe, log) -> None:
+    """Write RUN_DIR/recipe.yaml (absolute paths), or check a resumed run is the same.
+
+    The run directory's own path is not part of the identity: a run moved (or mounted
+    elsewhere) resumes, and its kept recipe is updated to the new place.
+    """
     import yaml
 
-    kept = recipe.run_dir / "recipe.yaml"
+    kept = recipe_file(recipe.run_dir)
     raw = recipe.to_raw()
     if kept.is_file():
-        old = yaml.safe_load(kept.read_text(encoding="utf-8"))
-        if old != raw:
-            changed = sorted(k for k in set(old) | set(raw) if old.get(k) != raw.get(k))
+        from ecomharness.util import load_yaml_file
+
+        old = load_yaml_file(kept, "kept recipe")
+        if not isinstance(old, dict):
+            raise UserError(f"{kept}: not a recipe (expected a mapping); delete the old run or use another run_dir")
+        changed = sorted(k for k in set(old) | set(raw) if k != "run_dir" and old.get(k) != raw.get(k))
+        if changed:
             raise UserError(f"{recipe.run_dir} holds a run of a different recipe (differs in {', '.join(changed)}); "
                             "use another run_dir or delete the old run")
-        return
+        if old.get("run_dir") == raw["run_dir"] or os.environ.get("RANK", "0") != "0":
+            return
+        log(f"[train] the run moved from {old.get('run_dir')} to {raw['run_dir']}: resuming here")
     # Every rank of a multi-process run gets here; atomic, so none reads half a file.
     write_text_atomic(kept, yaml.safe_dump(raw, allow_unicode=True, sort_keys=True))
 
@@ -91,10 +110,7 @@ def _keep_recipe(recipe: TrainRecipe) -> None:
 def _keep_curriculum_order(recipe: TrainRecipe, training: dict, log) -> None:
     """A curriculum-ordered build is read in order: HF Trainer's default sampler would
     shuffle the easy-to-hard order away. An explicit ``train_sampling_strategy`` wins."""
-    path = Path(recipe.data.path)
-    # data.path may name the build output or its dataset/ folder
-    candidates = [path / "stats.json"] + ([path.parent / "stats.json"] if (path / "state.json").is_file() else [])
-    stats_file = next((p for p in candidates if p.is_file()), None)
+    stats_file = components.build_stats_file(recipe)
     if stats_file is None:
         return
     try:
@@ -112,7 +128,7 @@ def _keep_curriculum_order(recipe: TrainRecipe, training: dict, log) -> None:
             f"train_sampling_strategy={chosen!r} will not keep that order")
 
 
-def _resume_point(run_dir: Path, log) -> str | None:
+def _resume_point(run_dir: Path, log) -> Path | None:
     """The newest complete checkpoint of a run, or None.
 
     HF Trainer writes ``trainer_state.json`` last, so a checkpoint without it was cut off
@@ -120,26 +136,53 @@ def _resume_point(run_dir: Path, log) -> str | None:
     ``incomplete-checkpoint-N`` (reported, never deleted), and training resumes from the
     newest complete one and saves step N again.
     """
-    from ecomharness.evaluation.watch import complete_checkpoints
-
+    set_aside_incomplete(run_dir, log)
     complete = complete_checkpoints(run_dir)
-    if os.environ.get("RANK", "0") == "0":
-        done = {path for _, path in complete}
-        for path in sorted(run_dir.glob("checkpoint-*")):
-            if path.is_dir() and path not in done:
-                target = run_dir / f"incomplete-{path.name}"
-                suffix = 1
-                while target.exists():
-                    target, suffix = run_dir / f"incomplete-{path.name}-{suffix}", suffix + 1
-                path.rename(target)
-                log(f"[train] {path.name} has no trainer_state.json (cut off mid-save): moved to {target.name}")
-    return str(complete[-1][1]) if complete else None
+    return complete[-1][1] if complete else None
+
+
+def _check_tokenizer(recipe: TrainRecipe, tokenizer, log) -> None:
+    """Refuse packed data encoded with another vocabulary (the ids would mean other
+    tokens) unless ``data.allow_tokenizer_mismatch``; data built before the build
+    recorded its tokenizer is trained on with a warning."""
+    from ecomharness.data.records import tokenizer_fingerprint
+
+    stats_file = components.build_stats_file(recipe)
+    if stats_file is None:
+        return
+    try:
+        stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{stats_file}: not a readable build report ({exc})") from exc
+    built_with = stats.get("tokenizer_fingerprint") if isinstance(stats, dict) else None
+    if built_with is None:
+        log(f"[train] warning: {stats_file} does not record its tokenizer: cannot check it matches this one")
+        return
+    ours = tokenizer_fingerprint(tokenizer)
+    if built_with == ours:
+        return
+    message = (f"data.path: {stats_file.parent} was built with another tokenizer ({stats.get('tokenizer')}, "
+               f"vocabulary {built_with}) than this run's ({recipe.tokenizer or recipe.model.path}, vocabulary {ours})")
+    if not recipe.data.allow_tokenizer_mismatch:
+        raise UserError(message + "; rebuild the data with this tokenizer, or set data.allow_tokenizer_mismatch: true")
+    log(f"[train] warning: {message} (allowed by data.allow_tokenizer_mismatch)")
+
+
+def _finished_state(checkpoint: Path | None) -> dict | None:
+    """The trainer state of a checkpoint at or past its run's last step, else None."""
+    if checkpoint is None:
+        return None
+    state = trainer_state(checkpoint)
+    max_steps, step = state.get("max_steps"), state.get("global_step")
+    if isinstance(max_steps, int) and isinstance(step, int) and max_steps > 0 and step >= max_steps:
+        return state
+    return None
 
 
 def run_training(recipe: TrainRecipe, log=print) -> dict:
     """Train as the recipe says; return a summary (steps, train and eval seconds)."""
     recipe.run_dir.mkdir(parents=True, exist_ok=True)
-    _keep_recipe(recipe)
+    _keep_recipe(recipe, log)
     ds_config = recipe.deepspeed_config()
     with single_process_env(ds_config is not None):
         return _run(recipe, ds_config, log)
@@ -150,6 +193,8 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
     from transformers import Trainer, TrainingArguments
 
     tokenizer = components.load_tokenizer(recipe)
+    if recipe.mode == "cpt":
+        _check_tokenizer(recipe, tokenizer, log)
     model = components.load_model(recipe, tokenizer)
     if recipe.mode == "cpt":
         dataset, collator = components.cpt_dataset(recipe), components.cpt_collator
@@ -182,6 +227,10 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
         zero_stage=zero_stage,
         gate_policy=recipe.eval.gate,
     ).build(tokenizer)
+    last = _resume_point(recipe.run_dir, log)
+    finished = _finished_state(last)
+    if finished is not None:
+        return _evaluate_finished_run(recipe, inline, finished, args.save_steps, model, tokenizer, log)
     callbacks = [SaveOnFinish()] + ([inline] if inline else [])
     # The teacher is copied from the model before training changes it.
     dtype = torch.bfloat16 if training.get("bf16") else torch.float16 if training.get("fp16") else torch.float32
@@ -192,16 +241,59 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
                       processing_class=tokenizer, callbacks=callbacks, compute_loss_func=compute_loss)
     if inline is not None:
         inline.attach(trainer)  # needs the Trainer, so after it: metrics go through trainer.log
-    last = _resume_point(recipe.run_dir, log)
     if last:
         log(f"[train] resuming from {last}")
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
     seconds = time.perf_counter() - start
     eval_seconds = inline.eval_seconds if inline else 0.0
     summary = {"global_step": trainer.state.global_step, "seconds": round(seconds, 3),
                "train_seconds": round(seconds - eval_seconds, 3), "eval_seconds": round(eval_seconds, 3),
-               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+               "failed_evaluations": [r["checkpoint"] for r in inline.failures] if inline else []}
     if trainer.is_world_process_zero():
-        write_text_atomic(recipe.run_dir / DONE_MARKER, json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(done_marker(recipe.run_dir), json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _evaluate_finished_run(recipe: TrainRecipe, inline, state: dict, save_steps, model, tokenizer, log) -> dict:
+    """A re-run of a run that reached its last step: no training (another step would
+    make a model nobody asked for); evaluate only what the ledger lacks, as the loop
+    would have; write the done marker only if the first run died before writing it."""
+    from ecomharness.evaluation.checkpoint import CheckpointEvaluator
+    from ecomharness.evaluation.ledger import evaluate_and_record
+    from ecomharness.train.callbacks.inline_eval import catch_up
+
+    log(f"[train] {recipe.run_dir} already reached its last step ({state['global_step']}): no training; "
+        "evaluating what the ledger lacks")
+    config = inline.config if inline is not None else None
+    start = time.perf_counter()
+    failures = []
+    if config is not None and os.environ.get("RANK", "0") == "0":
+        evaluator = CheckpointEvaluator(config.settings)
+        records = []
+        if config.on_start:
+            def evaluate_init():
+                return evaluator.evaluate_model(model, tokenizer)
+
+            records.append(evaluate_and_record(ledger_path(recipe.run_dir), config.settings, "init", 0, evaluate_init,
+                                               epoch=0.0, tokens_seen=0))
+        save_every = int(save_steps) if save_steps and save_steps >= 1 else int(state.get("save_steps") or 0)
+        records += catch_up(config, evaluator, save_every, state["max_steps"], str(next(model.parameters()).device))
+        failures = [r["checkpoint"] for r in records if r is not None and r["status"] != "ok"]
+        for record in records:
+            if record is not None:
+                log(f"[train] evaluated {record['checkpoint']}: {record['status']}")
+    eval_seconds = time.perf_counter() - start
+    marker = done_marker(recipe.run_dir)
+    if marker.is_file():
+        summary = json.loads(marker.read_text(encoding="utf-8"))
+        summary.update(eval_seconds=round(eval_seconds, 3), train_seconds=0.0, failed_evaluations=failures)
+        return summary
+    summary = {"global_step": state["global_step"], "seconds": round(eval_seconds, 3), "train_seconds": 0.0,
+               "eval_seconds": round(eval_seconds, 3),
+               "losses": [h["loss"] for h in state.get("log_history", []) if "loss" in h],
+               "failed_evaluations": failures}
+    if os.environ.get("RANK", "0") == "0":
+        write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -6,26 +6,35 @@ result is appended to the ledger, and the metrics go to the Trainer's loggers as
 ``eval/<task>/<metric>`` (with ``eval/time_s``, so evaluation time is seen apart from
 training time). With ZeRO stages 0-2 only the main process evaluates; under ZeRO-3 the
 parameters are sharded, so every rank must join the forward passes.
+
+Which saves are evaluated depends on the step alone (``chosen_for_evaluation``), not on
+how many saves this process has seen, so a resumed run evaluates the same checkpoints
+as an uninterrupted one; the final checkpoint is always evaluated.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ecomharness.evaluation.checkpoint import (
-    CheckpointEvaluator,
-    EvalSettings,
-    ledger_record,
-    preserved_training_state,
-)
-from ecomharness.evaluation.ledger import append_record, done_keys, ledger_path
+from ecomharness.evaluation.checkpoint import CheckpointEvaluator, EvalSettings, preserved_training_state
+from ecomharness.evaluation.ledger import evaluate_and_record, ledger_path
+from ecomharness.train.run_dir import complete_checkpoints, trainer_state
 
 log = logging.getLogger("ecomharness.train")
+
+
+def chosen_for_evaluation(step: int, save_steps: int, every_n_saves: int, max_steps: int | None) -> bool:
+    """Whether the checkpoint saved at ``step`` is evaluated: the 1st, (1+N)th, ... save
+    of every ``save_steps`` steps, and always the last step."""
+    if max_steps and step >= max_steps:
+        return True
+    if save_steps <= 0 or step % save_steps:
+        return True  # a save off the regular grid was asked for explicitly
+    return (step // save_steps - 1) % every_n_saves == 0
 
 
 @dataclass
@@ -37,7 +46,7 @@ class InlineEvalConfig:
     settings: EvalSettings | None = None
     """Tasks and every setting that shapes a score."""
     every_n_saves: int = 1
-    """Evaluate the 1st, (1+N)th, ... save."""
+    """Evaluate the 1st, (1+N)th, ... save (and always the last)."""
     on_start: bool = True
     """Also evaluate the starting model (recorded as checkpoint ``init``, step 0)."""
     stop_on_failure: bool = False
@@ -58,6 +67,40 @@ class InlineEvalConfig:
             return None
         return InlineEvalCallback(self, tokenizer)
 
+    def judge(self):
+        """The gate verdict function for records, or None without a policy."""
+        if not self.gate_policy:
+            return None
+        from ecomharness.gate.select import judge_record
+
+        ledger = ledger_path(self.run_dir)
+        return lambda record: judge_record(self.gate_policy, record, ledger)
+
+
+def catch_up(config: InlineEvalConfig, evaluator: CheckpointEvaluator, save_steps: int, max_steps: int | None,
+             device: str = "cpu", model=None) -> list[dict]:
+    """Evaluate saved checkpoints that the schedule chose but the ledger lacks (a run
+    killed between a save and its evaluation), from their directories, with the same
+    record as in the loop: epoch from the checkpoint's trainer state, gate verdict."""
+    recorded = []
+    for step, directory in complete_checkpoints(Path(config.run_dir)):
+        if not chosen_for_evaluation(step, save_steps, config.every_n_saves, max_steps):
+            continue
+        state = trainer_state(directory)
+
+        def evaluate(directory=directory):
+            if model is None:
+                return evaluator.evaluate_path(str(directory), device=device)
+            with preserved_training_state(model):  # training's RNG streams stay untouched
+                return evaluator.evaluate_path(str(directory), device=device)
+
+        record = evaluate_and_record(ledger_path(config.run_dir), config.settings, directory.name, step, evaluate,
+                                     epoch=state.get("epoch"), tokens_seen=step * config.tokens_per_step,
+                                     judge=config.judge())
+        if record is not None:
+            recorded.append(record)
+    return recorded
+
 
 class InlineEvalCallback(TrainerCallback):
     """See the module docstring. ``attach(trainer)`` lets it log through the Trainer."""
@@ -66,9 +109,9 @@ class InlineEvalCallback(TrainerCallback):
         self.config = config
         self.tokenizer = tokenizer
         self.evaluator: CheckpointEvaluator | None = None
-        self.saves = 0
         self._log = None
         self.eval_seconds = 0.0
+        self.failures: list[dict] = []
 
     def attach(self, trainer) -> None:
         """Log metrics through ``trainer.log`` so TensorBoard / W&B callbacks see them."""
@@ -78,7 +121,7 @@ class InlineEvalCallback(TrainerCallback):
         return self.config.zero_stage == 3 or state.is_world_process_zero
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        """Build the tasks once; evaluate the starting model if asked."""
+        """Build the tasks once; evaluate the starting model if asked; catch up on resume."""
         if not self._participates(state):
             return
         self.evaluator = CheckpointEvaluator(self.config.settings)
@@ -86,84 +129,40 @@ class InlineEvalCallback(TrainerCallback):
                  self.evaluator.setup_seconds)
         if self.config.on_start and state.global_step == 0:
             self._evaluate("init", state, model, control)
-        self._catch_up(state, model)
-
-    def _catch_up(self, state, model) -> None:
-        """On resume: evaluate checkpoints saved before a crash but not yet in the ledger
-        (killed between the save and its evaluation), from their directories."""
-        from ecomharness.evaluation.watch import complete_checkpoints
-
-        if not state.is_world_process_zero or self.config.zero_stage == 3:
-            return
-        path = ledger_path(self.config.run_dir)
-        done = done_keys(path)
-        device = str(next(model.parameters()).device) if model is not None else "cpu"
-        for step, directory in complete_checkpoints(Path(self.config.run_dir)):
-            if (directory.name, self.config.settings.key()) in done:
-                continue
-            start = time.perf_counter()
-            try:
-                with preserved_training_state(model):  # training's RNG streams stay untouched
-                    results, error = self.evaluator.evaluate_path(str(directory), device=device), None
-            except Exception as exc:  # recorded like any failed evaluation
-                log.exception("evaluation of %s failed", directory)
-                results, error = None, exc
-            append_record(path, ledger_record(directory.name, step, self.config.settings,
-                                              tokens_seen=step * self.config.tokens_per_step, results=results,
-                                              error=error, seconds=time.perf_counter() - start))
+        if state.is_world_process_zero and self.config.zero_stage != 3:
+            device = str(next(model.parameters()).device) if model is not None else "cpu"
+            for record in catch_up(self.config, self.evaluator, state.save_steps, state.max_steps, device, model):
+                self._note(record, control)
 
     def on_save(self, args, state, control, model=None, **kwargs):
-        """Evaluate every N-th save."""
-        self.saves += 1
-        if (self.saves - 1) % self.config.every_n_saves or not self._participates(state):
+        """Evaluate the saves the schedule chooses."""
+        if not self._participates(state):
             return
-        self._evaluate(f"checkpoint-{state.global_step}", state, model, control)
+        if chosen_for_evaluation(state.global_step, state.save_steps, self.config.every_n_saves, state.max_steps):
+            self._evaluate(f"checkpoint-{state.global_step}", state, model, control)
 
     def _evaluate(self, checkpoint: str, state, model, control) -> None:
-        settings = self.config.settings
-        path = ledger_path(self.config.run_dir)
-        if (checkpoint, settings.key()) in done_keys(path):
-            log.info("%s already in the ledger: not evaluated again", checkpoint)
+        def evaluate():
+            return self.evaluator.evaluate_model(model, self.tokenizer)
+
+        record = evaluate_and_record(ledger_path(self.config.run_dir), self.config.settings, checkpoint,
+                                     state.global_step, evaluate, epoch=state.epoch,
+                                     tokens_seen=state.global_step * self.config.tokens_per_step,
+                                     judge=self.config.judge() if checkpoint != "init" and state.is_world_process_zero else None,
+                                     record=state.is_world_process_zero)
+        if record is None:
             return
-        start = time.perf_counter()
-        try:
-            results = self.evaluator.evaluate_model(model, self.tokenizer)
-            error = None
-        except Exception as exc:  # recorded, and training goes on unless configured to stop
-            log.exception("evaluation of %s failed", checkpoint)
-            results, error = None, exc
-        seconds = time.perf_counter() - start
-        self.eval_seconds += seconds
-        if not state.is_world_process_zero:
-            return
-        record = ledger_record(checkpoint, state.global_step, settings, epoch=state.epoch,
-                               tokens_seen=state.global_step * self.config.tokens_per_step,
-                               results=results, error=error, seconds=seconds)
-        if error is None and self.config.gate_policy and checkpoint != "init":
-            record["gate"] = gate_record(self.config.gate_policy, record, path)
-        append_record(path, record)
-        if error is not None:
-            if self.config.stop_on_failure:
-                control.should_training_stop = True
-            return
-        if self._log is not None:
+        self.eval_seconds += record["eval_seconds"]
+        if state.is_world_process_zero:
+            self._note(record, control)
+        if record["status"] == "ok" and self._log is not None and state.is_world_process_zero:
             logs = {f"eval/{task}/{metric}": v["value"] for task, metrics in record["metrics"].items()
                     for metric, v in metrics.items()}
-            logs["eval/time_s"] = seconds
+            logs["eval/time_s"] = record["eval_seconds"]
             self._log(logs)
 
-
-def gate_record(policy_path: str, record: dict, ledger: Path) -> dict:
-    """Gate one ledger record against the run's ``init`` record; a short verdict."""
-    from ecomharness.evaluation.ledger import read_ledger
-    from ecomharness.gate.evidence import from_record
-    from ecomharness.gate.policy import load_policy
-    from ecomharness.gate.verdict import run_gate
-    from ecomharness.registry import gate_rules
-
-    policy = load_policy(policy_path, known_kinds=set(gate_rules.names()))
-    init = [r for r in read_ledger(ledger) if r.get("checkpoint") == "init" and r.get("status") == "ok"]
-    baseline = from_record(init[-1], "init") if init else None
-    verdict = run_gate(policy, from_record(record, record["checkpoint"]), baseline)
-    return {"policy": policy_path, "passed": verdict.passed,
-            "failed": [f"{c.rule}: {c.reason}" for c in verdict.checks if not c.passed]}
+    def _note(self, record: dict, control) -> None:
+        if record["status"] != "ok":
+            self.failures.append(record)
+            if self.config.stop_on_failure:
+                control.should_training_stop = True

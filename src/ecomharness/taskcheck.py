@@ -1,0 +1,126 @@
+"""One check for task YAML from every source: plugins (the bundled tasks are one),
+``--include_path`` directories, and the tasks lm-eval has built.
+
+Three passes, each naming file and line:
+
+1. static, per file (``tasks.check_task_dir``): YAML, includes, keys, ``!function``,
+   duplicate names, and the Jinja syntax of every template field;
+2. group members: every member a group names must resolve in the TaskManager;
+3. rendering: every template of every built task is rendered on its first document,
+   so an undefined variable or a filter error is reported here, naming the task's
+   YAML file, instead of crashing the evaluation with a traceback that names none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ecomharness.errors import UserError
+from ecomharness.tasks import TaskDir, TaskProblem, check_plugin_tasks, key_line, plugin_task_dirs
+
+
+def include_dirs(include_path) -> list[TaskDir]:
+    """``--include_path`` values as task directories; a missing one is a ``UserError``."""
+    if not include_path:
+        return []
+    values = include_path if isinstance(include_path, (list, tuple)) else [include_path]
+    dirs = []
+    for value in values:
+        path = Path(value).expanduser().resolve()
+        if not path.is_dir():
+            raise UserError(f"--include_path {value}: not a directory")
+        dirs.append(TaskDir("--include_path", path))
+    return dirs
+
+
+def check_sources(include_path=None) -> list[TaskProblem]:
+    """Pass 1 over every plugin's task directory and every ``--include_path`` directory."""
+    return check_plugin_tasks(plugin_task_dirs() + include_dirs(include_path))
+
+
+def missing_group_members(task_manager, names: list | None = None) -> list[TaskProblem]:
+    """Pass 2: members named by the groups under ``names`` (default: every group in the
+    index) that the TaskManager does not know."""
+    index = task_manager.task_index
+    problems, seen = [], set()
+    todo = list(names if names is not None else [n for n, e in index.items() if "group" in (e.cfg or {})])
+    while todo:
+        name = todo.pop()
+        if not isinstance(name, str) or name in seen or name not in index:
+            continue
+        seen.add(name)
+        entry = index[name]
+        cfg = entry.cfg or {}
+        if "group" not in cfg:
+            todo.extend(sorted(entry.tags) if entry.tags and not cfg else [])
+            continue
+        members = cfg.get("task") or []
+        for member in members if isinstance(members, list) else [members]:
+            if isinstance(member, dict):
+                continue  # an inline task definition, checked as a task
+            if member in index or task_manager.match_tasks([member]):
+                todo.append(member)
+                continue
+            file = Path(entry.yaml_path) if getattr(entry, "yaml_path", None) else Path(name)
+            problems.append(TaskProblem(file, key_line(file, "task"),
+                                        f"group {name!r} names {member!r}, which is not a registered task or group"))
+    return problems
+
+
+def rendering_problems(loaded: dict, task_manager) -> list[TaskProblem]:
+    """Pass 3: render each template of each built task (``TaskManager.load``'s
+    ``{"tasks": {name: Task}, "groups": ...}``) on its first document."""
+    problems = []
+    for task in loaded.get("tasks", {}).values():
+        docs = task.eval_docs
+        if docs is None or len(docs) == 0:
+            continue
+        doc = docs[0]
+        name = task.config.task
+        entry = task_manager.task_index.get(name)
+        file = Path(entry.yaml_path) if entry is not None and getattr(entry, "yaml_path", None) else Path(name)
+        for key, render in (("doc_to_text", task.doc_to_text), ("doc_to_target", task.doc_to_target),
+                            ("doc_to_choice", task.doc_to_choice)):
+            if getattr(task.config, key, None) is None:
+                continue
+            try:
+                render(doc)
+            except Exception as exc:  # noqa: BLE001 - any failure here is the task's, reported with its file
+                problems.append(TaskProblem(file, key_line(file, key),
+                                            f"task {name}: {key} fails on the first document: "
+                                            f"{type(exc).__name__}: {exc}"))
+    return problems
+
+
+def load_checked(task_manager, names: list) -> dict:
+    """``task_manager.load(names)``, then pass 2 and 3 over what was built; any problem
+    is a ``UserError`` listing every one."""
+    problems = missing_group_members(task_manager, names)
+    if problems:
+        raise UserError(_message(problems))
+    loaded = task_manager.load(names)
+    problems = rendering_problems(loaded, task_manager)
+    if problems:
+        raise UserError(_message(problems))
+    return loaded
+
+
+def checking_loads(task_manager):
+    """Make ``task_manager.load`` check what it builds (for ``simple_evaluate``, which
+    loads the tasks itself): the same TaskManager, its ``load`` wrapped once."""
+    original = task_manager.load
+
+    def load(names, *args, **kwargs):
+        loaded = original(names, *args, **kwargs)
+        problems = rendering_problems(loaded, task_manager)
+        if problems:
+            raise UserError(_message(problems))
+        return loaded
+
+    task_manager.load = load
+    return task_manager
+
+
+def _message(problems: list[TaskProblem]) -> str:
+    return "broken task definition(s):\n  " + "\n  ".join(str(p) for p in problems)
