@@ -76,7 +76,7 @@ def test_broken_file_in_a_plugin_is_reported_by_the_cli(tmp_path):
         tmp_path, "broken_demo_plugin", {"broken.yaml": "task: broken\n  bad indent: [\n"}
     )
     result = run_cli("tasks", "--check", env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "broken_demo_plugin_tasks/broken.yaml:2: invalid YAML" in result.stderr
     # without --check the listing still works and still reports the file
     result = run_cli("tasks", env=env)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
-from ecomharness.tasks import TaskDir, TaskProblem, check_plugin_tasks, key_line, plugin_task_dirs
+from ecomharness.tasks import TEMPLATE_KEYS, TaskDir, TaskProblem, check_plugin_tasks, key_line, plugin_task_dirs
 
 
 def include_dirs(include_path) -> list[TaskDir]:
@@ -93,13 +93,77 @@ def rendering_problems(loaded: dict, task_manager) -> list[TaskProblem]:
     return problems
 
 
+def build_problems(task_manager, names: list[str], load=None) -> list[TaskProblem]:
+    """Build each named task on its own (lm-eval renders a task's templates on a
+    document while building it) and render it: every failure, with the task's file."""
+    load = load or task_manager.load
+    problems = []
+    for name in names:
+        try:
+            loaded = load([name])
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported with the task's file, like any other problem
+            file = _file_of(task_manager, name)
+            line = _failing_key_line(file, exc)
+            problems.append(TaskProblem(file, line, f"task {name} cannot be built: {type(exc).__name__}: {exc}"))
+            continue
+        problems.extend(rendering_problems(loaded, task_manager))
+    return problems
+
+
+def _file_of(task_manager, name: str) -> Path:
+    entry = task_manager.task_index.get(name)
+    return Path(entry.yaml_path) if entry is not None and getattr(entry, "yaml_path", None) else Path(name)
+
+
+def _failing_key_line(file: Path, exc: Exception) -> int | None:
+    """The line of the template a Jinja error comes from: the template line naming the
+    undefined variable, or the only template line; else unknown."""
+    import re
+
+    from jinja2 import TemplateError
+
+    if not isinstance(exc, TemplateError):
+        return None
+    try:
+        text = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = [line for key in TEMPLATE_KEYS if (line := key_line(file, key)) is not None
+             and ("{{" in text[line - 1] or "{%" in text[line - 1])]
+    named = re.match(r"'(\w+)' is undefined", str(exc))
+    if named:
+        lines = [line for line in lines if named.group(1) in text[line - 1]] or lines
+    return lines[0] if len(lines) == 1 else None
+
+
+def leaf_names(task_manager, names: list) -> list[str]:
+    """The leaf task names under task, group and tag names."""
+    from ecomharness.tasks import leaf_task_configs
+
+    return [cfg["task"] for cfg in leaf_task_configs(task_manager, names) if isinstance(cfg.get("task"), str)]
+
+
 def load_checked(task_manager, names: list) -> dict:
-    """``task_manager.load(names)``, then pass 2 and 3 over what was built; any problem
-    is a ``UserError`` listing every one."""
+    """``task_manager.load(names)`` with pass 2 before and pass 3 after; a task that
+    cannot be built is found and named. Any problem is a ``UserError`` listing all."""
     problems = missing_group_members(task_manager, names)
     if problems:
         raise UserError(_message(problems))
-    loaded = task_manager.load(names)
+    return _load(task_manager.load, task_manager, names)
+
+
+def _load(load, task_manager, names):
+    try:
+        loaded = load(names)
+    except UserError:
+        raise
+    except Exception as exc:
+        problems = build_problems(task_manager, leaf_names(task_manager, names), load)
+        if problems:
+            raise UserError(_message(problems)) from exc
+        raise
     problems = rendering_problems(loaded, task_manager)
     if problems:
         raise UserError(_message(problems))
@@ -110,15 +174,8 @@ def checking_loads(task_manager):
     """Make ``task_manager.load`` check what it builds (for ``simple_evaluate``, which
     loads the tasks itself): the same TaskManager, its ``load`` wrapped once."""
     original = task_manager.load
-
-    def load(names, *args, **kwargs):
-        loaded = original(names, *args, **kwargs)
-        problems = rendering_problems(loaded, task_manager)
-        if problems:
-            raise UserError(_message(problems))
-        return loaded
-
-    task_manager.load = load
+    task_manager.load = lambda names, *args, **kwargs: _load(
+        lambda n: original(n, *args, **kwargs), task_manager, names)
     return task_manager
 
 

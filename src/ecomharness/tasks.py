@@ -428,9 +428,10 @@ def leaf_task_configs(task_manager, names: list) -> list[dict]:
     return configs
 
 
-def task_origins(task_manager) -> dict[str, str]:
-    """Map each task, group and tag name in a TaskManager to the plugin providing it."""
-    dirs = plugin_task_dirs()
+def task_origins(task_manager, dirs: list[TaskDir] | None = None) -> dict[str, str]:
+    """Map each task, group and tag name in a TaskManager to the plugin (or other task
+    directory, ``dirs``) providing it; ``lm-eval`` for its own."""
+    dirs = plugin_task_dirs() if dirs is None else dirs
     origins: dict[str, str] = {}
     for name, entry in task_manager.task_index.items():
         path = getattr(entry, "yaml_path", None)

@@ -1,7 +1,8 @@
 """List the task groups and tasks that installed plugins provide.
 
 Shows each name with its kind and the plugin that provides it, and reports broken task
-YAML files by file and reason (lm-eval itself skips them without a word).
+YAML files by file and reason (lm-eval itself skips them without a word). Exit code 2
+when ``--check`` finds a broken task (a problem with input, like every other command).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ HELP = "list plugin task groups and tasks, and check their YAML"
 EPILOG = """\
 examples:
   ecomharness tasks                 # groups, then tasks, with their plugin
-  ecomharness tasks --check         # exit 1 if any plugin task file is broken
+  ecomharness tasks --check         # exit 2 if a task file is broken (renders every task on a document)
+  ecomharness tasks --check --include_path my_tasks/
   ecomharness tasks --json
 """
 
@@ -20,8 +22,11 @@ def add_arguments(parser) -> None:
     """Flags of ``ecomharness tasks``."""
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
-        "--check", action="store_true", help="exit with status 1 when a task file is broken"
+        "--check", action="store_true",
+        help="also resolve every group's members and render every task's templates on its first "
+             "document; exit with status 2 when anything is broken",
     )
+    parser.add_argument("--include_path", default=None, help="a directory of your own task YAML to list and check")
 
 
 def run(args) -> int:
@@ -30,11 +35,18 @@ def run(args) -> int:
 
     from ecomharness import tasks as plugin_tasks
 
+    from ecomharness.taskcheck import build_problems, check_sources, include_dirs, missing_group_members
+
     plugin_tasks.import_metric_modules()
-    problems = plugin_tasks.check_plugin_tasks()
+    problems = check_sources(args.include_path)
+    tm = plugin_tasks.build_task_manager(requested=["*"], include_path=args.include_path)
+    origins = plugin_tasks.task_origins(tm, plugin_tasks.plugin_task_dirs() + include_dirs(args.include_path))
+    if args.check and not problems:
+        ours = [name for name in tm.all_subtasks if origins.get(name) != "lm-eval"]
+        problems = missing_group_members(tm, [n for n in tm.all_groups if origins.get(n) != "lm-eval"])
+        if not problems:
+            problems = build_problems(tm, ours)
     plugin_tasks.report_problems(problems)
-    tm = plugin_tasks.build_task_manager(requested=["*"])
-    origins = plugin_tasks.task_origins(tm)
     rows = []
     for name in tm.all_tasks:
         if name in tm.all_groups:
@@ -55,4 +67,5 @@ def run(args) -> int:
             print(f"{r['name']:<{width}}  {r['kind']:<5}  {r['plugin']}")
         if not rows:
             print("(no tasks: no installed plugin provides a task directory)")
-    return 1 if (args.check and problems) else 0
+    return 2 if (args.check and problems) else 0
+

@@ -48,13 +48,38 @@ def resolve_tasks(requested: list[str], task_manager, problems: list | None = No
     from ecomharness.taskdata import check_locations
     from ecomharness.tasks import leaf_task_configs
 
-    members = missing_group_members(task_manager, resolved)
-    if members:
-        raise UserError("broken task definition(s):\n  " + "\n  ".join(str(p) for p in members))
+    # A broken file behind a requested task stops the run here, naming the file; broken
+    # files elsewhere were reported and do not block other tasks.
+    files = {_yaml_file(task_manager, name) for name in _walk_names(task_manager, resolved)}
+    blocking = [p for p in problems or [] if Path(p.file).resolve() in files] + missing_group_members(task_manager, resolved)
+    if blocking:
+        raise UserError("broken task definition(s):\n  " + "\n  ".join(str(p) for p in blocking))
 
     # Every folder missing from the user's data is named at once, before any is read.
     check_locations(leaf_task_configs(task_manager, resolved), dict(task_manager.metadata or {}))
     return resolved
+
+
+def _walk_names(task_manager, names: list) -> set[str]:
+    """Every task, group and tag name under ``names``."""
+    seen: set[str] = set()
+    todo = [n for n in names if isinstance(n, str)]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in task_manager.task_index:
+            continue
+        seen.add(name)
+        entry = task_manager.task_index[name]
+        cfg = entry.cfg or {}
+        members = cfg.get("task") if "group" in cfg else (sorted(entry.tags) if entry.tags and not cfg else [])
+        for member in members if isinstance(members, list) else [members]:
+            todo.append(member.get("task") if isinstance(member, dict) else member)
+    return seen
+
+
+def _yaml_file(task_manager, name: str):
+    path = getattr(task_manager.task_index[name], "yaml_path", None)
+    return Path(path).resolve() if path else None
 
 
 def _cuda_available() -> bool:
