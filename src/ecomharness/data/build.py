@@ -77,6 +77,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         f"in {timings['read_tokenize']:.1f}s")
     if len(table) == 0:
         raise UserError("no usable records in any source (see the bad-record counts with on_error: skip)")
+    _check_each_kind_has_records(recipe, table, reports)
 
     from ecomharness.data.records import load_tokenizer, tokenizer_fingerprint
 
@@ -124,7 +125,8 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
             f"reused {score_cache['curriculum']['reused']:,}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    remove_stale_builds(out, log)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=out.parent))
     os.chmod(tmp, default_mode(directory=True))
     try:
         start = time.perf_counter()
@@ -159,6 +161,38 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     stats["timings_s"] = timings
     stats["score_cache"] = score_cache
     return stats
+
+
+def _check_each_kind_has_records(recipe: DataRecipe, table, reports) -> None:
+    """A side (domain or general) whose sources all came out empty is an error, not a
+    "CPT" set built from the other side alone."""
+    for kind in ("domain", "general"):
+        sources = [s.name for s in recipe.sources if s.kind == kind]
+        if sources and len(table.rows_of_kind(kind)) == 0:
+            lost = "; ".join(f"{name}: {sum(reports[name].bad.values())} bad ({dict(reports[name].bad)})"
+                             for name in sources)
+            raise UserError(f"no usable {kind} records: every {kind} source came out empty ({lost})")
+
+
+def remove_stale_builds(out: Path, log) -> None:
+    """Remove the working folders of builds of ``out`` that were killed (their process
+    is gone), saying so: a kill leaves ``.NAME.building-PID-*`` or ``.NAME.old-*``."""
+    for path in sorted(out.parent.glob(f".{out.name}.building-*")) + sorted(out.parent.glob(f".{out.name}.old-*")):
+        pid = path.name.split(".building-", 1)[1].split("-", 1)[0] if ".building-" in path.name else ""
+        if pid.isdigit() and _alive(int(pid)):
+            continue  # a build running now
+        shutil.rmtree(path, ignore_errors=True)
+        log(f"[data] removed {path.name}, left by a build that was killed")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sample_texts(table, order: np.ndarray, bounds: np.ndarray, tokenizer, separator_text: str):

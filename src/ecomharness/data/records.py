@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import jinja2
+import jinja2.sandbox
 import numpy as np
 
 from ecomharness.data.recipe import DataRecipe, SourceSpec
@@ -99,18 +100,37 @@ def _plain_renderer(template: str):
                 value = record[name]
             except KeyError:
                 raise jinja2.UndefinedError(f"'{name}' is undefined") from None
-            out.append(value if isinstance(value, str) else str(value))
+            out.append(value if isinstance(value, str) else _as_text(value, name))
             out.append(literal)
         return "".join(out)
 
     return render
 
 
+class NonTextValue(ValueError):
+    """A template would print a value that has no single text form (null, list, mapping,
+    boolean): ``None`` or a Python repr would end up in the training text."""
+
+
+def _as_text(value, name: str | None = None) -> str:
+    """Numbers print as themselves; every other non-text value is a bad record unless
+    the template formats it explicitly (``{{ tags | join(', ') }}``, ``{{ x or '' }}``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    field = f"field {name!r}" if name else "an expression"
+    raise NonTextValue(f"{field} is {type(value).__name__} {value!r:.60}, not text; format it in the template")
+
+
 def _renderer(source: SourceSpec):
     plain = _plain_renderer(source.template)
     if plain is not None:
         return plain
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    # Sandboxed: a recipe is data, and its template must not reach Python internals
+    # (``{{ ''.__class__.__mro__ ... }}`` runs shell commands in a plain Environment).
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
+                                                        keep_trailing_newline=False, finalize=_as_text)
     try:
         template = env.from_string(source.template)
     except jinja2.TemplateSyntaxError as exc:
@@ -137,17 +157,32 @@ def _rendered(source: SourceSpec, reader, on_error: str, report: SourceReport) -
             if key is None or key == "":
                 bad("missing key", f"{where}: field {source.key!r} (the linking key) is missing or empty")
                 continue
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                bad("non-text key", f"{where}: field {source.key!r} (the linking key) is "
+                                    f"{type(key).__name__} {key!r:.60}, expected text or a whole number")
+                continue
             key = str(key)
         try:
             text = render(**record)
         except jinja2.UndefinedError as exc:
             bad("template field missing", f"{where}: template of source {source.name!r}: {exc.message}")
             continue
+        except NonTextValue as exc:
+            bad("non-text value", f"{where}: template of source {source.name!r}: {exc}")
+            continue
+        except jinja2.sandbox.SecurityError as exc:
+            raise UserError(f"source {source.name!r}: the template is refused by the sandbox: {exc}") from exc
         except Exception as exc:  # a template calling a method on the wrong type, etc.
             bad("template error", f"{where}: template of source {source.name!r}: {type(exc).__name__}: {exc}")
             continue
         if not text.strip():
             bad("empty text", f"{where}: the rendered text is empty")
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate from a JSON "\ud800" escape
+            bad("invalid Unicode", f"{where}: the text holds {exc.object[exc.start:exc.end]!r}, which is not "
+                                   "valid Unicode (a lone surrogate)")
             continue
         report.records += 1
         yield key, text, record
