@@ -96,3 +96,56 @@ def reject_unknown_keys(mapping: dict, allowed, where: str) -> None:
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UserError(f"{where}: unknown key {key!r}{hint}; expected one of {', '.join(sorted(allowed))}")
+
+
+def check_field_types(values: dict, cls, where: str) -> dict:
+    """Check each given value against the type hint of ``cls``'s dataclass field of that
+    name (int, float, bool, str, ``X | None``, ``tuple[str, ...]``, dict); lists become
+    tuples. Raises ``UserError`` naming ``where.field`` and what was expected."""
+    import dataclasses
+    import types
+    import typing
+
+    from ecomharness.errors import UserError
+
+    hints = typing.get_type_hints(cls)
+    out = dict(values)
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        value, hint = values[f.name], hints[f.name]
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+            else (hint,)
+        if value is None and type(None) in options:
+            continue
+        for option in options:
+            origin = typing.get_origin(option) or option
+            if origin is tuple and isinstance(value, (list, tuple)):
+                (item,) = typing.get_args(option)[:1] or (object,)
+                if all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+                    out[f.name] = tuple(value)
+                    break
+            elif origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+                break
+            elif origin in (int, str, dict) and isinstance(value, origin) and not isinstance(value, bool):
+                break
+            elif origin is bool and isinstance(value, bool):
+                break
+            elif origin not in (tuple, float, int, str, dict, bool, type(None)):
+                break  # a type this check does not know: the caller validates it
+        else:
+            names = " or ".join(_type_name(o) for o in options)
+            raise UserError(f"{where}.{f.name}: expected {names}, got {value!r}")
+    return out
+
+
+def _type_name(hint) -> str:
+    import typing
+
+    if hint is type(None):
+        return "null"
+    if (typing.get_origin(hint) or hint) is tuple:
+        return "a list"
+    if (typing.get_origin(hint) or hint) is dict:
+        return "a mapping"
+    return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(hint, str(hint))

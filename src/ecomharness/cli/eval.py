@@ -60,7 +60,12 @@ def run_argv(argv: list[str]) -> int:
     """Parse lm-eval flags, evaluate, save and print results like ``lm_eval run``."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = lm_eval_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ValueError as exc:  # lm-eval's flag actions raise it for bad values (--metadata '{bad')
+        from ecomharness.errors import UserError
+
+        raise UserError(f"bad flag value: {exc}") from exc
     explicit_device = any(a == "--device" or a.startswith("--device=") for a in argv)
 
     from lm_eval.utils import setup_logging

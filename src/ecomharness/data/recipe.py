@@ -93,6 +93,11 @@ class DataRecipe:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# Far above any context length trained today; a larger value is a typo (1e9) that would
+# make one block hold the whole corpus.
+MAX_SEQ_LEN = 1 << 20
+
+
 def _typed(mapping: dict, key: str, kind, where: str, default=dataclasses.MISSING):
     if key not in mapping:
         if default is dataclasses.MISSING:
@@ -204,8 +209,8 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
         select=_resolve_paths(_typed(raw, "select", dict, where, None), base),
         curriculum=parse_curriculum(_resolve_paths(raw.get("curriculum"), base), where),
     )
-    if recipe.seq_len < 8:
-        raise UserError(f"{where}.seq_len: must be at least 8, got {recipe.seq_len}")
+    if not 8 <= recipe.seq_len <= MAX_SEQ_LEN:
+        raise UserError(f"{where}.seq_len: must be between 8 and {MAX_SEQ_LEN}, got {recipe.seq_len}")
     if recipe.num_proc < 1 or recipe.batch_size < 1:
         raise UserError(f"{where}: num_proc and batch_size must be positive")
     return recipe

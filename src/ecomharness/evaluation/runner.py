@@ -97,7 +97,10 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
 
     from ecomharness import tasks as plugin_tasks
 
-    cfg = EvaluatorConfig.from_cli(args)
+    try:
+        cfg = EvaluatorConfig.from_cli(args)
+    except ValueError as exc:  # lm-eval's checks of flag values (--metadata JSON, --limit, ...)
+        raise UserError(f"bad flag value: {exc}") from exc
     requested = [t for item in (cfg.tasks or []) for t in str(item).split(",") if t]
     if not requested:
         raise UserError("no tasks given: pass --tasks NAME[,NAME...] (see `ecomharness tasks`)")

@@ -23,7 +23,7 @@ import yaml
 
 from ecomharness.errors import UserError
 from ecomharness.resources import bundled_path
-from ecomharness.util import load_yaml_file, reject_unknown_keys
+from ecomharness.util import check_field_types, load_yaml_file, reject_unknown_keys
 
 # The TrainingArguments a recipe may set, with their types. Everything else about the
 # Trainer is fixed by the recipe runner (output_dir, save strategy, deepspeed, ...).
@@ -131,10 +131,7 @@ def _section(raw: dict, name: str, cls, where: str, convert=None):
     if not isinstance(value, dict):
         raise UserError(f"{where}.{name}: expected a mapping")
     reject_unknown_keys(value, {f.name for f in dataclasses.fields(cls)}, f"{where}.{name}")
-    values = dict(value)
-    for f in dataclasses.fields(cls):
-        if f.name in values and isinstance(values[f.name], list):
-            values[f.name] = tuple(values[f.name])
+    values = check_field_types(dict(value), cls, f"{where}.{name}")
     try:
         return cls(**(convert(values) if convert else values))
     except TypeError as exc:
@@ -172,6 +169,47 @@ def _gate_path(name: str | None, base: Path, where: str) -> str | None:
     raise UserError(f"{where}.eval.gate: {name!r} is neither a file nor one of {', '.join(known)}")
 
 
+# Lower bounds of TrainingArguments values (HF accepts many of these and fails later, or
+# silently trains nothing: max_steps 0, a negative learning rate).
+TRAINING_MINIMUM = {"max_steps": 1, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1,
+                    "save_steps": 1, "logging_steps": 1, "save_total_limit": 1, "warmup_steps": 0,
+                    "dataloader_num_workers": 0, "seed": 0, "data_seed": 0, "learning_rate": 0.0,
+                    "weight_decay": 0.0, "warmup_ratio": 0.0, "max_grad_norm": 0.0, "adam_epsilon": 0.0,
+                    "adam_beta1": 0.0, "adam_beta2": 0.0}
+TRAINING_BELOW = {"warmup_ratio": 1.0 + 1e-12, "adam_beta1": 1.0, "adam_beta2": 1.0}
+
+
+def _check_training_values(training: dict, where: str) -> None:
+    import math
+
+    for key, value in training.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            raise UserError(f"{where}.{key}: expected a finite number, got {value!r}")
+        if key in TRAINING_MINIMUM and value < TRAINING_MINIMUM[key]:
+            raise UserError(f"{where}.{key}: must be at least {TRAINING_MINIMUM[key]:g}, got {value!r}")
+        if key in TRAINING_BELOW and value >= TRAINING_BELOW[key]:
+            raise UserError(f"{where}.{key}: must be below {TRAINING_BELOW[key]:g}, got {value!r}")
+        if key == "num_train_epochs" and value <= 0:
+            raise UserError(f"{where}.{key}: must be above 0, got {value!r}")
+
+
+def _check_model_init(init: Any, where: str) -> None:
+    """Sizes are whole numbers >= 1 and the attention heads divide the hidden size
+    (otherwise the model fails at its first forward pass, with a shape error)."""
+    if not isinstance(init, dict):
+        raise UserError(f"{where}: expected a mapping of architecture settings")
+    for key, value in init.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1 and key.endswith(
+                ("size", "layer", "layers", "head", "heads", "positions")):
+            raise UserError(f"{where}.{key}: must be at least 1, got {value}")
+    hidden = init.get("hidden_size", init.get("n_embd"))
+    heads = init.get("n_head", init.get("num_attention_heads"))
+    if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads:
+        raise UserError(f"{where}: hidden_size {hidden} is not divisible by the {heads} attention heads")
+
+
 def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> TrainRecipe:
     """Validate a parsed recipe mapping."""
     base = base or Path.cwd()
@@ -188,6 +226,8 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> T
         raise UserError(f"{where}.model: give exactly one of 'path' (a checkpoint) or 'init' (an architecture)")
     if model.dtype not in ("float32", "bfloat16", "float16"):
         raise UserError(f"{where}.model.dtype: expected float32, bfloat16 or float16, got {model.dtype!r}")
+    if model.init is not None:
+        _check_model_init(model.init, f"{where}.model.init")
     model = dataclasses.replace(model, path=_resolve(model.path, base))
     data = _section(raw, "data", DataSpec, where)
     data = dataclasses.replace(data, path=_resolve(data.path, base),
@@ -206,7 +246,16 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> T
             continue
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise UserError(f"{where}.training.{key}: expected {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    _check_training_values(training, f"{where}.training")
+    if isinstance((raw.get("eval") or {}).get("tasks"), str):  # `tasks: ecom_icl,general_icl`, as lm-eval takes it
+        raw = {**raw, "eval": {**raw["eval"], "tasks": [t.strip() for t in raw["eval"]["tasks"].split(",") if t.strip()]}}
+    if isinstance((raw.get("eval") or {}).get("include_path"), str):
+        raw = {**raw, "eval": {**raw["eval"], "include_path": [raw["eval"]["include_path"]]}}
     evals = _section(raw, "eval", EvalSpec, where)
+    for key, low in (("limit", 1), ("batch_size", 1), ("max_gen_toks", 1), ("num_fewshot", 0), ("seed", 0)):
+        value = getattr(evals, key)
+        if value is not None and value < low:
+            raise UserError(f"{where}.eval.{key}: must be at least {low}, got {value}")
     if evals.mode is False:  # YAML 1.1 reads a bare `off` as false
         evals = dataclasses.replace(evals, mode="off")
     if evals.mode not in ("inline", "async", "off"):
