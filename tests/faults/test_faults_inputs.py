@@ -57,3 +57,20 @@ def test_a_non_utf8_training_recipe_is_named(tmp_path, capsys):
     recipe.write_bytes(b"run_dir: r\nmodel: {path: m\xff}\n")
     assert main(["train", str(recipe)]) == 2
     assert "r.yaml:2: not UTF-8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("meta, message", [
+    ({"task": 5}, "field .task. must be a string"),
+    ({"task": "CLS", "label_set": {"default": "abc"}}, "field .label_set.default. must be a list of strings"),
+])
+def test_meta_info_field_types_are_named(tmp_path, meta, message):
+    import json
+
+    from ecomharness.formats.ecominstruct import read_ecominstruct
+
+    folder = tmp_path / "EN-x-CLS-y"
+    folder.mkdir()
+    (folder / "meta-info.json").write_text(json.dumps(meta))
+    (folder / "test.json").write_text("[]")
+    with pytest.raises(UserError, match=message):
+        read_ecominstruct(folder)

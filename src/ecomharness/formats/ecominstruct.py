@@ -110,8 +110,13 @@ def _meta(folder: Path) -> dict[str, Any]:
         raise RecordError(path, 1, None, "expected a JSON object")
     if "task" not in meta:
         raise RecordError(path, None, "task", "is missing")
+    if not isinstance(meta["task"], str):
+        raise RecordError(path, None, "task", f"must be a string, got {type(meta['task']).__name__}")
     if "label_set" in meta and not isinstance(meta["label_set"], dict):
         raise RecordError(path, None, "label_set", "must be an object {label_key: [labels]}")
+    for key, labels in (meta.get("label_set") or {}).items():
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise RecordError(path, None, f"label_set.{key}", "must be a list of strings")
     for key in ("label_key", "label_sep", "defi"):
         if key in meta and not isinstance(meta[key], str):
             raise RecordError(path, None, key, f"must be a string, got {type(meta[key]).__name__}")
