@@ -251,13 +251,13 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> T
         raw = {**raw, "eval": {**raw["eval"], "tasks": [t.strip() for t in raw["eval"]["tasks"].split(",") if t.strip()]}}
     if isinstance((raw.get("eval") or {}).get("include_path"), str):
         raw = {**raw, "eval": {**raw["eval"], "include_path": [raw["eval"]["include_path"]]}}
+    if (raw.get("eval") or {}).get("mode") is False:  # YAML 1.1 reads a bare `off` as false
+        raw = {**raw, "eval": {**raw["eval"], "mode": "off"}}
     evals = _section(raw, "eval", EvalSpec, where)
     for key, low in (("limit", 1), ("batch_size", 1), ("max_gen_toks", 1), ("num_fewshot", 0), ("seed", 0)):
         value = getattr(evals, key)
         if value is not None and value < low:
             raise UserError(f"{where}.eval.{key}: must be at least {low}, got {value}")
-    if evals.mode is False:  # YAML 1.1 reads a bare `off` as false
-        evals = dataclasses.replace(evals, mode="off")
     if evals.mode not in ("inline", "async", "off"):
         raise UserError(f"{where}.eval.mode: expected inline, async or off, got {evals.mode!r}")
     if evals.on_failure not in ("continue", "stop"):
