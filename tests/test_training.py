@@ -215,7 +215,7 @@ def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path, monkeypatch, rank)
         (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_text("x")
     (tmp_path / "checkpoint-5" / "trainer_state.json").write_text("{}")
     logged = []
-    assert _resume_point(tmp_path, logged.append) == str(tmp_path / "checkpoint-5")
+    assert _resume_point(tmp_path, logged.append) == tmp_path / "checkpoint-5"
     if rank == "0":  # moved aside and reported, not deleted
         assert not (tmp_path / "checkpoint-10").exists()
         assert (tmp_path / "incomplete-checkpoint-10" / "model.safetensors").is_file()
