@@ -22,7 +22,7 @@ document fields each kind reads (see ecomharness.metrics.lmeval):
 
 def add_arguments(parser) -> None:
     """Flags of ``ecomharness score``."""
-    from ecomharness.metrics.rescore import KINDS
+    from ecomharness.evaluation.rescore import KINDS
 
     parser.add_argument("files", nargs="+", help="samples_*.jsonl or {doc, prediction} JSON Lines")
     parser.add_argument("--kind", choices=KINDS,
@@ -40,7 +40,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ecomharness.errors import UserError
-    from ecomharness.metrics.rescore import read_predictions, score_file, task_kinds, task_of_file
+    from ecomharness.evaluation.rescore import read_predictions, score_file, task_kinds, task_of_file
     from ecomharness.util import write_json_atomic
 
     report = {}

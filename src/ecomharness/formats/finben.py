@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ecomharness.errors import UserError
 from ecomharness.formats.common import ReadResult, RecordError, collect, fingerprint_files, require
-from ecomharness.metrics.classification import normalize_label
+from ecomharness.metrics.text import normalize_label
 
 _BIO = ("B-", "I-")
 

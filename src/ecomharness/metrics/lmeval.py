@@ -39,6 +39,7 @@ import lm_eval.api.metrics  # noqa: F401 - built-in metrics must register before
 from lm_eval.api.registry import register_aggregation, register_metric
 
 from ecomharness.metrics import classification, extraction, finben, reading, rouge
+from ecomharness.metrics.kinds import infer_kind
 
 # ---------------------------------------------------------------- per-sample metrics
 
@@ -189,8 +190,6 @@ def process_any(doc, results) -> dict:
     For tasks whose kind is only known at run time (the generic ``ecominstruct`` task):
     ``score`` is accuracy, ROUGE-L or the document's span F1 (aggregated by mean).
     """
-    from ecomharness.metrics.rescore import infer_kind
-
     process = {
         "classification": process_classification,
         "extraction": process_extraction,

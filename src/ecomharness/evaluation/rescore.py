@@ -19,13 +19,14 @@ from pathlib import Path
 
 from ecomharness.errors import UserError
 from ecomharness.formats.common import RecordError, collect
+from ecomharness.metrics import lmeval as m
+from ecomharness.metrics.kinds import KINDS, infer_kind
+from ecomharness.tasks import build_task_manager, leaf_task_configs
 
-KINDS = ("generation", "classification", "extraction", "reading", "headlines", "ner")
+__all__ = ["KINDS", "infer_kind", "read_predictions", "score_file", "score_predictions", "task_kinds", "task_of_file"]
 
 
 def _scorers() -> dict[str, tuple[Callable, dict[str, Callable]]]:
-    from ecomharness.metrics import lmeval as m
-
     return {
         "generation": (m.process_generation, {}),
         "classification": (m.process_classification, {"macro_f1": m.cls_macro_f1, "weighted_f1": m.cls_weighted_f1}),
@@ -35,31 +36,6 @@ def _scorers() -> dict[str, tuple[Callable, dict[str, Callable]]]:
                                             "avg_f1_finben": m.avg_f1_finben}),
         "ner": (m.process_ner, {"entity_precision": m.ie_precision, "entity_recall": m.ie_recall, "entity_f1": m.ie_f1}),
     }
-
-
-def infer_kind(doc: dict) -> str:
-    """Which scorer a document's fields call for (see ``ecomharness.metrics.lmeval``).
-
-    A document's own ``kind`` wins. An empty ``label_set`` (the release writes ``[""]``
-    for generation folders) does not make a document a classification one.
-    """
-    if doc.get("kind") in KINDS:
-        return doc["kind"]
-    if "gold_spans" in doc:
-        return "extraction"
-    if "bio_labels" in doc:
-        return "ner"
-    if "answers" in doc:
-        return "reading"
-    labels = doc.get("label_set")
-    if isinstance(labels, list) and any(isinstance(l, str) and l.strip() for l in labels):
-        return "headlines" if "label_type" in doc else "classification"
-    if "target" in doc:
-        return "generation"
-    raise UserError(
-        "cannot tell how to score this document: it has none of the fields gold_spans, "
-        "bio_labels, answers, label_set, target; pass --kind"
-    )
 
 
 # process_results function of a task config -> the kind it scores (None: per document).
@@ -81,7 +57,6 @@ def task_of_file(path: Path) -> str | None:
 def task_kinds(task_names) -> dict[str, str | None]:
     """The kind each installed task scores, from its config (``metadata.ecom.kind``, else
     its ``process_results``); tasks not found or of run-time kind are left out."""
-    from ecomharness.tasks import build_task_manager, leaf_task_configs
 
     names = [t for t in dict.fromkeys(task_names) if t]
     if not names:
