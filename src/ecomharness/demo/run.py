@@ -221,9 +221,9 @@ def _score(record: dict, group: str) -> tuple[float, float | None]:
 def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None, log=print) -> dict:
     """Run every stage into ``out_dir``; return the figures the summary prints."""
     from ecomharness.demo.shop import shop_sources
-    from ecomharness.gate.evidence import from_record
     from ecomharness.gate.policy import load_policy
-    from ecomharness.gate.verdict import run_gate, to_markdown
+    from ecomharness.gate.select import against_init
+    from ecomharness.gate.verdict import to_markdown
     from ecomharness.registry import gate_rules
     from ecomharness.report.curves import write_report
     from ecomharness.train.run import eval_settings
@@ -247,8 +247,7 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
     done = _stage("report and gate", log)
     report = write_report(out / "cpt_graph", out / "report")
     policy = load_policy(bundled_path("train") / "gates" / "default.yaml", known_kinds=set(gate_rules.names()))
-    verdict = run_gate(policy, from_record(records[-1], f"cpt_graph@{records[-1]['checkpoint']}"),
-                       from_record(base_record, "base"))
+    verdict = against_init(policy, records[-1], base_record, f"cpt_graph@{records[-1]['checkpoint']}")
     (out / "report" / "gate.md").write_text(to_markdown(verdict), encoding="utf-8")
     done()
 
@@ -269,13 +268,18 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
 
 
 def _summarise(out: Path, rows: dict, verdict, report: dict, seconds: float, compare: bool, log) -> dict:
+    from ecomharness.gate.evidence import Measure
+    from ecomharness.gate.rules import z_test
+
     base_ecom, base_ecom_se = _score(rows["base"], "ecom_icl")
     cpt_ecom, cpt_ecom_se = _score(rows["graph (2:1)"], "ecom_icl")
     base_gen, _ = _score(rows["base"], "general_icl")
     cpt_gen, _ = _score(rows["graph (2:1)"], "general_icl")
     stderr = (base_ecom_se ** 2 + cpt_ecom_se ** 2) ** 0.5 if base_ecom_se is not None and cpt_ecom_se is not None else None
     gain = cpt_ecom - base_ecom
-    shown = gain > stderr if stderr is not None else False
+    # The gate's own z statistic: the gain exceeds its standard error when z > 1.
+    test = z_test(Measure(cpt_ecom, cpt_ecom_se), Measure(base_ecom, base_ecom_se))
+    shown = test is not None and test[0] > 1
     if compare:
         table = ["| CPT data | ecom_icl score | general_icl score | gate vs base |", "|---|--:|--:|---|"]
         for label, record in rows.items():

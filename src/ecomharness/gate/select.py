@@ -32,16 +32,33 @@ def best_passing(policy: Policy, ledger: Path, baseline: Evidence | None) -> tup
     return (best[1], best[2], outcomes) if best else (None, None, outcomes)
 
 
-def judge_record(policy_path: str, record: dict, ledger: Path) -> dict:
-    """Gate one ledger record against the run's ``init`` record: the short verdict that
-    training stores in the record (``gate``)."""
+def against_init(policy: Policy, record: dict, init: dict | None, label: str | None = None) -> Verdict:
+    """Gate one ledger record against its run's ``init`` record (None: the rules that
+    need a baseline fail closed, saying so). The one place a ledger record is gated
+    against the starting model: training, ``report --compare`` and the demo use it."""
+    baseline = from_record(init, INIT) if init is not None else None
+    return run_gate(policy, from_record(record, label or record["checkpoint"]), baseline)
+
+
+def init_record(records: list[dict]) -> dict | None:
+    """The latest successful ``init`` record among ledger records, or None."""
+    found = [r for r in records if r.get("checkpoint") == INIT and r.get("status") == "ok"]
+    return found[-1] if found else None
+
+
+def ledger_judge(policy_path: str, ledger: Path):
+    """A function ``record -> short verdict`` for the records training writes: the policy
+    is read once, here; the run's ``init`` record is looked up at each call (it is
+    written before the first checkpoint, or by a resumed run)."""
     from ecomharness.evaluation.ledger import read_ledger
     from ecomharness.gate.policy import load_policy
     from ecomharness.registry import gate_rules
 
     policy = load_policy(policy_path, known_kinds=set(gate_rules.names()))
-    init = [r for r in read_ledger(ledger) if r["checkpoint"] == INIT and r["status"] == "ok"]
-    baseline = from_record(init[-1], INIT) if init else None
-    verdict = run_gate(policy, from_record(record, record["checkpoint"]), baseline)
-    return {"policy": policy_path, "passed": verdict.passed,
-            "failed": [f"{c.rule}: {c.reason}" for c in verdict.checks if not c.passed]}
+
+    def judge(record: dict) -> dict:
+        verdict = against_init(policy, record, init_record(read_ledger(ledger)))
+        return {"policy": policy_path, "passed": verdict.passed,
+                "failed": [f"{c.rule}: {c.reason}" for c in verdict.checks if not c.passed]}
+
+    return judge

@@ -97,9 +97,8 @@ def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: 
                  policy_path: str | Path | None = None) -> str:
     """Runs side by side (Mix-CPT's ablations): the last checkpoint's domain and general
     group scores and its gate verdict against the run's ``init`` evaluation."""
-    from ecomharness.gate.evidence import from_record
     from ecomharness.gate.policy import load_policy
-    from ecomharness.gate.verdict import run_gate
+    from ecomharness.gate.select import against_init, init_record
     from ecomharness.registry import gate_rules
     from ecomharness.resources import bundled_path
 
@@ -111,8 +110,7 @@ def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: 
         if not records:
             raise UserError(f"{ledger_path(run_dir)}: no successful evaluation recorded yet")
         last = records[-1]
-        init = next((r for r in records if r["checkpoint"] == "init"), None)
-        verdict = run_gate(policy, from_record(last, last["checkpoint"]), from_record(init, "init") if init else None)
+        verdict = against_init(policy, last, init_record(records))
         failed = "; ".join(c.reason for c in verdict.checks if not c.passed)
         cells = []
         for group in (domain, general):

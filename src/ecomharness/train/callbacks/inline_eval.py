@@ -22,6 +22,7 @@ from transformers import TrainerCallback
 
 from ecomharness.evaluation.checkpoint import CheckpointEvaluator, EvalSettings, preserved_training_state
 from ecomharness.evaluation.ledger import evaluate_and_record, ledger_path
+from ecomharness.gate.select import ledger_judge
 from ecomharness.train.run_dir import complete_checkpoints, trainer_state
 
 log = logging.getLogger("ecomharness.train")
@@ -68,13 +69,13 @@ class InlineEvalConfig:
         return InlineEvalCallback(self, tokenizer)
 
     def judge(self):
-        """The gate verdict function for records, or None without a policy."""
+        """The gate verdict function for records (the policy read once), or None
+        without a policy."""
         if not self.gate_policy:
             return None
-        from ecomharness.gate.select import judge_record
-
-        ledger = ledger_path(self.run_dir)
-        return lambda record: judge_record(self.gate_policy, record, ledger)
+        if getattr(self, "_judge", None) is None:
+            self._judge = ledger_judge(self.gate_policy, ledger_path(self.run_dir))
+        return self._judge
 
 
 def catch_up(config: InlineEvalConfig, evaluator: CheckpointEvaluator, save_steps: int, max_steps: int | None,
