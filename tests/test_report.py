@@ -1,0 +1,61 @@
+"""Reports over a ledger: the table, the curves, the failures section, and --compare."""
+
+from __future__ import annotations
+
+import pytest
+
+from ecomharness.errors import UserError
+from ecomharness.evaluation.ledger import append_record, read_ledger
+from ecomharness.report.curves import compare_runs, markdown_table, series, write_report
+from tests.conftest import run_cli
+
+SOURCE = {"origin": "bundled", "source": "s", "fingerprint": "f"}
+
+
+def _record(name, step, ecom, general, status="ok"):
+    record = {"checkpoint": name, "step": step, "status": status, "task_set": "k", "tokens_seen": step * 10}
+    if status == "ok":
+        record.update(metrics={"ecom_icl": {"score": {"value": ecom, "stderr": 0.01}},
+                               "general_icl": {"score": {"value": general, "stderr": None}}},
+                      groups=["ecom_icl", "general_icl"], task_versions={"ecom_icl": 1.0, "general_icl": 1.0},
+                      data_sources={"ecom_icl": SOURCE, "general_icl": SOURCE})
+    else:
+        record["error"] = "RuntimeError: boom"
+    return record
+
+
+def _run(root, *records):
+    for record in records:
+        append_record(root / "eval" / "ledger.jsonl", record)
+    return root
+
+
+def test_table_series_and_report_files(tmp_path):
+    run = _run(tmp_path / "run", _record("init", 0, 0.30, 0.50), _record("checkpoint-10", 10, 0.40, 0.49),
+               _record("checkpoint-20", 20, 0.0, 0.0, status="failed"))
+    records = [r for r in read_ledger(run / "eval" / "ledger.jsonl") if r["status"] == "ok"]
+    assert series(records)["ecom_icl"] == [(0, 0.30, 0.01), (10, 0.40, 0.01)]
+    table = markdown_table(records)
+    assert "| checkpoint-10 | 10 | 100 | 0.4000 ± 0.0100 | 0.4900 |" in table
+    paths = write_report(run)
+    assert paths["curves"].stat().st_size > 1000
+    text = paths["report"].read_text()
+    assert "## Failed evaluations" in text and "checkpoint-20: RuntimeError: boom" in text
+    with pytest.raises(UserError, match="no task reports the metric 'acc'"):
+        write_report(run, metric="acc")
+
+
+def test_compare_gates_each_run_against_its_own_init(tmp_path):
+    good = _run(tmp_path / "good", _record("init", 0, 0.30, 0.50), _record("checkpoint-10", 10, 0.40, 0.495))
+    bad = _run(tmp_path / "bad", _record("init", 0, 0.30, 0.50), _record("checkpoint-10", 10, 0.40, 0.30))
+    table = compare_runs([good, bad])
+    assert "| good | checkpoint-10 | 0.4000 ± 0.0100 | 0.4950 | pass |" in table
+    assert "| bad | checkpoint-10 |" in table and "FAIL (general_icl score 0.5000 -> 0.3000" in table
+    result = run_cli("report", "--compare", str(good), str(bad))
+    assert result.returncode == 0 and "| good |" in result.stdout
+
+
+def test_a_run_without_evaluations_is_a_named_error(tmp_path):
+    (tmp_path / "empty" / "eval").mkdir(parents=True)
+    with pytest.raises(UserError, match="no successful evaluation recorded yet"):
+        write_report(tmp_path / "empty")
