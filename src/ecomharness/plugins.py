@@ -132,8 +132,15 @@ def plugin_results(hook_name: str) -> list[tuple[str, object]]:
     results = []
     # get_hookimpls() lists in call order reversed (last registered first); list in
     # registration order so that later plugins override earlier ones deterministically.
+    trace = os.environ.get("ECOMHARNESS_TRACE_HOOKS", "") not in ("", "0")
     for impl in reversed(caller.get_hookimpls()):
+        # Called one by one (to know who said what), so pluggy's own tracing never sees
+        # these calls: trace them here.
         value = impl.function(**{arg: None for arg in impl.argnames})
+        if trace:
+            shown = "None" if value is None else f"{type(value).__name__} of {len(value)}" \
+                if hasattr(value, "__len__") else type(value).__name__
+            sys.stderr.write(f"[ecomharness hooks] {hook_name} -> {impl.plugin_name}: {shown}\n")
         if value is not None:
             results.append((impl.plugin_name, value))
     return results

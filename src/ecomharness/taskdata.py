@@ -1,4 +1,4 @@
-"""Where each bundled task's documents come from (DESIGN.md section 3), for lm-eval.
+"""Where each bundled task's documents come from, for lm-eval.
 
 Task YAML calls ``custom_dataset: !function ecomharness.taskdata.load_task`` and
 describes its data under ``metadata.ecom``. Documents are resolved in this order, and

@@ -11,7 +11,7 @@ NAME = "data"
 HELP = "build a packed CPT dataset from raw corpora (data build RECIPE.yaml)"
 EPILOG = """\
 examples:
-  ecomharness data build train/data/example.yaml
+  ecomharness data build train/data/mixcpt_raw.yaml        # after pointing its paths at your corpora
   ecomharness data build my_recipe.yaml --force        # rebuild an existing output
 output: OUTPUT/dataset (datasets.load_from_disk), OUTPUT/stats.json, OUTPUT/stats.md
 """

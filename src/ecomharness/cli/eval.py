@@ -50,12 +50,6 @@ def lm_eval_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _requested_tasks(tasks) -> list[str]:
-    if isinstance(tasks, str):
-        return [t for t in tasks.split(",") if t]
-    return [t for item in tasks or [] for t in str(item).split(",") if t]
-
-
 def run_argv(argv: list[str]) -> int:
     """Parse lm-eval flags, evaluate, save and print results like ``lm_eval run``."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

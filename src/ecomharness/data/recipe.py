@@ -1,6 +1,6 @@
 """The data recipe: YAML validated once, into dataclasses, with every error naming its field.
 
-    # ecomharness data build train/data/example.yaml
+    # ecomharness data build train/data/mixcpt_raw.yaml
     output: runs/data/example          # relative paths resolve against this file
     tokenizer: path/to/tokenizer        # a local directory with a fast tokenizer
     seq_len: 1024

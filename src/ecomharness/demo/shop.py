@@ -3,7 +3,9 @@
 Products are drawn from the vocabulary the bundled e-commerce tasks use
 (``ecomharness.demo.vocab``) and serialised the way the task prompts read them
 (``key:value`` attribute lines, titles, one-sentence descriptions), because a small model
-learns a domain only from text in the shape it is asked about (DESIGN.md section 6).
+learns a domain only from text in the shape it is asked about: the training text must hold
+the separators and ``key:value`` lines the prompts use (found in a prototype run while
+the demo was sized).
 Titles that occur in the tasks' test samples are left out of the corpus. 75% of the
 products are Chinese clothing and other categories, 25% English gear.
 """

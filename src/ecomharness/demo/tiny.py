@@ -2,7 +2,7 @@
 
 Used by the demo and by tests. The tokenizer isolates every CJK character before
 byte-level BPE: without that, BPE merges whole Chinese template phrases into single
-tokens, which makes generation and scoring meaningless (DESIGN.md section 6).
+tokens, which makes generation and scoring meaningless.
 """
 
 from __future__ import annotations
