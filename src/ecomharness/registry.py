@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from typing import Any
 
 from ecomharness.errors import UserError
 from ecomharness.plugins import PluginError, plugin_results
+from ecomharness.util import did_you_mean
 
 
 class Registry:
@@ -67,10 +67,8 @@ class Registry:
     def _lookup(self, name: str) -> tuple[str, Any]:
         entries = self._load()
         if name not in entries:
-            close = difflib.get_close_matches(name, list(entries), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
             known = ", ".join(sorted(entries)) or "none"
-            raise UserError(f"unknown {self.kind} {name!r}{hint}; known: {known}")
+            raise UserError(f"unknown {self.kind} {name!r}{did_you_mean(name, entries, n=3)}; known: {known}")
         return entries[name]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -26,7 +25,7 @@ from typing import Any
 import yaml
 
 from ecomharness.plugins import PluginError, plugin_results
-from ecomharness.util import cache_root
+from ecomharness.util import cache_root, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -197,9 +196,7 @@ def _unknown_keys(cfg: dict[str, Any], allowed: set[str]) -> list[str]:
     messages = []
     for key in cfg:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            messages.append(f"unknown key {key!r}{hint}")
+            messages.append(f"unknown key {key!r}{did_you_mean(key, allowed)}")
     return messages
 
 

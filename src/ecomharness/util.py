@@ -85,17 +85,26 @@ def parse_yaml_text(text: str, path: Path):
         raise UserError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from exc
 
 
-def reject_unknown_keys(mapping: dict, allowed, where: str) -> None:
-    """Raise ``UserError`` for the first key not in ``allowed``, suggesting the closest one."""
+def did_you_mean(name: Any, choices, n: int = 1) -> str:
+    """The hint every "unknown X" message carries: `` (did you mean 'x'?)`` for the
+    closest choice (several, unquoted, when ``n`` > 1, as lists of task names read
+    best), or "" when nothing is close."""
     import difflib
 
+    close = difflib.get_close_matches(str(name), sorted(choices), n=n)
+    if not close:
+        return ""
+    return f" (did you mean {close[0]!r}?)" if n == 1 else f" (did you mean {', '.join(close)}?)"
+
+
+def reject_unknown_keys(mapping: dict, allowed, where: str) -> None:
+    """Raise ``UserError`` for the first key not in ``allowed``, suggesting the closest one."""
     from ecomharness.errors import UserError
 
     for key in mapping:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"{where}: unknown key {key!r}{hint}; expected one of {', '.join(sorted(allowed))}")
+            raise UserError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; "
+                            f"expected one of {', '.join(sorted(allowed))}")
 
 
 def check_field_types(values: dict, cls, where: str) -> dict:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import glob
 import json
 import logging
 from pathlib import Path
 
 from ecomharness.errors import UserError
+from ecomharness.util import did_you_mean
 
 log = logging.getLogger("ecomharness.eval")
 
@@ -36,9 +36,7 @@ def resolve_tasks(requested: list[str], task_manager, problems: list | None = No
     if missing:
         lines = []
         for name in missing:
-            close = difflib.get_close_matches(name, task_manager.all_tasks, n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            lines.append(f"{name!r}{hint}")
+            lines.append(f"{name!r}{did_you_mean(name, task_manager.all_tasks, n=3)}")
         broken = "".join(f"\n  broken task file: {p}" for p in problems or [])
         raise UserError(
             "not a registered task: " + "; ".join(lines)

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
-from ecomharness.util import load_yaml_file, reject_unknown_keys
+from ecomharness.util import did_you_mean, load_yaml_file, reject_unknown_keys
 
 ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch")
 
@@ -135,9 +134,8 @@ def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
         raise UserError(f"{where}: expected a mapping")
     kind = raw.get("kind")
     if kind not in known_kinds:
-        close = difflib.get_close_matches(str(kind), sorted(known_kinds), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserError(f"{where}.kind: {kind!r} is not a rule kind{hint}; known: {', '.join(sorted(known_kinds))}")
+        raise UserError(f"{where}.kind: {kind!r} is not a rule kind{did_you_mean(kind, known_kinds)}; "
+                        f"known: {', '.join(sorted(known_kinds))}")
     builtin = kind in BUILTIN_KINDS
     if builtin:
         reject_unknown_keys(raw, COMMON, where)
