@@ -13,6 +13,7 @@ EPILOG = """\
 examples:
   ecomharness data build train/data/mixcpt_raw.yaml        # after pointing its paths at your corpora
   ecomharness data build my_recipe.yaml --force        # rebuild an existing output
+  ecomharness data build my_recipe.yaml --check        # validate only: fields, files, templates, tokenizer
 output: OUTPUT/dataset (datasets.load_from_disk), OUTPUT/stats.json, OUTPUT/stats.md
 """
 
@@ -23,6 +24,8 @@ def add_arguments(parser) -> None:
     build = sub.add_parser("build", help="build the dataset a recipe describes")
     build.add_argument("recipe", help="data recipe YAML")
     build.add_argument("--force", action="store_true", help="replace an existing output directory")
+    build.add_argument("--check", action="store_true",
+                       help="validate the recipe (fields, files, templates, tokenizer, mixer) without building")
 
 
 def run(args) -> int:
@@ -31,6 +34,13 @@ def run(args) -> int:
     from ecomharness.data.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
+    if args.check:
+        from ecomharness.data.build import check_recipe
+
+        for line in check_recipe(recipe):
+            print(f"[data] {line}")
+        print(f"[data] {args.recipe}: the recipe is valid")
+        return 0
     stats = build_dataset(recipe, force=args.force)
     r = stats["ratios"]
     g2d = r["general_to_domain_achieved"]

@@ -15,6 +15,7 @@ examples:
   ecomharness train train/recipes/tiny_cpu.yaml --set data.path=runs/data/demo
   deepspeed --num_gpus 2 $(which ecomharness) train my_recipe.yaml
   ecomharness train my_recipe.yaml --set training.max_steps=100 --set eval.limit=50
+  ecomharness train my_recipe.yaml --check       # validate only, nothing trained
 outputs: RUN_DIR/checkpoint-*/, RUN_DIR/eval/ledger.jsonl, RUN_DIR/train_done.json
 """
 
@@ -24,6 +25,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("recipe", help="training recipe YAML")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe field, e.g. training.max_steps=10 (repeatable)")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the recipe (fields, model, tokenizer, data, DeepSpeed config, gate, "
+                             "eval tasks) without training")
 
 
 def run(args) -> int:
@@ -32,6 +36,13 @@ def run(args) -> int:
     from ecomharness.train.run import run_training
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if args.check:
+        from ecomharness.train.run import check_recipe
+
+        for line in check_recipe(recipe):
+            print(f"[train] {line}")
+        print(f"[train] {args.recipe}: the recipe is valid")
+        return 0
     summary = run_training(recipe)
     print(f"[train] {summary['global_step']} steps; training {summary['train_seconds']:.1f}s, "
           f"evaluation {summary['eval_seconds']:.1f}s; ledger {recipe.run_dir / 'eval' / 'ledger.jsonl'}")

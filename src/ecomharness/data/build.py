@@ -163,6 +163,31 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     return stats
 
 
+def check_recipe(recipe: DataRecipe) -> list[str]:
+    """``data build --check``: everything that can be checked without reading records.
+    Each source's format is registered and its files exist, each template compiles,
+    the tokenizer loads and the mixer is registered. Returns the lines to print;
+    raises ``UserError`` at the first problem."""
+    from ecomharness.data.records import _renderer, load_tokenizer, tokenizer_fingerprint
+    from ecomharness.data.sources import SUFFIXES, expand_paths
+    from ecomharness.registry import data_sources, mixers
+
+    lines = []
+    for source in recipe.sources:
+        data_sources.get(source.format)
+        where = f"source {source.name!r}"
+        files = expand_paths(source.path, source.format) if source.format in SUFFIXES else []
+        _renderer(source)
+        found = f"{len(files)} file(s)" if source.format in SUFFIXES else f"read by the {source.format!r} plugin"
+        lines.append(f"{where}: {source.kind}/{source.language}, {source.format}, {found}, template compiles")
+    mixers.get(recipe.mixer.name)
+    tokenizer = load_tokenizer(recipe.tokenizer)
+    lines.append(f"tokenizer {recipe.tokenizer}: {len(tokenizer)} tokens (vocabulary {tokenizer_fingerprint(tokenizer)})")
+    lines.append(f"mixer {recipe.mixer.name!r}; output {recipe.output}"
+                 + (" (exists: the build needs --force)" if recipe.output.exists() else ""))
+    return lines
+
+
 def _check_each_kind_has_records(recipe: DataRecipe, table, reports) -> None:
     """A side (domain or general) whose sources all came out empty is an error, not a
     "CPT" set built from the other side alone."""

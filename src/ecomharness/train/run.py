@@ -179,6 +179,49 @@ def _finished_state(checkpoint: Path | None) -> dict | None:
     return None
 
 
+def check_recipe(recipe: TrainRecipe) -> list[str]:
+    """``train --check``: everything that can be checked without training. The model
+    and tokenizer load (an ``init`` model is only configured), the data is a build
+    output made with this tokenizer, the DeepSpeed config and gate policy parse, and
+    every evaluation task resolves with its data found. Returns the lines to print;
+    raises ``UserError`` at the first problem."""
+    from ecomharness.evaluation.runner import resolve_tasks
+    from ecomharness.gate.policy import load_policy
+    from ecomharness.registry import gate_rules
+    from ecomharness.tasks import build_task_manager, import_metric_modules
+
+    lines = []
+    tokenizer = components.load_tokenizer(recipe)
+    lines.append(f"tokenizer {recipe.tokenizer or recipe.model.path}: {len(tokenizer)} tokens")
+    if recipe.model.path is not None and not Path(recipe.model.path).exists():
+        raise UserError(f"model.path: {recipe.model.path} does not exist")
+    lines.append(f"model: {recipe.model.path or 'initialised from ' + str(recipe.model.init)}")
+    if recipe.mode == "cpt":
+        components.cpt_dataset(recipe)
+        _check_tokenizer(recipe, tokenizer, lambda message: lines.append(message.removeprefix("[train] ")))
+        lines.append(f"data: {recipe.data.path} is a `data build` output")
+    else:
+        missing = [d for d in recipe.data.instruction_dirs if not Path(d).is_dir()]
+        if missing:
+            raise UserError(f"data.instruction_dirs: {', '.join(missing)} not found")
+    try:
+        config = recipe.deepspeed_config()
+    except (OSError, ValueError) as exc:
+        raise UserError(f"deepspeed: {recipe.deepspeed}: not a JSON config ({exc})") from exc
+    lines.append(f"deepspeed: {'none' if config is None else recipe.deepspeed}")
+    if recipe.eval.gate:
+        load_policy(recipe.eval.gate, known_kinds=set(gate_rules.names()))
+        lines.append(f"gate policy {recipe.eval.gate}: valid")
+    if recipe.eval.mode != "off":
+        settings = eval_settings(recipe)
+        import_metric_modules()
+        manager = build_task_manager(list(settings.tasks), include_path=list(settings.include_path) or None,
+                                     metadata=settings.metadata)
+        resolved = resolve_tasks(list(settings.tasks), manager)
+        lines.append(f"eval ({recipe.eval.mode}): {len(resolved)} task(s) or group(s) resolve, their data found")
+    return lines
+
+
 def run_training(recipe: TrainRecipe, log=print) -> dict:
     """Train as the recipe says; return a summary (steps, train and eval seconds)."""
     recipe.run_dir.mkdir(parents=True, exist_ok=True)
