@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ecomharness.train.lssd import IGNORE, LSSDConfig, lssd_loss, swap_gold_to_top
+from ecomharness.train.lssd import IGNORE, LSSDConfig, build_loss, lssd_loss, swap_gold_to_top
 
 
 def test_swap_puts_gold_first_and_keeps_the_multiset():
@@ -77,7 +77,7 @@ def test_no_gradient_reaches_the_teacher():
 
     torch.manual_seed(2)
     student = BloomForCausalLM(BloomConfig(vocab_size=40, hidden_size=16, n_layer=1, n_head=2))
-    loss_fn = LSSDConfig(enabled=True, weight=1.0, temperature=2.0, teacher="frozen").build(student, torch.float32)
+    loss_fn = build_loss(LSSDConfig(enabled=True, weight=1.0, temperature=2.0, teacher="frozen"), student, torch.float32)
     teacher = loss_fn.teacher
     assert all(not p.requires_grad for p in teacher.parameters()) and not teacher.training
     ids = torch.randint(0, 40, (2, 8))
@@ -96,6 +96,6 @@ def test_self_teacher_needs_no_copy():
     from transformers import BloomConfig, BloomForCausalLM
 
     student = BloomForCausalLM(BloomConfig(vocab_size=40, hidden_size=16, n_layer=1, n_head=2))
-    loss_fn = LSSDConfig(enabled=True, teacher="self").build(student, torch.float32)
+    loss_fn = build_loss(LSSDConfig(enabled=True, teacher="self"), student, torch.float32)
     assert loss_fn.teacher is None
-    assert LSSDConfig(enabled=False).build(student, torch.float32) is None
+    assert build_loss(LSSDConfig(enabled=False), student, torch.float32) is None

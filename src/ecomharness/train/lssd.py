@@ -27,12 +27,13 @@ on the student keeps the latest ``input_ids``/``attention_mask`` for the teacher
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ecomharness.errors import UserError
+from ecomharness.train.recipe import LSSDConfig
+
+__all__ = ["IGNORE", "LSSDConfig", "LSSDLoss", "build_loss", "lssd_loss", "swap_gold_to_top"]
 
 IGNORE = -100
 
@@ -81,28 +82,12 @@ def lssd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     return ce + weight * kl
 
 
-@dataclass
-class LSSDConfig:
-    """The recipe's ``loss.lssd`` block."""
-
-    enabled: bool = False
-    """Off: plain causal-LM cross-entropy."""
-    weight: float = 0.5
-    """lambda, the weight of the KL term."""
-    temperature: float = 1.0
-    """T, applied to both teacher and student logits."""
-    teacher: str = "frozen"
-    """frozen: a copy of the starting model; self: the training model's detached logits."""
-
-    def build(self, model, dtype: torch.dtype, zero_stage: int = 0):
-        """A ``compute_loss_func`` for HF Trainer, or None when disabled."""
-        if not self.enabled:
-            return None
-        if self.teacher not in ("frozen", "self"):
-            raise UserError(f"loss.lssd.teacher: expected frozen or self, got {self.teacher!r}")
-        if self.weight < 0 or self.temperature <= 0:
-            raise UserError("loss.lssd: weight must be >= 0 and temperature > 0")
-        return LSSDLoss(self, model, dtype, zero_stage)
+def build_loss(config: LSSDConfig, model, dtype: torch.dtype, zero_stage: int = 0):
+    """A ``compute_loss_func`` for HF Trainer from the recipe's ``loss.lssd`` config, or
+    None when it is disabled."""
+    if not config.enabled:
+        return None
+    return LSSDLoss(config, model, dtype, zero_stage)
 
 
 class LSSDLoss:

@@ -81,13 +81,28 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
-class LSSDSpec:
-    """Mix-CPT's logit-swap self-distillation (see ``ecomharness.train.lssd``)."""
+class LSSDConfig:
+    """The recipe's ``loss.lssd`` block: Mix-CPT's logit-swap self-distillation. One
+    config, validated when it is made, used as it is by ``train.lssd.build_loss``."""
 
     enabled: bool = False
+    """Off: plain causal-LM cross-entropy."""
     weight: float = 0.5
+    """lambda, the weight of the KL term (>= 0)."""
     temperature: float = 1.0
-    teacher: str = "frozen"  # frozen | self
+    """T, applied to both teacher and student logits (> 0)."""
+    teacher: str = "frozen"
+    """frozen: a copy of the starting model; self: the training model's detached logits."""
+
+    def __post_init__(self):
+        where = "loss.lssd"
+        if self.teacher not in ("frozen", "self"):
+            raise UserError(f"{where}.teacher: expected frozen or self, got {self.teacher!r}")
+        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or self.weight < 0:
+            raise UserError(f"{where}.weight: expected a number >= 0, got {self.weight!r}")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
+                or self.temperature <= 0:
+            raise UserError(f"{where}.temperature: expected a number > 0, got {self.temperature!r}")
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,7 @@ class TrainRecipe:
     training: dict[str, Any] = field(default_factory=dict)
     deepspeed: str | None = None
     eval: EvalSpec = field(default_factory=EvalSpec)
-    lssd: LSSDSpec = field(default_factory=LSSDSpec)
+    lssd: LSSDConfig = field(default_factory=LSSDConfig)
     source_file: Path | None = None
 
     def to_raw(self) -> dict[str, Any]:
@@ -272,13 +287,10 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> T
     if not isinstance(loss, dict):
         raise UserError(f"{where}.loss: expected a mapping")
     reject_unknown_keys(loss, {"lssd"}, f"{where}.loss")
-    lssd = _section(loss, "lssd", LSSDSpec, f"{where}.loss")
-    if lssd.teacher not in ("frozen", "self"):
-        raise UserError(f"{where}.loss.lssd.teacher: expected frozen or self, got {lssd.teacher!r}")
-    if not isinstance(lssd.weight, (int, float)) or lssd.weight < 0:
-        raise UserError(f"{where}.loss.lssd.weight: expected a number >= 0, got {lssd.weight!r}")
-    if not isinstance(lssd.temperature, (int, float)) or lssd.temperature <= 0:
-        raise UserError(f"{where}.loss.lssd.temperature: expected a number > 0, got {lssd.temperature!r}")
+    try:
+        lssd = _section(loss, "lssd", LSSDConfig, f"{where}.loss")
+    except UserError as exc:  # the config's own checks name the field from loss.lssd on
+        raise UserError(f"{where}.{exc}" if str(exc).startswith("loss.lssd.") else str(exc)) from exc
     return TrainRecipe(
         lssd=lssd,
         run_dir=Path(_resolve(str(raw["run_dir"]), base)),

@@ -8,7 +8,6 @@ checkpoint; checkpoints already in the ledger are not evaluated again.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import socket
@@ -21,7 +20,7 @@ from ecomharness.errors import UserError
 from ecomharness.evaluation.checkpoint import EvalSettings
 from ecomharness.train import components
 from ecomharness.train.callbacks.inline_eval import InlineEvalConfig
-from ecomharness.train.lssd import LSSDConfig
+from ecomharness.train.lssd import build_loss
 from ecomharness.train.recipe import TrainRecipe
 from ecomharness.train.run_dir import (
     DONE_MARKER,
@@ -277,7 +276,7 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
     callbacks = [SaveOnFinish()] + ([inline] if inline else [])
     # The teacher is copied from the model before training changes it.
     dtype = torch.bfloat16 if training.get("bf16") else torch.float16 if training.get("fp16") else torch.float32
-    compute_loss = LSSDConfig(**dataclasses.asdict(recipe.lssd)).build(model, dtype, zero_stage)
+    compute_loss = build_loss(recipe.lssd, model, dtype, zero_stage)
 
     # processing_class: checkpoints then carry the tokenizer, so `watch` can load them.
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
