@@ -226,7 +226,6 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
     from ecomharness.gate.verdict import to_markdown
     from ecomharness.registry import gate_rules
     from ecomharness.report.curves import write_report
-    from ecomharness.train.run import eval_settings
 
     cfg = cfg or DemoConfig()
     out = Path(out_dir).resolve()
@@ -240,7 +239,7 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
                            log=log)
     cpt_data = build_data(cache, "graph_2to1", shop_sources(paths), tokenizer, cfg, ratio=ratio_2_1, log=log)
     base = pretrain_base(cache, tokenizer, base_data, cfg, log)
-    settings = eval_settings(_train_recipe(out / "x", {"path": str(base)}, tokenizer, cpt_data, 1, 1, cfg, "inline", True))
+    settings = _train_recipe(out / "x", {"path": str(base)}, tokenizer, cpt_data, 1, 1, cfg, "inline", True).eval.settings()
     base_record = evaluate_base(cache, base, settings, log)
 
     records = run_cpt(out, "cpt_graph", base, base_record, tokenizer, cpt_data, cfg, every_checkpoint=True, log=log)

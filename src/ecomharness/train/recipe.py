@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ecomharness.errors import UserError
+from ecomharness.evaluation.checkpoint import EvalSettings
 from ecomharness.resources import bundled_path
 from ecomharness.util import check_field_types, load_yaml_file, reject_unknown_keys
 
@@ -78,6 +79,17 @@ class EvalSpec:
     gate: str | None = None
     include_path: tuple[str, ...] = ()
     seed: int = 1234
+
+    def settings(self) -> EvalSettings:
+        """The fields that shape a score, as every ledger record keeps them (and whose
+        key says whether a checkpoint was already evaluated on this task set)."""
+        names = {f.name for f in dataclasses.fields(EvalSettings)} - {"metadata"}
+        return EvalSettings(**{name: getattr(self, name) for name in names})
+
+    @property
+    def inline(self) -> bool:
+        """Evaluated inside the training process (at all)."""
+        return self.mode == "inline" and bool(self.tasks)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ecomharness.errors import UserError
-from ecomharness.evaluation.checkpoint import EvalSettings
 from ecomharness.train import components
-from ecomharness.train.callbacks.inline_eval import InlineEvalConfig
+from ecomharness.train.callbacks.inline_eval import inline_callback
 from ecomharness.train.lssd import build_loss
 from ecomharness.train.recipe import TrainRecipe
 from ecomharness.train.run_dir import (
@@ -33,7 +32,7 @@ from ecomharness.train.run_dir import (
 )
 from ecomharness.util import write_text_atomic
 
-__all__ = ["DONE_MARKER", "eval_settings", "run_training"]
+__all__ = ["DONE_MARKER", "check_recipe", "run_training"]
 
 
 class SaveOnFinish(TrainerCallback):
@@ -69,14 +68,6 @@ def single_process_env(needed: bool):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def eval_settings(recipe: TrainRecipe) -> EvalSettings:
-    """The recipe's evaluation settings (shared by inline evaluation and `watch`)."""
-    e = recipe.eval
-    return EvalSettings(tasks=tuple(e.tasks), limit=e.limit, samples=e.samples, num_fewshot=e.num_fewshot,
-                        batch_size=e.batch_size, max_gen_toks=e.max_gen_toks, include_path=tuple(e.include_path),
-                        seed=e.seed)
 
 
 def _keep_recipe(recipe: TrainRecipe, log) -> None:
@@ -212,7 +203,7 @@ def check_recipe(recipe: TrainRecipe) -> list[str]:
         load_policy(recipe.eval.gate, known_kinds=set(gate_rules.names()))
         lines.append(f"gate policy {recipe.eval.gate}: valid")
     if recipe.eval.mode != "off":
-        settings = eval_settings(recipe)
+        settings = recipe.eval.settings()
         import_metric_modules()
         manager = build_task_manager(list(settings.tasks), include_path=list(settings.include_path) or None,
                                      metadata=settings.metadata)
@@ -258,17 +249,8 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
     )
     world = max(args.world_size, 1)
     zero_stage = (ds_config or {}).get("zero_optimization", {}).get("stage", 0)
-    inline = InlineEvalConfig(
-        enabled=recipe.eval.mode == "inline",
-        settings=eval_settings(recipe),
-        every_n_saves=recipe.eval.every_n_saves,
-        on_start=recipe.eval.on_start,
-        stop_on_failure=recipe.eval.on_failure == "stop",
-        run_dir=recipe.run_dir,
-        tokens_per_step=args.per_device_train_batch_size * args.gradient_accumulation_steps * world * seq_len,
-        zero_stage=zero_stage,
-        gate_policy=recipe.eval.gate,
-    ).build(tokenizer)
+    tokens_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * world * seq_len
+    inline = inline_callback(recipe.eval, tokenizer, recipe.run_dir, tokens_per_step, zero_stage)
     last = _resume_point(recipe.run_dir, log)
     finished = _finished_state(last)
     if finished is not None:
@@ -304,24 +286,25 @@ def _evaluate_finished_run(recipe: TrainRecipe, inline, state: dict, save_steps,
     would have; write the done marker only if the first run died before writing it."""
     from ecomharness.evaluation.checkpoint import CheckpointEvaluator
     from ecomharness.evaluation.ledger import evaluate_and_record
-    from ecomharness.train.callbacks.inline_eval import catch_up
+    from ecomharness.train.callbacks.inline_eval import catch_up, record_judge
 
     log(f"[train] {recipe.run_dir} already reached its last step ({state['global_step']}): no training; "
         "evaluating what the ledger lacks")
-    config = inline.config if inline is not None else None
     start = time.perf_counter()
     failures = []
-    if config is not None and os.environ.get("RANK", "0") == "0":
-        evaluator = CheckpointEvaluator(config.settings)
+    if inline is not None and os.environ.get("RANK", "0") == "0":
+        spec, settings = recipe.eval, inline.settings
+        evaluator = CheckpointEvaluator(settings)
         records = []
-        if config.on_start:
+        if spec.on_start:
             def evaluate_init():
                 return evaluator.evaluate_model(model, tokenizer)
 
-            records.append(evaluate_and_record(ledger_path(recipe.run_dir), config.settings, "init", 0, evaluate_init,
+            records.append(evaluate_and_record(ledger_path(recipe.run_dir), settings, "init", 0, evaluate_init,
                                                epoch=0.0, tokens_seen=0))
         save_every = int(save_steps) if save_steps and save_steps >= 1 else int(state.get("save_steps") or 0)
-        records += catch_up(config, evaluator, save_every, state["max_steps"], str(next(model.parameters()).device))
+        records += catch_up(spec, recipe.run_dir, evaluator, save_every, state["max_steps"], inline.tokens_per_step,
+                            str(next(model.parameters()).device), judge=record_judge(spec, recipe.run_dir))
         failures = [r["checkpoint"] for r in records if r is not None and r["status"] != "ok"]
         for record in records:
             if record is not None:

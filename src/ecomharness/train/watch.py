@@ -19,7 +19,7 @@ from pathlib import Path
 from ecomharness.errors import UserError
 from ecomharness.evaluation.checkpoint import CheckpointEvaluator
 from ecomharness.evaluation.ledger import evaluate_and_record, latest_records, read_ledger
-from ecomharness.train.callbacks.inline_eval import InlineEvalConfig, chosen_for_evaluation
+from ecomharness.train.callbacks.inline_eval import chosen_for_evaluation, record_judge
 from ecomharness.train.run_dir import complete_checkpoints, done_marker, ledger_path, recipe_file, trainer_state
 
 log = logging.getLogger("ecomharness.watch")
@@ -45,7 +45,6 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
     import torch
 
     from ecomharness.train.recipe import parse_recipe
-    from ecomharness.train.run import eval_settings
     from ecomharness.util import load_yaml_file
 
     run_dir = Path(run_dir)
@@ -53,9 +52,8 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
     if not kept.is_file():
         raise UserError(f"{run_dir}: not a training run directory (no {kept.name})")
     recipe = parse_recipe(load_yaml_file(kept, "kept recipe"), where=str(kept))
-    settings = eval_settings(recipe)
-    config = InlineEvalConfig(settings=settings, every_n_saves=recipe.eval.every_n_saves, run_dir=run_dir,
-                              gate_policy=recipe.eval.gate)
+    settings = recipe.eval.settings()
+    judge = record_judge(recipe.eval, run_dir)
     evaluator = CheckpointEvaluator(settings)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     ledger = ledger_path(run_dir)
@@ -71,7 +69,7 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
                 ledger, settings, path.name, step,
                 lambda path=path: evaluator.evaluate_path(str(path), device=device, dtype=recipe.model.dtype),
                 epoch=state.get("epoch"), tokens_seen=None if tokens_per_step is None else step * tokens_per_step,
-                judge=config.judge())
+                judge=judge)
             if record is None:
                 continue  # another watcher got there first
             result.evaluated += 1

@@ -1,5 +1,9 @@
 """Evaluate every N-th saved checkpoint inside the training process.
 
+The recipe's ``eval`` section (``EvalSpec``) is this callback's configuration, used as
+it is: no second config is copied from it. What only a running Trainer knows (the run
+directory, tokens per step, the ZeRO stage) is passed in beside it.
+
 The tasks are built once at the start (``CheckpointEvaluator``); at each chosen save the
 unwrapped model is evaluated with train mode, tokenizer and RNG states restored, the
 result is appended to the ledger, and the metrics go to the Trainer's loggers as
@@ -15,14 +19,14 @@ as an uninterrupted one; the final checkpoint is always evaluated.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ecomharness.evaluation.checkpoint import CheckpointEvaluator, EvalSettings, preserved_training_state
+from ecomharness.evaluation.checkpoint import CheckpointEvaluator, preserved_training_state
 from ecomharness.evaluation.ledger import evaluate_and_record, ledger_path
 from ecomharness.gate.select import ledger_judge
+from ecomharness.train.recipe import EvalSpec
 from ecomharness.train.run_dir import complete_checkpoints, trainer_state
 
 log = logging.getLogger("ecomharness.train")
@@ -38,54 +42,22 @@ def chosen_for_evaluation(step: int, save_steps: int, every_n_saves: int, max_st
     return (step // save_steps - 1) % every_n_saves == 0
 
 
-@dataclass
-class InlineEvalConfig:
-    """Settings of the inline evaluator."""
-
-    enabled: bool = True
-    """Off: no evaluation in the training process (async mode, or none)."""
-    settings: EvalSettings | None = None
-    """Tasks and every setting that shapes a score."""
-    every_n_saves: int = 1
-    """Evaluate the 1st, (1+N)th, ... save (and always the last)."""
-    on_start: bool = True
-    """Also evaluate the starting model (recorded as checkpoint ``init``, step 0)."""
-    stop_on_failure: bool = False
-    """Stop training when an evaluation fails (default: record the failure, go on)."""
-    run_dir: Path = field(default_factory=Path)
-    """Where the ledger lives."""
-    tokens_per_step: int = 0
-    """Tokens consumed per optimizer step (for the ledger's ``tokens_seen``)."""
-    zero_stage: int = 0
-    """DeepSpeed ZeRO stage (3: every rank evaluates)."""
-    gate_policy: str | None = None
-    """A gate policy: each checkpoint is gated against the run's ``init`` evaluation and
-    the verdict is stored in its ledger record."""
-
-    def build(self, tokenizer) -> InlineEvalCallback | None:
-        """The callback, or None when disabled or there is nothing to evaluate."""
-        if not self.enabled or self.settings is None or not self.settings.tasks:
-            return None
-        return InlineEvalCallback(self, tokenizer)
-
-    def judge(self):
-        """The gate verdict function for records (the policy read once), or None
-        without a policy."""
-        if not self.gate_policy:
-            return None
-        if getattr(self, "_judge", None) is None:
-            self._judge = ledger_judge(self.gate_policy, ledger_path(self.run_dir))
-        return self._judge
+def record_judge(spec: EvalSpec, run_dir: Path):
+    """The gate verdict function for a run's records (its policy read once, here), or
+    None when the recipe names no ``eval.gate``."""
+    return ledger_judge(spec.gate, ledger_path(run_dir)) if spec.gate else None
 
 
-def catch_up(config: InlineEvalConfig, evaluator: CheckpointEvaluator, save_steps: int, max_steps: int | None,
-             device: str = "cpu", model=None) -> list[dict]:
+def catch_up(spec: EvalSpec, run_dir: Path, evaluator: CheckpointEvaluator, save_steps: int,
+             max_steps: int | None, tokens_per_step: int = 0, device: str = "cpu", model=None,
+             judge=None) -> list[dict]:
     """Evaluate saved checkpoints that the schedule chose but the ledger lacks (a run
     killed between a save and its evaluation), from their directories, with the same
     record as in the loop: epoch from the checkpoint's trainer state, gate verdict."""
+    settings = spec.settings()
     recorded = []
-    for step, directory in complete_checkpoints(Path(config.run_dir)):
-        if not chosen_for_evaluation(step, save_steps, config.every_n_saves, max_steps):
+    for step, directory in complete_checkpoints(Path(run_dir)):
+        if not chosen_for_evaluation(step, save_steps, spec.every_n_saves, max_steps):
             continue
         state = trainer_state(directory)
 
@@ -95,21 +67,34 @@ def catch_up(config: InlineEvalConfig, evaluator: CheckpointEvaluator, save_step
             with preserved_training_state(model):  # training's RNG streams stay untouched
                 return evaluator.evaluate_path(str(directory), device=device)
 
-        record = evaluate_and_record(ledger_path(config.run_dir), config.settings, directory.name, step, evaluate,
-                                     epoch=state.get("epoch"), tokens_seen=step * config.tokens_per_step,
-                                     judge=config.judge())
+        record = evaluate_and_record(ledger_path(run_dir), settings, directory.name, step, evaluate,
+                                     epoch=state.get("epoch"), tokens_seen=step * tokens_per_step, judge=judge)
         if record is not None:
             recorded.append(record)
     return recorded
 
 
+def inline_callback(spec: EvalSpec, tokenizer, run_dir: Path, tokens_per_step: int = 0,
+                    zero_stage: int = 0) -> InlineEvalCallback | None:
+    """The callback for a recipe's ``eval`` section, or None when it does not evaluate
+    in the training process (``mode`` async or off, or no tasks)."""
+    if not spec.inline:
+        return None
+    return InlineEvalCallback(spec, tokenizer, run_dir, tokens_per_step, zero_stage)
+
+
 class InlineEvalCallback(TrainerCallback):
     """See the module docstring. ``attach(trainer)`` lets it log through the Trainer."""
 
-    def __init__(self, config: InlineEvalConfig, tokenizer):
-        self.config = config
+    def __init__(self, spec: EvalSpec, tokenizer, run_dir: Path, tokens_per_step: int = 0, zero_stage: int = 0):
+        self.spec = spec
+        self.settings = spec.settings()
         self.tokenizer = tokenizer
+        self.run_dir = Path(run_dir)
+        self.tokens_per_step = tokens_per_step
+        self.zero_stage = zero_stage
         self.evaluator: CheckpointEvaluator | None = None
+        self._judge = None
         self._log = None
         self.eval_seconds = 0.0
         self.failures: list[dict] = []
@@ -119,37 +104,40 @@ class InlineEvalCallback(TrainerCallback):
         self._log = trainer.log
 
     def _participates(self, state) -> bool:
-        return self.config.zero_stage == 3 or state.is_world_process_zero
+        return self.zero_stage == 3 or state.is_world_process_zero
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         """Build the tasks once; evaluate the starting model if asked; catch up on resume."""
         if not self._participates(state):
             return
-        self.evaluator = CheckpointEvaluator(self.config.settings)
+        self.evaluator = CheckpointEvaluator(self.settings)
+        if state.is_world_process_zero:
+            self._judge = record_judge(self.spec, self.run_dir)
         log.info("inline evaluation: %d tasks built in %.1fs", len(self.evaluator.loaded["tasks"]),
                  self.evaluator.setup_seconds)
-        if self.config.on_start and state.global_step == 0:
+        if self.spec.on_start and state.global_step == 0:
             self._evaluate("init", state, model, control)
-        if state.is_world_process_zero and self.config.zero_stage != 3:
+        if state.is_world_process_zero and self.zero_stage != 3:
             device = str(next(model.parameters()).device) if model is not None else "cpu"
-            for record in catch_up(self.config, self.evaluator, state.save_steps, state.max_steps, device, model):
+            for record in catch_up(self.spec, self.run_dir, self.evaluator, state.save_steps, state.max_steps,
+                                   self.tokens_per_step, device, model, self._judge):
                 self._note(record, control)
 
     def on_save(self, args, state, control, model=None, **kwargs):
         """Evaluate the saves the schedule chooses."""
         if not self._participates(state):
             return
-        if chosen_for_evaluation(state.global_step, state.save_steps, self.config.every_n_saves, state.max_steps):
+        if chosen_for_evaluation(state.global_step, state.save_steps, self.spec.every_n_saves, state.max_steps):
             self._evaluate(f"checkpoint-{state.global_step}", state, model, control)
 
     def _evaluate(self, checkpoint: str, state, model, control) -> None:
         def evaluate():
             return self.evaluator.evaluate_model(model, self.tokenizer)
 
-        record = evaluate_and_record(ledger_path(self.config.run_dir), self.config.settings, checkpoint,
-                                     state.global_step, evaluate, epoch=state.epoch,
-                                     tokens_seen=state.global_step * self.config.tokens_per_step,
-                                     judge=self.config.judge() if checkpoint != "init" and state.is_world_process_zero else None,
+        record = evaluate_and_record(ledger_path(self.run_dir), self.settings, checkpoint, state.global_step,
+                                     evaluate, epoch=state.epoch,
+                                     tokens_seen=state.global_step * self.tokens_per_step,
+                                     judge=self._judge if checkpoint != "init" else None,
                                      record=state.is_world_process_zero)
         if record is None:
             return
@@ -165,5 +153,5 @@ class InlineEvalCallback(TrainerCallback):
     def _note(self, record: dict, control) -> None:
         if record["status"] != "ok":
             self.failures.append(record)
-            if self.config.stop_on_failure:
+            if self.spec.on_failure == "stop":
                 control.should_training_stop = True
