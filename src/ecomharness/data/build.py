@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecomharness.data import pack, ratio
+from ecomharness.data import layout, pack, ratio
 from ecomharness.data.recipe import DataRecipe
 from ecomharness.data.records import build_table
 from ecomharness.errors import UserError
@@ -66,7 +66,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         from ecomharness.select.stage import run_selection
 
         start = time.perf_counter()
-        selection = run_selection(recipe, recipe.select, readers, log=log)
+        selection = run_selection(recipe, recipe.select, rendered_records(recipe, readers), log=log)
         timings["select"] = time.perf_counter() - start
         score_cache["selection"] = selection.cache
     start = time.perf_counter()
@@ -87,7 +87,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     start = time.perf_counter()
     domain_rows = table.rows_of_kind("domain")
     general_rows = table.rows_of_kind("general")
-    mix = mixer(table.select(domain_rows), options, recipe.seed)
+    mix = mixer(table.take(domain_rows), options, recipe.seed)
     timings["mix"] = time.perf_counter() - start
     log(f"[data] mixed {len(domain_rows):,} domain records into {len(mix):,} samples with "
         f"{recipe.mixer.name!r} in {timings['mix']:.2f}s")
@@ -104,7 +104,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     sample_language = table.language[first_rows]
 
     start = time.perf_counter()
-    chosen = ratio.select(sample_tokens, sample_kind, sample_language, table.languages, recipe.ratio, recipe.seed)
+    chosen = ratio.draw_samples(sample_tokens, sample_kind, sample_language, table.languages, recipe.ratio, recipe.seed)
     timings["ratio"] = time.perf_counter() - start
     curriculum_stats = None
     if curriculum_scorer is None:
@@ -132,7 +132,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         start = time.perf_counter()
         stream = pack.sample_token_stream(table, order, bounds, packed_order, separator, tokenizer.eos_token_id)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        packed = pack.write_blocks(stream, recipe.seq_len, pad_id, tmp / "dataset")
+        packed = pack.write_blocks(stream, recipe.seq_len, pad_id, tmp / layout.DATASET)
         timings["pack"] = time.perf_counter() - start
         log(f"[data] packed {packed['tokens']:,} tokens into {packed['blocks']:,} blocks of {recipe.seq_len} "
             f"in {timings['pack']:.1f}s")
@@ -143,10 +143,10 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
             stats["selection"] = selection.stats
         if curriculum_stats is not None:
             stats["curriculum"] = curriculum_stats
-        write_json_atomic(tmp / "stats.json", stats)
-        (tmp / "stats.md").write_text(stats_markdown(stats), encoding="utf-8")
+        write_json_atomic(tmp / layout.STATS, stats)
+        (tmp / layout.STATS_MD).write_text(stats_markdown(stats), encoding="utf-8")
         if recipe.source_file is not None:
-            shutil.copyfile(recipe.source_file, tmp / "recipe.yaml")
+            shutil.copyfile(recipe.source_file, tmp / layout.RECIPE)
         if out.exists():
             trash = out.with_name(f".{out.name}.old-{time.time_ns()}")
             out.rename(trash)
@@ -161,6 +161,18 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     stats["timings_s"] = timings
     stats["score_cache"] = score_cache
     return stats
+
+
+def rendered_records(recipe: DataRecipe, readers: dict):
+    """``source -> (text, record) per good record``, rendered exactly as the build renders
+    them (bad records raise or are skipped by ``on_error``; the build counts them)."""
+    from ecomharness.data.records import SourceReport, _rendered
+
+    def rendered(source):
+        for _, text, record in _rendered(source, readers[source.format], recipe.on_error, SourceReport()):
+            yield text, record
+
+    return rendered
 
 
 def check_recipe(recipe: DataRecipe) -> list[str]:

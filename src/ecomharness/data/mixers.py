@@ -195,7 +195,7 @@ def knowledge_mixture(table: RecordTable, options: dict, seed: int) -> Mix:
     codes = [table.source_names.index(n) for n in names]
     is_instruction = np.isin(table.source, codes)
     raw_rows, instruction_rows = np.flatnonzero(~is_instruction), np.flatnonzero(is_instruction)
-    raw = graph(table.select(raw_rows), {k: options[k] for k in ("min_records", "max_records") if k in options}, seed)
+    raw = graph(table.take(raw_rows), {k: options[k] for k in ("min_records", "max_records") if k in options}, seed)
     raw_tokens = float(table.n_tokens[raw_rows].sum())
     target = raw_tokens * share / (1 - share)
     picked = _draw(instruction_rows, table.n_tokens.astype(np.int64), target, np.random.default_rng(seed + 7))

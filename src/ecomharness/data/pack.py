@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecomharness.data.layout import STATE
 from ecomharness.data.records import RecordTable
 
 DATA_FILE = "data-00000-of-00001.arrow"
@@ -96,5 +97,5 @@ def write_blocks(stream, seq_len: int, pad_id: int, out_dir: Path) -> dict:
         "_output_all_columns": False,
         "_split": None,
     }
-    (out_dir / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    (out_dir / STATE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
     return {"blocks": blocks, "tokens": tokens, "padding": blocks * seq_len - tokens}

@@ -21,7 +21,7 @@ from ecomharness.errors import UserError
 
 
 @dataclass
-class Selection:
+class DrawnSamples:
     """Sample indices to pack (with repeats), and the token totals that came out."""
 
     samples: np.ndarray  # int64 indices into the sample list
@@ -48,12 +48,12 @@ def _draw(pool: np.ndarray, lengths: np.ndarray, target: float, rng: np.random.G
     return np.concatenate(parts).astype(np.int64)
 
 
-def select(sample_tokens: np.ndarray, sample_kind: np.ndarray, sample_language: np.ndarray,
-           languages: list[str], spec: RatioSpec, seed: int) -> Selection:
+def draw_samples(sample_tokens: np.ndarray, sample_kind: np.ndarray, sample_language: np.ndarray,
+                 languages: list[str], spec: RatioSpec, seed: int) -> DrawnSamples:
     """Choose samples (with repeats) to meet the ratios of ``spec``.
 
     ``sample_kind`` is 0 for domain and 1 for general; ``sample_language`` indexes
-    ``languages``. Returns the selection with the target and achieved token totals
+    ``languages``. Returns the drawn samples with the target and achieved token totals
     per group (``domain``, ``general/<lang>``; ``general/all`` without language weights).
     """
     rng = np.random.default_rng(seed)
@@ -91,4 +91,4 @@ def select(sample_tokens: np.ndarray, sample_kind: np.ndarray, sample_language: 
     achieved = {"domain": domain_tokens}
     for lang, pool in pools.items() if len(general) else ():
         achieved[f"general/{lang}"] = int(sample_tokens[samples[np.isin(samples, pool)]].sum())
-    return Selection(samples=samples, tokens_by_group=achieved, targets=targets)
+    return DrawnSamples(samples=samples, tokens_by_group=achieved, targets=targets)

@@ -29,7 +29,7 @@ from ecomharness.formats.common import RecordError
 class RecordTable:
     """Columns of records; row ``i``'s ids are ``ids[starts[i]:starts[i] + n_tokens[i]]``.
 
-    ``select`` gives a view of some rows that shares the id array (no copy of tokens).
+    ``take`` gives a view of some rows that shares the id array (no copy of tokens).
     """
 
     source: np.ndarray  # int16, index into ``source_names``
@@ -49,7 +49,7 @@ class RecordTable:
         """The token ids of one record."""
         return self.ids[self.starts[row] : self.starts[row] + self.n_tokens[row]]
 
-    def select(self, rows: np.ndarray) -> RecordTable:
+    def take(self, rows: np.ndarray) -> RecordTable:
         """The given rows, in that order, sharing this table's token ids."""
         return RecordTable(
             source=self.source[rows], language=self.language[rows], key=self.key[rows],

@@ -113,11 +113,12 @@ def prepare_tokenizer(cache: Path, paths: dict[str, Path], cfg: DemoConfig, log=
 def build_data(cache: Path, name: str, sources: list[dict], tokenizer: Path, cfg: DemoConfig,
                mixer: dict | None = None, ratio: dict | None = None, log=print) -> Path:
     """One `data build` (cached by output directory)."""
+    from ecomharness.data import layout
     from ecomharness.data.build import build_dataset
     from ecomharness.data.recipe import parse_recipe
 
     out = cache / "data" / name
-    if (out / "stats.json").is_file():
+    if layout.stats_file(out) is not None:
         log(f"[demo] data {name}: cached")
         return out
     done = _stage(f"data build: {name}", log)

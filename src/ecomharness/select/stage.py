@@ -19,6 +19,8 @@ deterministic and skips the same bad records in both passes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +102,14 @@ def _sampling(raw) -> dict:
     return sampling
 
 
-def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionReport:
-    """Score and choose; return the keep masks per source and the stats."""
-    from ecomharness.data.records import SourceReport, _rendered
+def run_selection(recipe, spec: dict, rendered: Callable[[Any], Iterable[tuple[str, dict]]],
+                  log=print) -> SelectionReport:
+    """Score and choose; return the keep masks per source and the stats.
 
+    ``rendered(source)`` yields ``(text, record)`` for each good record of a source, in
+    order: the build renders, this step only scores and chooses (so selection never
+    reaches into the build's internals, and the masks line up with the build's records).
+    """
     reject_unknown_keys(spec, KEYS, "select")
     domain = [s.name for s in recipe.sources if s.kind == "domain"]
     names = spec.get("sources") or domain
@@ -141,7 +147,6 @@ def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionRepo
         topics: list[str] = []
         batch: list[str] = []
         records: list[dict] = []
-        report = SourceReport()
 
         def flush():
             for scorer_name, scorer in scorers.items():
@@ -152,7 +157,7 @@ def run_selection(recipe, spec: dict, readers: dict, log=print) -> SelectionRepo
             records.clear()
 
         n = 0
-        for _, text, record in _rendered(source, readers[source.format], recipe.on_error, report):
+        for text, record in rendered(source):
             batch.append(text)
             records.append(record)
             n += 1

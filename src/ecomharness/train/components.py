@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ecomharness.data import layout
 from ecomharness.errors import UserError
 from ecomharness.train.recipe import TrainRecipe
 
@@ -55,19 +56,17 @@ def cpt_dataset(recipe: TrainRecipe):
     """The packed blocks of a ``data build`` output."""
     import datasets
 
-    path = Path(recipe.data.path)
-    dataset_dir = path / "dataset" if (path / "dataset").is_dir() else path
-    if not (dataset_dir / "state.json").is_file():
-        raise UserError(f"data.path: {path} is not a `data build` output (no dataset/state.json)")
-    return datasets.load_from_disk(str(dataset_dir))
+    folder = layout.dataset_dir(recipe.data.path)
+    if folder is None:
+        raise UserError(f"data.path: {recipe.data.path} is not a `data build` output "
+                        f"(no {layout.DATASET}/{layout.STATE})")
+    return datasets.load_from_disk(str(folder))
 
 
 def build_stats_file(recipe: TrainRecipe) -> Path | None:
     """The ``stats.json`` of the recipe's ``data build`` output (``data.path`` may name
     the output or its ``dataset/`` folder), or None."""
-    path = Path(recipe.data.path)
-    candidates = [path / "stats.json"] + ([path.parent / "stats.json"] if (path / "state.json").is_file() else [])
-    return next((p for p in candidates if p.is_file()), None)
+    return layout.stats_file(recipe.data.path)
 
 
 def cpt_collator(features: list[dict]) -> dict:
