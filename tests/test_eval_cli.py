@@ -90,3 +90,17 @@ def test_eval_help_is_lm_evals_flag_list(flag):
     result = run_cli("eval", flag)
     assert result.returncode == 0
     assert "ecomharness eval" in result.stdout and "--include_path" in result.stdout
+
+
+def test_two_evaluators_in_one_process_stamp_their_own_data_sources(offline_task_data):
+    from ecomharness.evaluation.checkpoint import CheckpointEvaluator, EvalSettings
+    from ecomharness.evaluation.ledger import ledger_record
+
+    small = CheckpointEvaluator(EvalSettings(tasks=("ecom_icl_pdc",), metadata={"max_docs": 5}))
+    large = CheckpointEvaluator(EvalSettings(tasks=("ecom_icl_pdc",), metadata={"max_docs": 12}))
+    results = {"results": {"ecom_icl_pdc": {"acc,none": 0.5}}}
+    first = ledger_record("checkpoint-1", 1, small.settings, results=results, data_sources=small.data_sources)
+    second = ledger_record("checkpoint-1", 1, large.settings, results=results, data_sources=large.data_sources)
+    # the second evaluator was built last, so the process-wide record now says 12
+    assert first["data_sources"]["ecom_icl_pdc"]["documents"] == 5
+    assert second["data_sources"]["ecom_icl_pdc"]["documents"] == 12

@@ -185,8 +185,10 @@ def evaluate_base(cache: Path, base: Path, settings, log=print) -> dict:
             return record
     done = _stage("evaluate the base model on ecom_icl and general_icl", log)
     start = time.perf_counter()
-    results = CheckpointEvaluator(settings).evaluate_path(str(base))
-    record = ledger_record("init", 0, settings, results=results, seconds=time.perf_counter() - start)
+    evaluator = CheckpointEvaluator(settings)
+    results = evaluator.evaluate_path(str(base))
+    record = ledger_record("init", 0, settings, results=results, seconds=time.perf_counter() - start,
+                           data_sources=evaluator.data_sources)
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
     done()
     return record

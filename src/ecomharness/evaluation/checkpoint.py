@@ -87,6 +87,11 @@ class CheckpointEvaluator:
         )
         self.task_names = resolve_tasks(list(settings.tasks), manager, problems)
         self.loaded = load_checked(manager, self.task_names)
+        # A snapshot, taken now: DATA_SOURCES is per process, and another evaluator built
+        # later in this process (other settings, same task names) would overwrite it.
+        from ecomharness.taskdata import DATA_SOURCES
+
+        self.data_sources = {name: dict(DATA_SOURCES[name]) for name in self.loaded["tasks"] if name in DATA_SOURCES}
         for task in self.loaded["tasks"].values():
             if settings.num_fewshot is not None and task.get_config("num_fewshot") != 0:
                 task.set_config(key="num_fewshot", value=settings.num_fewshot)

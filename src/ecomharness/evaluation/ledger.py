@@ -210,9 +210,10 @@ def _versions() -> dict[str, str]:
 
 def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None = None,
                   tokens_seen: int | None = None, results: dict | None = None, error: BaseException | None = None,
-                  seconds: float = 0.0) -> dict[str, Any]:
+                  seconds: float = 0.0, data_sources: dict | None = None) -> dict[str, Any]:
     """One ledger record: what was evaluated, how (``settings``, an ``EvalSettings``),
-    with which data, and the outcome."""
+    with which data (``data_sources``: the evaluator's snapshot; without one, this
+    process's ``DATA_SOURCES`` as they are now), and the outcome."""
     from dataclasses import asdict
 
     from ecomharness.taskdata import DATA_SOURCES
@@ -239,20 +240,22 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
     record["n_samples"] = results.get("n-samples", {})
     record["n_shot"] = results.get("n-shot", {})
     record["task_versions"] = results.get("versions", {})
-    record["data_sources"] = {t: DATA_SOURCES[t] for t in sorted(results.get("results", {})) if t in DATA_SOURCES}
+    sources = DATA_SOURCES if data_sources is None else data_sources
+    record["data_sources"] = {t: sources[t] for t in sorted(results.get("results", {})) if t in sources}
     return record
 
 
 def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int, evaluate: Callable[[], dict], *,
                         epoch: float | None = None, tokens_seen: int | None = None,
                         judge: Callable[[dict], dict] | None = None, record: bool = True,
-                        log_fn: Callable[[str], None] = log.info) -> dict | None:
+                        data_sources: dict | None = None, log_fn: Callable[[str], None] = log.info) -> dict | None:
     """Evaluate one checkpoint once per task set and append its record: the one path the
     inline callback, its resume catch-up and ``watch`` all take, so their records are
     the same. Returns the record, or None when the checkpoint was already recorded.
 
     ``evaluate`` returns lm-eval results (an exception is recorded as a failed record);
-    ``judge`` adds a ``gate`` verdict to a successful record. ``record=False`` (ranks
+    ``judge`` adds a ``gate`` verdict to a successful record; ``data_sources`` is the
+    evaluator's snapshot of where each task's documents came from. ``record=False`` (ranks
     other than 0 under ZeRO-3) evaluates without writing. The ledger lock is held from
     the check to the append, so concurrent processes evaluate each checkpoint once. A
     failure is not appended again when the checkpoint's latest record already is one.
@@ -271,7 +274,7 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
             log.exception("evaluation of %s failed", checkpoint)
             results, error = None, exc
         entry = ledger_record(checkpoint, step, settings, epoch=epoch, tokens_seen=tokens_seen, results=results,
-                              error=error, seconds=time.perf_counter() - start)
+                              error=error, seconds=time.perf_counter() - start, data_sources=data_sources)
         if error is None and judge is not None:
             entry["gate"] = judge(entry)
         if record and not (error is not None and previous and previous[-1]["status"] == "failed"):

@@ -301,7 +301,7 @@ def _evaluate_finished_run(recipe: TrainRecipe, inline, state: dict, save_steps,
                 return evaluator.evaluate_model(model, tokenizer)
 
             records.append(evaluate_and_record(ledger_path(recipe.run_dir), settings, "init", 0, evaluate_init,
-                                               epoch=0.0, tokens_seen=0))
+                                               epoch=0.0, tokens_seen=0, data_sources=evaluator.data_sources))
         save_every = int(save_steps) if save_steps and save_steps >= 1 else int(state.get("save_steps") or 0)
         records += catch_up(spec, recipe.run_dir, evaluator, save_every, state["max_steps"], inline.tokens_per_step,
                             str(next(model.parameters()).device), judge=record_judge(spec, recipe.run_dir))

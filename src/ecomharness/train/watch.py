@@ -69,7 +69,7 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
                 ledger, settings, path.name, step,
                 lambda path=path: evaluator.evaluate_path(str(path), device=device, dtype=recipe.model.dtype),
                 epoch=state.get("epoch"), tokens_seen=None if tokens_per_step is None else step * tokens_per_step,
-                judge=judge)
+                judge=judge, data_sources=evaluator.data_sources)
             if record is None:
                 continue  # another watcher got there first
             result.evaluated += 1

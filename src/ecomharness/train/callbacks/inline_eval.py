@@ -68,7 +68,8 @@ def catch_up(spec: EvalSpec, run_dir: Path, evaluator: CheckpointEvaluator, save
                 return evaluator.evaluate_path(str(directory), device=device)
 
         record = evaluate_and_record(ledger_path(run_dir), settings, directory.name, step, evaluate,
-                                     epoch=state.get("epoch"), tokens_seen=step * tokens_per_step, judge=judge)
+                                     epoch=state.get("epoch"), tokens_seen=step * tokens_per_step, judge=judge,
+                                     data_sources=evaluator.data_sources)
         if record is not None:
             recorded.append(record)
     return recorded
@@ -138,7 +139,7 @@ class InlineEvalCallback(TrainerCallback):
                                      evaluate, epoch=state.epoch,
                                      tokens_seen=state.global_step * self.tokens_per_step,
                                      judge=self._judge if checkpoint != "init" else None,
-                                     record=state.is_world_process_zero)
+                                     record=state.is_world_process_zero, data_sources=self.evaluator.data_sources)
         if record is None:
             return
         self.eval_seconds += record["eval_seconds"]
