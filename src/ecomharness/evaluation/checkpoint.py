@@ -72,21 +72,15 @@ class CheckpointEvaluator:
     """Tasks built once; ``evaluate_model`` / ``evaluate_path`` per checkpoint."""
 
     def __init__(self, settings: EvalSettings):
-        from ecomharness import tasks as plugin_tasks
+        from ecomharness.taskcheck import load_checked, open_tasks
 
         self.settings = settings
         start = time.perf_counter()
-        from ecomharness.evaluation.runner import resolve_tasks
-        from ecomharness.taskcheck import check_sources, load_checked
 
-        plugin_tasks.import_metric_modules()
-        problems = check_sources(list(settings.include_path) or None)
-        plugin_tasks.report_problems(problems)
-        manager = plugin_tasks.build_task_manager(
-            list(settings.tasks), include_path=list(settings.include_path) or None, metadata=settings.metadata
-        )
-        self.task_names = resolve_tasks(list(settings.tasks), manager, problems)
-        self.loaded = load_checked(manager, self.task_names)
+        opened = open_tasks(list(settings.tasks), include_path=list(settings.include_path) or None,
+                            metadata=settings.metadata)
+        self.task_names = opened.names
+        self.loaded = load_checked(opened.manager, self.task_names)
         # A snapshot, taken now: DATA_SOURCES is per process, and another evaluator built
         # later in this process (other settings, same task names) would overwrite it.
         from ecomharness.taskdata import DATA_SOURCES

@@ -2,82 +2,13 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 from pathlib import Path
 
 from ecomharness.errors import UserError
-from ecomharness.util import did_you_mean
 
 log = logging.getLogger("ecomharness.eval")
-
-
-def resolve_tasks(requested: list[str], task_manager, problems: list | None = None) -> list:
-    """Turn task names, globs and YAML paths into what ``simple_evaluate`` takes.
-
-    Mirrors lm-eval's own resolution, but an unknown name raises ``UserError`` with the
-    closest known names (and the broken task files found, ``problems``), instead of
-    lm-eval's bare "Tasks not found"; a group naming an unknown member is an error too.
-    """
-    resolved: list = []
-    missing: list[str] = []
-    for spec in dict.fromkeys(requested):
-        if spec.endswith(".yaml"):
-            # TaskManager.load() takes YAML paths as they are.
-            matches = sorted(str(Path(f).resolve()) for f in glob.glob(spec))
-        else:
-            matches = task_manager.match_tasks([spec])
-        if not matches:
-            missing.append(spec)
-        for match in matches:
-            if match not in resolved:
-                resolved.append(match)
-    if missing:
-        lines = []
-        for name in missing:
-            lines.append(f"{name!r}{did_you_mean(name, task_manager.all_tasks, n=3)}")
-        broken = "".join(f"\n  broken task file: {p}" for p in problems or [])
-        raise UserError(
-            "not a registered task: " + "; ".join(lines)
-            + ". See `ecomharness tasks` for what is installed" + (f"; perhaps one of these:{broken}" if broken else ".")
-        )
-    from ecomharness.taskcheck import missing_group_members
-    from ecomharness.taskdata import check_locations
-    from ecomharness.tasks import leaf_task_configs
-
-    # A broken file behind a requested task stops the run here, naming the file; broken
-    # files elsewhere were reported and do not block other tasks.
-    files = {_yaml_file(task_manager, name) for name in _walk_names(task_manager, resolved)}
-    blocking = [p for p in problems or [] if Path(p.file).resolve() in files] + missing_group_members(task_manager, resolved)
-    if blocking:
-        raise UserError("broken task definition(s):\n  " + "\n  ".join(str(p) for p in blocking))
-
-    # Every folder missing from the user's data is named at once, before any is read.
-    check_locations(leaf_task_configs(task_manager, resolved), dict(task_manager.metadata or {}))
-    return resolved
-
-
-def _walk_names(task_manager, names: list) -> set[str]:
-    """Every task, group and tag name under ``names``."""
-    seen: set[str] = set()
-    todo = [n for n in names if isinstance(n, str)]
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in task_manager.task_index:
-            continue
-        seen.add(name)
-        entry = task_manager.task_index[name]
-        cfg = entry.cfg or {}
-        members = cfg.get("task") if "group" in cfg else (sorted(entry.tags) if entry.tags and not cfg else [])
-        for member in members if isinstance(members, list) else [members]:
-            todo.append(member.get("task") if isinstance(member, dict) else member)
-    return seen
-
-
-def _yaml_file(task_manager, name: str):
-    path = getattr(task_manager.task_index[name], "yaml_path", None)
-    return Path(path).resolve() if path else None
 
 
 def _cuda_available() -> bool:
@@ -92,8 +23,6 @@ def _cuda_available() -> bool:
 def evaluate_from_cli(args, explicit_device: bool) -> int:
     """Evaluate as ``lm_eval run`` would with the parsed ``args``; return the exit code."""
     from lm_eval.config.evaluate_config import EvaluatorConfig
-
-    from ecomharness import tasks as plugin_tasks
 
     try:
         cfg = EvaluatorConfig.from_cli(args)
@@ -111,16 +40,10 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
         log.info("No CUDA device: evaluating on cpu (pass --device to choose).")
         cfg.device = "cpu"
 
-    from ecomharness.taskcheck import check_sources, checking_loads
+    from ecomharness.taskcheck import checking_loads, open_tasks
 
-    plugin_tasks.import_metric_modules()
-    problems = check_sources(cfg.include_path)
-    plugin_tasks.report_problems(problems)
-    task_manager = plugin_tasks.build_task_manager(
-        requested, include_path=cfg.include_path, metadata=cfg.metadata
-    )
-    task_list = resolve_tasks(requested, task_manager, problems)
-    checking_loads(task_manager)
+    opened = open_tasks(requested, include_path=cfg.include_path, metadata=cfg.metadata)
+    task_manager, task_list = checking_loads(opened.manager), opened.names
 
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker

@@ -48,12 +48,11 @@ class SelectionReport:
 
 def task_texts(tasks: list[str]) -> list[str]:
     """Texts of registered tasks' few-shot (else test) documents: prompt and answer."""
-    from ecomharness import tasks as plugin_tasks
+    from ecomharness.taskcheck import load_checked, open_tasks
 
-    plugin_tasks.import_metric_modules()
-    manager = plugin_tasks.build_task_manager(tasks)
+    opened = open_tasks(tasks)
     texts = []
-    for task in manager.load(tasks)["tasks"].values():
+    for task in load_checked(opened.manager, opened.names)["tasks"].values():
         docs = list(task.fewshot_docs() or task.test_docs())
         for doc in docs:
             target = task.doc_to_target(doc)

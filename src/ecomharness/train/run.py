@@ -175,10 +175,9 @@ def check_recipe(recipe: TrainRecipe) -> list[str]:
     output made with this tokenizer, the DeepSpeed config and gate policy parse, and
     every evaluation task resolves with its data found. Returns the lines to print;
     raises ``UserError`` at the first problem."""
-    from ecomharness.evaluation.runner import resolve_tasks
     from ecomharness.gate.policy import load_policy
     from ecomharness.registry import gate_rules
-    from ecomharness.tasks import build_task_manager, import_metric_modules
+    from ecomharness.taskcheck import open_tasks
 
     lines = []
     tokenizer = components.load_tokenizer(recipe)
@@ -204,10 +203,8 @@ def check_recipe(recipe: TrainRecipe) -> list[str]:
         lines.append(f"gate policy {recipe.eval.gate}: valid")
     if recipe.eval.mode != "off":
         settings = recipe.eval.settings()
-        import_metric_modules()
-        manager = build_task_manager(list(settings.tasks), include_path=list(settings.include_path) or None,
-                                     metadata=settings.metadata)
-        resolved = resolve_tasks(list(settings.tasks), manager)
+        resolved = open_tasks(list(settings.tasks), include_path=list(settings.include_path) or None,
+                              metadata=settings.metadata).names
         lines.append(f"eval ({recipe.eval.mode}): {len(resolved)} task(s) or group(s) resolve, their data found")
     return lines
 
