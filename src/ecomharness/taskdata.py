@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 
 from ecomharness.errors import UserError
 from ecomharness.formats.common import ReadResult, RecordError, check_on_error, collect, fingerprint_files
+from ecomharness.registry import record_formats
 from ecomharness.resources import bundled_path
 
 log = logging.getLogger("ecomharness.taskdata")
@@ -226,8 +227,9 @@ def _read_jsonl_dir(directory: Path, spec: TaskDataSpec, on_error: str, names=("
 
 def _read_local(directory: Path, spec: TaskDataSpec, on_error: str) -> tuple[ReadResult, ReadResult | None]:
     if spec.family == "ecominstruct":
-        from ecomharness.formats.ecominstruct import read_ecominstruct
-
+        # Through the record-format registry (``ecomharness_record_formats``), as any
+        # plugin's format would be read: the built-in reader has no private path.
+        read_ecominstruct = record_formats.get("ecominstruct")
         kind = None if spec.kind == "auto" else spec.kind  # auto: from the folder's name
         options = {"kind": kind, "extraction_format": spec.extraction_format, "on_error": on_error,
                    "answer_layout": spec.answer_layout}
