@@ -138,7 +138,7 @@ def test_data_build_keeps_the_selected_fraction_and_reuses_scores(tmp_path):
 def test_plugins_add_selectors():
     from ecomharness import hookimpl
     from ecomharness.plugins import get_plugin_manager
-    from ecomharness.select.stage import build_scorer
+    from ecomharness.select.scorers import build_scorer
 
     class Length:
         config = {"scorer": "length"}
@@ -374,7 +374,7 @@ def test_similarity_with_a_local_encoder_and_the_sentence_transformers_layout(tm
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ecomharness.select.stage import similarity
+    from ecomharness.select.scorers import similarity
 
     folder = _tiny_encoder(tmp_path / "enc", TASK + OTHER)
     task_file = tmp_path / "task.jsonl"
@@ -404,7 +404,7 @@ def test_similarity_with_a_local_encoder_and_the_sentence_transformers_layout(tm
 
 def test_similarity_options_are_validated(tmp_path):
     from ecomharness.errors import UserError
-    from ecomharness.select.stage import similarity
+    from ecomharness.select.scorers import similarity
 
     task_file = tmp_path / "task.jsonl"
     task_file.write_text('{"text": "红色连衣裙"}\n{"title": "no text"}\n', encoding="utf-8")

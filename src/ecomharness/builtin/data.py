@@ -23,7 +23,7 @@ def ecomharness_mixers():
 @hookimpl
 def ecomharness_selectors():
     """Efficient-CPT's scorers: task similarity (ETS-DACP), novelty and diversity (ETA-DACP)."""
-    return {name: f"ecomharness.select.stage:{name}" for name in ("similarity", "perplexity", "pos_entropy")}
+    return {name: f"ecomharness.select.scorers:{name}" for name in ("similarity", "perplexity", "pos_entropy")}
 
 
 @hookimpl

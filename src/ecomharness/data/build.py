@@ -57,7 +57,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     # Built first so that a bad proxy model path fails before any reading.
     curriculum_scorer = None
     if recipe.curriculum is not None:
-        from ecomharness.select.stage import build_scorer
+        from ecomharness.select.scorers import build_scorer
 
         curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options), where="curriculum")
 

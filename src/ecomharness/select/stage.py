@@ -31,6 +31,7 @@ import numpy as np
 from ecomharness.errors import UserError
 from ecomharness.select.cache import ScoreCache
 from ecomharness.select.choose import choose, combine
+from ecomharness.select.scorers import build_scorer
 from ecomharness.select.topics import BalanceSpec, choose_balanced
 from ecomharness.util import reject_unknown_keys
 
@@ -44,36 +45,6 @@ class SelectionReport:
     kept: dict[str, np.ndarray]  # source name -> bool mask over its good records
     stats: dict[str, Any]
     cache: dict[str, Any]  # computed / reused counts: printed, kept out of stats.json
-
-
-def task_texts(tasks: list[str]) -> list[str]:
-    """Texts of registered tasks' few-shot (else test) documents: prompt and answer."""
-    from ecomharness.taskcheck import load_checked, open_tasks
-
-    opened = open_tasks(tasks)
-    texts = []
-    for task in load_checked(opened.manager, opened.names)["tasks"].values():
-        docs = list(task.fewshot_docs() or task.test_docs())
-        for doc in docs:
-            target = task.doc_to_target(doc)
-            texts.append(f"{task.doc_to_text(doc)}{target if isinstance(target, str) else ''}")
-    return texts
-
-
-def build_scorer(name: str, options: dict, where: str | None = None):
-    """A scorer from its recipe options (built-in or through ``ecomharness_selectors``).
-
-    Factories name their options as they sit in a ``select`` block
-    (``select.scorers.NAME.option``); ``where`` renames that for options that sit
-    elsewhere (``curriculum``), so errors point at the right place in the recipe."""
-    from ecomharness.registry import selectors
-
-    try:
-        return selectors.get(name)(options)
-    except UserError as exc:
-        if where is None:
-            raise
-        raise UserError(str(exc).replace(f"select.scorers.{name}", where)) from exc
 
 
 def _is_number(value) -> bool:
@@ -197,70 +168,3 @@ def run_selection(recipe, spec: dict, rendered: Callable[[Any], Iterable[tuple[s
         + f" (scores computed {cache.computed:,}, reused {cache.reused:,})")
     return SelectionReport(kept=kept, stats=json.loads(json.dumps(stats, default=str)),
                            cache={"computed": cache.computed, "reused": cache.reused, "dir": str(cache.directory)})
-
-
-def embedder_from(options: dict | None):
-    """The similarity embedder: ``None``/``{zh: chars|jieba}`` for hashed TF-IDF, or
-    ``{path: DIR, batch_size, max_length, pooling, device}`` for a local encoder."""
-    from ecomharness.select.scorers import EncoderEmbedder, TfidfEmbedder
-
-    where = "select.scorers.similarity.embedder"
-    if options is not None and not isinstance(options, dict):
-        raise UserError(f"{where}: expected a mapping, got {options!r}")
-    options = dict(options or {})
-    if "path" not in options:
-        reject_unknown_keys(options, {"zh"}, where)
-        return TfidfEmbedder(**options)
-    reject_unknown_keys(options, {"path", "batch_size", "max_length", "pooling", "device"}, where)
-    return EncoderEmbedder(str(options["path"]), int(options.get("batch_size", 32)),
-                           int(options.get("max_length", 256)), options.get("pooling"), options.get("device"))
-
-
-def similarity(options: dict):
-    """ETS-DACP scorer from ``{tasks: [...]}`` and/or ``{file: texts.jsonl}``, and an
-    optional ``embedder`` (see :func:`embedder_from`)."""
-    from ecomharness.select.scorers import SimilarityScorer
-
-    reject_unknown_keys(options, {"tasks", "file", "embedder"}, "select.scorers.similarity")
-    texts = []
-    if options.get("tasks"):
-        texts += task_texts(list(options["tasks"]))
-    if options.get("file"):
-        path = Path(options["file"])
-        if not path.is_file():
-            raise UserError(f"select.scorers.similarity.file: {path} does not exist")
-        texts += _texts_of_file(path)
-    return SimilarityScorer(texts, embedder_from(options.get("embedder")))
-
-
-def _texts_of_file(path: Path) -> list[str]:
-    """The ``text`` field of every line of a JSON Lines file; bad lines are errors."""
-    from ecomharness.formats.common import RecordError, iter_jsonl
-
-    texts = []
-    for number, record in iter_jsonl(path):
-        if isinstance(record, RecordError):
-            raise UserError(f"select.scorers.similarity.file: {record}")
-        if not isinstance(record.get("text"), str) or not record["text"].strip():
-            raise UserError(f"select.scorers.similarity.file: {path}:{number}: expected a non-empty string field 'text'")
-        texts.append(record["text"])
-    return texts
-
-
-def perplexity(options: dict):
-    """ETA-DACP novelty scorer from ``{model: PATH, batch_size, max_length, device}``."""
-    from ecomharness.select.scorers import PerplexityScorer
-
-    reject_unknown_keys(options, {"model", "batch_size", "max_length", "device"}, "select.scorers.perplexity")
-    if not options.get("model") or not Path(options["model"]).exists():
-        raise UserError(f"select.scorers.perplexity.model: a local proxy model path is needed, got {options.get('model')!r}")
-    return PerplexityScorer(options["model"], int(options.get("batch_size", 16)), int(options.get("max_length", 512)),
-                            options.get("device"))
-
-
-def pos_entropy(options: dict):
-    """ETA-DACP diversity scorer (no options)."""
-    from ecomharness.select.scorers import PosEntropyScorer
-
-    reject_unknown_keys(options, set(), "select.scorers.pos_entropy")
-    return PosEntropyScorer()
