@@ -28,22 +28,31 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return save_tiny_model(out, task_sample_texts() + extra, vocab_size=800, hidden_size=32, n_layer=2)
 
 
+def corpus_with_tokenizer(root: Path, n_products: int, n_general: int, seed: int, vocab_size: int,
+                          extra_texts=()) -> list[dict]:
+    """The demo's synthetic corpus under ``root/raw`` and a tokenizer trained on it (and
+    ``extra_texts``) in ``root/tok``; returns the data recipe's sources."""
+    from ecomharness.demo.corpus import corpus_sources, write_corpus
+    from ecomharness.demo.tiny import train_tokenizer
+
+    paths = write_corpus(root / "raw", n_products=n_products, n_general=n_general, seed=seed)
+    texts = [line for p in paths.values() for line in p.read_text(encoding="utf-8").splitlines()]
+    train_tokenizer(texts + list(extra_texts), vocab_size=vocab_size, out_dir=root / "tok")
+    return corpus_sources(paths)
+
+
 @pytest.fixture(scope="session")
 def built_cpt_data(tmp_path_factory):
     """A small `data build` output and its tokenizer."""
     from ecomharness.data.build import build_dataset
     from ecomharness.data.recipe import parse_recipe as parse_data_recipe
-    from ecomharness.demo.corpus import corpus_sources, write_corpus
-    from ecomharness.demo.tiny import train_tokenizer
-
-    root = tmp_path_factory.mktemp("train_data")
-    paths = write_corpus(root / "raw", n_products=400, n_general=800, seed=3)
-    texts = [line for p in paths.values() for line in p.read_text(encoding="utf-8").splitlines()]
     from ecomharness.demo.run import task_sample_texts
 
-    train_tokenizer(texts + task_sample_texts(), vocab_size=800, out_dir=root / "tok")
+    root = tmp_path_factory.mktemp("train_data")
+    sources = corpus_with_tokenizer(root, n_products=400, n_general=800, seed=3, vocab_size=800,
+                                    extra_texts=task_sample_texts())
     recipe = parse_data_recipe({"output": str(root / "data"), "tokenizer": str(root / "tok"), "seq_len": 64,
-                                "sources": corpus_sources(paths)})
+                                "sources": sources})
     build_dataset(recipe, log=lambda *_: None)
     return root
 

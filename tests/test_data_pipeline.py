@@ -15,7 +15,7 @@ from ecomharness.data.build import build_dataset
 from ecomharness.data.recipe import RatioSpec, load_recipe, parse_recipe
 from ecomharness.data.records import RecordTable
 from ecomharness.errors import UserError
-from tests.conftest import run_cli
+from tests.conftest import corpus_with_tokenizer, run_cli
 
 
 def _table(sources, keys, kinds=None) -> RecordTable:
@@ -139,14 +139,8 @@ def test_ratio_errors_name_the_language():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from ecomharness.demo.corpus import corpus_sources, write_corpus
-    from ecomharness.demo.tiny import train_tokenizer
-
     root = tmp_path_factory.mktemp("corpus")
-    paths = write_corpus(root / "raw", n_products=300, n_general=600, seed=2)
-    texts = [line for p in paths.values() for line in p.read_text(encoding="utf-8").splitlines()]
-    train_tokenizer(texts, vocab_size=600, out_dir=root / "tok")
-    return root, corpus_sources(paths)
+    return root, corpus_with_tokenizer(root, n_products=300, n_general=600, seed=2, vocab_size=600)
 
 
 def _recipe(root: Path, sources, name="built", **extra) -> Path:

@@ -5,20 +5,15 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, corpus_with_tokenizer, run_cli
 
 pytestmark = pytest.mark.slow  # real commands (seconds each)
 
 
 def test_data_build_check_validates_without_building(tmp_path):
-    from ecomharness.demo.corpus import corpus_sources, write_corpus
-    from ecomharness.demo.tiny import train_tokenizer
-
-    paths = write_corpus(tmp_path / "raw", n_products=20, n_general=40, seed=1)
-    texts = [line for p in paths.values() for line in p.read_text(encoding="utf-8").splitlines()]
-    train_tokenizer(texts, vocab_size=300, out_dir=tmp_path / "tok")
+    sources = corpus_with_tokenizer(tmp_path, n_products=20, n_general=40, seed=1, vocab_size=300)
     recipe = {"output": str(tmp_path / "out"), "tokenizer": str(tmp_path / "tok"), "seq_len": 64,
-              "sources": corpus_sources(paths)}
+              "sources": sources}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     result = run_cli("data", "build", str(tmp_path / "r.yaml"), "--check")
     assert result.returncode == 0, result.stderr[-2000:]

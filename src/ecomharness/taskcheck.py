@@ -31,6 +31,7 @@ from ecomharness.tasks import (
     leaf_task_configs,
     plugin_task_dirs,
     report_problems,
+    walk_index,
 )
 from ecomharness.util import did_you_mean
 
@@ -77,7 +78,7 @@ def missing_group_members(task_manager, names: list | None = None) -> list[TaskP
             if member in index or task_manager.match_tasks([member]):
                 todo.append(member)
                 continue
-            file = Path(entry.yaml_path) if getattr(entry, "yaml_path", None) else Path(name)
+            file = _file_of(task_manager, name)
             problems.append(TaskProblem(file, key_line(file, "task"),
                                         f"group {name!r} names {member!r}, which is not a registered task or group"))
     return problems
@@ -93,8 +94,7 @@ def rendering_problems(loaded: dict, task_manager) -> list[TaskProblem]:
             continue
         doc = docs[0]
         name = task.config.task
-        entry = task_manager.task_index.get(name)
-        file = Path(entry.yaml_path) if entry is not None and getattr(entry, "yaml_path", None) else Path(name)
+        file = _file_of(task_manager, name)
         for key, render in (("doc_to_text", task.doc_to_text), ("doc_to_target", task.doc_to_target),
                             ("doc_to_choice", task.doc_to_choice)):
             if getattr(task.config, key, None) is None:
@@ -128,6 +128,7 @@ def build_problems(task_manager, names: list[str], load=None) -> list[TaskProble
 
 
 def _file_of(task_manager, name: str) -> Path:
+    """The YAML file that defines a task or group (its name when it has none)."""
     entry = task_manager.task_index.get(name)
     return Path(entry.yaml_path) if entry is not None and getattr(entry, "yaml_path", None) else Path(name)
 
@@ -252,7 +253,7 @@ def resolve_tasks(requested: list[str], task_manager, problems: list | None = No
         )
     # A broken file behind a requested task stops the run here, naming the file; broken
     # files elsewhere were reported and do not block other tasks.
-    files = {_yaml_file(task_manager, name) for name in _walk_names(task_manager, resolved)}
+    files = {_file_of(task_manager, name).resolve() for name in walk_index(task_manager, resolved)}
     blocking = [p for p in problems or [] if Path(p.file).resolve() in files] + missing_group_members(task_manager, resolved)
     if blocking:
         raise UserError("broken task definition(s):\n  " + "\n  ".join(str(p) for p in blocking))
@@ -260,25 +261,3 @@ def resolve_tasks(requested: list[str], task_manager, problems: list | None = No
     # Every folder missing from the user's data is named at once, before any is read.
     check_locations(leaf_task_configs(task_manager, resolved), dict(task_manager.metadata or {}))
     return resolved
-
-
-def _walk_names(task_manager, names: list) -> set[str]:
-    """Every task, group and tag name under ``names``."""
-    seen: set[str] = set()
-    todo = [n for n in names if isinstance(n, str)]
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in task_manager.task_index:
-            continue
-        seen.add(name)
-        entry = task_manager.task_index[name]
-        cfg = entry.cfg or {}
-        members = cfg.get("task") if "group" in cfg else (sorted(entry.tags) if entry.tags and not cfg else [])
-        for member in members if isinstance(members, list) else [members]:
-            todo.append(member.get("task") if isinstance(member, dict) else member)
-    return seen
-
-
-def _yaml_file(task_manager, name: str):
-    path = getattr(task_manager.task_index[name], "yaml_path", None)
-    return Path(path).resolve() if path else None

@@ -396,10 +396,11 @@ def tasks_path(dirs: list[TaskDir] | None = None) -> Path:
     return target
 
 
-def leaf_task_configs(task_manager, names: list) -> list[dict]:
-    """The merged YAML configs of the leaf tasks under the given names (groups and tags
-    expanded through the TaskManager's index; YAML paths and unknown names skipped)."""
-    configs: list[dict] = []
+def walk_index(task_manager, names: list) -> list[str]:
+    """Every task, group and tag name under the given names, each once, depth first:
+    groups and tags expanded through the TaskManager's index (an inline member by its
+    ``task`` name); YAML paths and unknown names skipped."""
+    order: list[str] = []
     seen: set[str] = set()
 
     def walk(name) -> None:
@@ -409,6 +410,7 @@ def leaf_task_configs(task_manager, names: list) -> list[dict]:
         entry = task_manager.task_index.get(name)
         if entry is None:
             return
+        order.append(name)
         cfg = entry.cfg or {}
         if "group" in cfg:
             members = cfg.get("task") or []
@@ -417,12 +419,16 @@ def leaf_task_configs(task_manager, names: list) -> list[dict]:
         elif entry.tags and not cfg:
             for member in sorted(entry.tags):
                 walk(member)
-        elif cfg:
-            configs.append(cfg)
 
     for name in names:
         walk(name)
-    return configs
+    return order
+
+
+def leaf_task_configs(task_manager, names: list) -> list[dict]:
+    """The merged YAML configs of the leaf tasks under the given names (``walk_index``)."""
+    configs = [task_manager.task_index[name].cfg or {} for name in walk_index(task_manager, names)]
+    return [cfg for cfg in configs if cfg and "group" not in cfg]
 
 
 def task_origins(task_manager, dirs: list[TaskDir] | None = None) -> dict[str, str]:

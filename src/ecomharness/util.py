@@ -85,6 +85,12 @@ def parse_yaml_text(text: str, path: Path):
         raise UserError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from exc
 
 
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool (YAML and JSON give ``true`` as a bool, and
+    Python counts it as an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def did_you_mean(name: Any, choices, n: int = 1) -> str:
     """The hint every "unknown X" message carries: `` (did you mean 'x'?)`` for the
     closest choice (several, unquoted, when ``n`` > 1, as lists of task names read

@@ -15,19 +15,13 @@ import yaml
 from ecomharness.data.build import build_dataset
 from ecomharness.data.recipe import load_recipe
 from ecomharness.errors import UserError
-from tests.conftest import BIN
+from tests.conftest import BIN, corpus_with_tokenizer
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from ecomharness.demo.corpus import corpus_sources, write_corpus
-    from ecomharness.demo.tiny import train_tokenizer
-
     root = tmp_path_factory.mktemp("faults_corpus")
-    paths = write_corpus(root / "raw", n_products=120, n_general=240, seed=5)
-    texts = [line for p in paths.values() for line in p.read_text(encoding="utf-8").splitlines()]
-    train_tokenizer(texts, vocab_size=500, out_dir=root / "tok")
-    return root, corpus_sources(paths)
+    return root, corpus_with_tokenizer(root, n_products=120, n_general=240, seed=5, vocab_size=500)
 
 
 def _recipe(root: Path, sources, name, **extra) -> Path:

@@ -37,7 +37,7 @@ def run(args) -> int:
     if result.failed:
         import sys
 
-        details = "; ".join(f"{name}: {result.errors.get(name, '')}" for name in result.failed)
+        details = "; ".join(f"{name}: {error}" for name, error in result.errors.items())
         print(f"ecomharness watch: error: {len(result.failed)} evaluation(s) failed ({details}); "
               "the tracebacks are above, the failures are in the ledger", file=sys.stderr)
         return 3

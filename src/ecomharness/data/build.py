@@ -77,7 +77,6 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         f"in {timings['read_tokenize']:.1f}s")
     if len(table) == 0:
         raise UserError("no usable records in any source (see the bad-record counts with on_error: skip)")
-    _check_each_kind_has_records(recipe, table, reports)
 
     from ecomharness.data.records import load_tokenizer, tokenizer_fingerprint
 
@@ -87,6 +86,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     start = time.perf_counter()
     domain_rows = table.rows_of_kind("domain")
     general_rows = table.rows_of_kind("general")
+    _check_each_kind_has_records(recipe, {"domain": len(domain_rows), "general": len(general_rows)}, reports)
     mix = mixer(table.take(domain_rows), options, recipe.seed)
     timings["mix"] = time.perf_counter() - start
     log(f"[data] mixed {len(domain_rows):,} domain records into {len(mix):,} samples with "
@@ -187,11 +187,13 @@ def check_recipe(recipe: DataRecipe) -> list[str]:
     lines = []
     for source in recipe.sources:
         data_sources.get(source.format)
-        where = f"source {source.name!r}"
-        files = expand_paths(source.path, source.format) if source.format in SUFFIXES else []
+        if source.format in SUFFIXES:  # a file format: its files must be there
+            found = f"{len(expand_paths(source.path, source.format))} file(s)"
+        else:
+            found = f"read by the {source.format!r} plugin"
         _renderer(source)
-        found = f"{len(files)} file(s)" if source.format in SUFFIXES else f"read by the {source.format!r} plugin"
-        lines.append(f"{where}: {source.kind}/{source.language}, {source.format}, {found}, template compiles")
+        lines.append(f"source {source.name!r}: {source.kind}/{source.language}, {source.format}, {found}, "
+                     "template compiles")
     mixers.get(recipe.mixer.name)
     tokenizer = load_tokenizer(recipe.tokenizer)
     lines.append(f"tokenizer {recipe.tokenizer}: {len(tokenizer)} tokens (vocabulary {tokenizer_fingerprint(tokenizer)})")
@@ -200,12 +202,12 @@ def check_recipe(recipe: DataRecipe) -> list[str]:
     return lines
 
 
-def _check_each_kind_has_records(recipe: DataRecipe, table, reports) -> None:
+def _check_each_kind_has_records(recipe: DataRecipe, records_of_kind: dict[str, int], reports) -> None:
     """A side (domain or general) whose sources all came out empty is an error, not a
     "CPT" set built from the other side alone."""
-    for kind in ("domain", "general"):
+    for kind, count in records_of_kind.items():
         sources = [s.name for s in recipe.sources if s.kind == kind]
-        if sources and len(table.rows_of_kind(kind)) == 0:
+        if sources and count == 0:
             lost = "; ".join(f"{name}: {sum(reports[name].bad.values())} bad ({dict(reports[name].bad)})"
                              for name in sources)
             raise UserError(f"no usable {kind} records: every {kind} source came out empty ({lost})")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ecomharness.errors import UserError
+from ecomharness.util import is_number
 
 log = logging.getLogger("ecomharness.ledger")
 
@@ -66,14 +67,10 @@ def check_measure(measure: Any, where: str) -> None:
     if not isinstance(measure, dict):
         raise UserError(f"{where}: expected {{value, stderr}}, got {measure!r}")
     value, stderr = measure.get("value"), measure.get("stderr")
-    if not _is_number(value):
+    if not is_number(value):
         raise UserError(f"{where}.value: expected a number, got {value!r}")
-    if stderr is not None and not _is_number(stderr):
+    if stderr is not None and not is_number(stderr):
         raise UserError(f"{where}.stderr: expected a number or null, got {stderr!r}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def read_ledger(path: str | Path, strict: bool = False) -> list[dict[str, Any]]:
@@ -152,16 +149,6 @@ def _ends_with_newline(path: Path) -> bool:
     with path.open("rb") as fh:
         fh.seek(-1, os.SEEK_END)
         return fh.read(1) == b"\n"
-
-
-def done_keys(path: str | Path) -> set[tuple[str, str]]:
-    """``(checkpoint, task set key)`` pairs already recorded successfully."""
-    return {(r.get("checkpoint"), r.get("task_set")) for r in read_ledger(path) if r.get("status") == "ok"}
-
-
-def attempted_keys(path: str | Path) -> set[tuple[str, str]]:
-    """``(checkpoint, task set key)`` pairs recorded at all, successfully or not."""
-    return {(r.get("checkpoint"), r.get("task_set")) for r in read_ledger(path)}
 
 
 def latest_records(records: list[dict]) -> list[dict]:
@@ -284,4 +271,4 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
 
 def is_finite(value: Any) -> bool:
     """A real number that is neither NaN nor infinite."""
-    return _is_number(value) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)

@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
-from ecomharness.evaluation.ledger import check_measure, latest_records, ledger_path, metrics_of, read_ledger
+from ecomharness.evaluation.ledger import (
+    check_measure,
+    is_finite,
+    latest_records,
+    ledger_path,
+    metrics_of,
+    read_ledger,
+)
 
 INIT = "init"
 
@@ -202,7 +209,7 @@ def rank_value(record: dict, rank_by: tuple[str, str]) -> float | None:
     if record.get("status") != "ok":
         return None
     value = record.get("metrics", {}).get(task, {}).get(metric, {}).get("value")
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return float(value) if is_finite(value) else None
 
 
 def select_record(records: list[dict], selector: str, rank_by: tuple[str, str] | None, where: str) -> dict:

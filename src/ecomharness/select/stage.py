@@ -19,9 +19,8 @@ deterministic and skips the same bad records in both passes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from ecomharness.select.cache import ScoreCache
 from ecomharness.select.choose import choose, combine
 from ecomharness.select.scorers import build_scorer
 from ecomharness.select.topics import BalanceSpec, choose_balanced
-from ecomharness.util import reject_unknown_keys
+from ecomharness.util import is_number, reject_unknown_keys
 
 KEYS = {"sources", "scorers", "combine", "sampling", "cache_dir", "seed", "balance"}
 
@@ -45,10 +44,6 @@ class SelectionReport:
     kept: dict[str, np.ndarray]  # source name -> bool mask over its good records
     stats: dict[str, Any]
     cache: dict[str, Any]  # computed / reused counts: printed, kept out of stats.json
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _sampling(raw) -> dict:
@@ -64,10 +59,10 @@ def _sampling(raw) -> dict:
     if "k" in sampling and (not isinstance(sampling["k"], int) or isinstance(sampling["k"], bool) or sampling["k"] < 0):
         raise UserError(f"select.sampling.k: expected a non-negative integer (documents per source), got {sampling['k']!r}")
     fraction = sampling.get("fraction", 0.1)
-    if not _is_number(fraction) or not 0 <= fraction <= 1:
+    if not is_number(fraction) or not 0 <= fraction <= 1:
         raise UserError(f"select.sampling.fraction: expected a number from 0 to 1, got {fraction!r}")
     temperature = sampling.get("temperature", 1.0)
-    if not _is_number(temperature) or temperature <= 0:
+    if not is_number(temperature) or temperature <= 0:
         raise UserError(f"select.sampling.temperature: expected a positive number, got {temperature!r}")
     return sampling
 
@@ -99,7 +94,7 @@ def run_selection(recipe, spec: dict, rendered: Callable[[Any], Iterable[tuple[s
             raise UserError(f"select.scorers.{name}: expected a mapping of options, got {options!r}")
         options = dict(options or {})
         weight = options.pop("weight", 1.0)
-        if not _is_number(weight) or weight < 0:
+        if not is_number(weight) or weight < 0:
             raise UserError(f"select.scorers.{name}.weight: expected a non-negative number, got {weight!r}")
         weights[name] = float(weight)
         scorer = build_scorer(name, options)

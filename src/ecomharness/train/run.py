@@ -25,12 +25,12 @@ from ecomharness.train.run_dir import (
     DONE_MARKER,
     complete_checkpoints,
     done_marker,
-    ledger_path,
+    is_main_process,
     recipe_file,
     set_aside_incomplete,
     trainer_state,
 )
-from ecomharness.util import write_text_atomic
+from ecomharness.util import load_yaml_file, write_text_atomic
 
 __all__ = ["DONE_MARKER", "check_recipe", "run_training"]
 
@@ -81,8 +81,6 @@ def _keep_recipe(recipe: TrainRecipe, log) -> None:
     kept = recipe_file(recipe.run_dir)
     raw = recipe.to_raw()
     if kept.is_file():
-        from ecomharness.util import load_yaml_file
-
         old = load_yaml_file(kept, "kept recipe")
         if not isinstance(old, dict):
             raise UserError(f"{kept}: not a recipe (expected a mapping); delete the old run or use another run_dir")
@@ -90,7 +88,7 @@ def _keep_recipe(recipe: TrainRecipe, log) -> None:
         if changed:
             raise UserError(f"{recipe.run_dir} holds a run of a different recipe (differs in {', '.join(changed)}); "
                             "use another run_dir or delete the old run")
-        if old.get("run_dir") == raw["run_dir"] or os.environ.get("RANK", "0") != "0":
+        if old.get("run_dir") == raw["run_dir"] or not is_main_process():
             return
         log(f"[train] the run moved from {old.get('run_dir')} to {raw['run_dir']}: resuming here")
     # Every rank of a multi-process run gets here; atomic, so none reads half a file.
@@ -251,7 +249,7 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
     last = _resume_point(recipe.run_dir, log)
     finished = _finished_state(last)
     if finished is not None:
-        return _evaluate_finished_run(recipe, inline, finished, args.save_steps, model, tokenizer, log)
+        return _evaluate_finished_run(recipe, inline, finished, model, log)
     callbacks = [SaveOnFinish()] + ([inline] if inline else [])
     # The teacher is copied from the model before training changes it.
     dtype = torch.bfloat16 if training.get("bf16") else torch.float16 if training.get("fp16") else torch.float32
@@ -277,35 +275,18 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
     return summary
 
 
-def _evaluate_finished_run(recipe: TrainRecipe, inline, state: dict, save_steps, model, tokenizer, log) -> dict:
+def _evaluate_finished_run(recipe: TrainRecipe, inline, state: dict, model, log) -> dict:
     """A re-run of a run that reached its last step: no training (another step would
-    make a model nobody asked for); evaluate only what the ledger lacks, as the loop
-    would have; write the done marker only if the first run died before writing it."""
-    from ecomharness.evaluation.checkpoint import CheckpointEvaluator
-    from ecomharness.evaluation.ledger import evaluate_and_record
-    from ecomharness.train.callbacks.inline_eval import catch_up, record_judge
-
+    make a model nobody asked for); evaluate only what the ledger lacks, exactly as the
+    loop would have (the inline callback's own ``begin``); write the done marker only if
+    the first run died before writing it."""
     log(f"[train] {recipe.run_dir} already reached its last step ({state['global_step']}): no training; "
         "evaluating what the ledger lacks")
     start = time.perf_counter()
-    failures = []
-    if inline is not None and os.environ.get("RANK", "0") == "0":
-        spec, settings = recipe.eval, inline.settings
-        evaluator = CheckpointEvaluator(settings)
-        records = []
-        if spec.on_start:
-            def evaluate_init():
-                return evaluator.evaluate_model(model, tokenizer)
-
-            records.append(evaluate_and_record(ledger_path(recipe.run_dir), settings, "init", 0, evaluate_init,
-                                               epoch=0.0, tokens_seen=0, data_sources=evaluator.data_sources))
-        save_every = int(save_steps) if save_steps and save_steps >= 1 else int(state.get("save_steps") or 0)
-        records += catch_up(spec, recipe.run_dir, evaluator, save_every, state["max_steps"], inline.tokens_per_step,
-                            str(next(model.parameters()).device), judge=record_judge(spec, recipe.run_dir))
-        failures = [r["checkpoint"] for r in records if r is not None and r["status"] != "ok"]
-        for record in records:
-            if record is not None:
-                log(f"[train] evaluated {record['checkpoint']}: {record['status']}")
+    if inline is not None and is_main_process():
+        for record in inline.begin(model, int(state.get("save_steps") or 0), state["max_steps"], recipe.eval.on_start):
+            log(f"[train] evaluated {record['checkpoint']}: {record['status']}")
+    failures = [r["checkpoint"] for r in inline.failures] if inline else []
     eval_seconds = time.perf_counter() - start
     marker = done_marker(recipe.run_dir)
     if marker.is_file():
@@ -316,6 +297,6 @@ def _evaluate_finished_run(recipe: TrainRecipe, inline, state: dict, save_steps,
                "eval_seconds": round(eval_seconds, 3),
                "losses": [h["loss"] for h in state.get("log_history", []) if "loss" in h],
                "failed_evaluations": failures}
-    if os.environ.get("RANK", "0") == "0":
+    if is_main_process():
         write_text_atomic(marker, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -26,8 +26,14 @@ RECIPE_FILE = "recipe.yaml"
 STATE_FILE = "trainer_state.json"  # HF Trainer writes it last: its presence marks a complete save
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
-__all__ = ["DONE_MARKER", "RECIPE_FILE", "complete_checkpoints", "done_marker", "ledger_path", "recipe_file",
-           "set_aside_incomplete", "trainer_state"]
+__all__ = ["DONE_MARKER", "RECIPE_FILE", "complete_checkpoints", "done_marker", "is_main_process", "ledger_path",
+           "recipe_file", "set_aside_incomplete", "trainer_state"]
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or a single process): the one that moves, writes and records in the run
+    directory. The DeepSpeed launcher and torchrun set ``RANK`` in every process."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def recipe_file(run_dir: Path) -> Path:
@@ -66,7 +72,7 @@ def set_aside_incomplete(run_dir: Path, log) -> list[Path]:
     """Move every checkpoint without ``trainer_state.json`` (cut off mid-save) to
     ``incomplete-checkpoint-N``: reported, never deleted, and out of the way of resume
     and of ``watch``. Only rank 0 moves; returns the new paths."""
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return []
     done = {path for _, path in complete_checkpoints(run_dir)}
     moved = []

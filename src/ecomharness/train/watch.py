@@ -30,8 +30,13 @@ class WatchResult:
     """What one ``watch`` did: checkpoints evaluated, and those whose evaluation failed."""
 
     evaluated: int = 0
-    failed: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    """checkpoint -> the error of its failed evaluation, in the order they failed."""
+
+    @property
+    def failed(self) -> list[str]:
+        """The checkpoints whose evaluation failed."""
+        return list(self.errors)
 
 
 def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.0,
@@ -74,7 +79,6 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
                 continue  # another watcher got there first
             result.evaluated += 1
             if record["status"] != "ok":
-                result.failed.append(path.name)
                 result.errors[path.name] = record.get("error", "")
             log_fn(f"[watch] {path.name}: {record['status']} in {record['eval_seconds']:.1f}s")
         finished = done_marker(run_dir).is_file()

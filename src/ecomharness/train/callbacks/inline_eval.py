@@ -109,50 +109,61 @@ class InlineEvalCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         """Build the tasks once; evaluate the starting model if asked; catch up on resume."""
-        if not self._participates(state):
-            return
+        if self._participates(state):
+            self.begin(model, state.save_steps, state.max_steps, self.spec.on_start and state.global_step == 0,
+                       state.is_world_process_zero, control, init_epoch=state.epoch)
+
+    def begin(self, model, save_steps: int, max_steps: int | None, with_init: bool, is_main: bool = True,
+              control=None, init_epoch: float | None = 0.0) -> list[dict]:
+        """Build the tasks; evaluate ``init`` (``with_init``) and every scheduled saved
+        checkpoint the ledger lacks. Called at the start of training, and on its own for
+        a finished run re-run (no Trainer: ``control`` None). Returns the new records."""
         self.evaluator = CheckpointEvaluator(self.settings)
-        if state.is_world_process_zero:
+        if is_main:
             self._judge = record_judge(self.spec, self.run_dir)
         log.info("inline evaluation: %d tasks built in %.1fs", len(self.evaluator.loaded["tasks"]),
                  self.evaluator.setup_seconds)
-        if self.spec.on_start and state.global_step == 0:
-            self._evaluate("init", state, model, control)
-        if state.is_world_process_zero and self.zero_stage != 3:
+        records = []
+        if with_init:
+            records.append(self._evaluate("init", 0, init_epoch, model, is_main, control))
+        if is_main and self.zero_stage != 3:
             device = str(next(model.parameters()).device) if model is not None else "cpu"
-            for record in catch_up(self.spec, self.run_dir, self.evaluator, state.save_steps, state.max_steps,
+            for record in catch_up(self.spec, self.run_dir, self.evaluator, save_steps, max_steps,
                                    self.tokens_per_step, device, model, self._judge):
                 self._note(record, control)
+                records.append(record)
+        return [r for r in records if r is not None]
 
     def on_save(self, args, state, control, model=None, **kwargs):
         """Evaluate the saves the schedule chooses."""
         if not self._participates(state):
             return
         if chosen_for_evaluation(state.global_step, state.save_steps, self.spec.every_n_saves, state.max_steps):
-            self._evaluate(f"checkpoint-{state.global_step}", state, model, control)
+            self._evaluate(f"checkpoint-{state.global_step}", state.global_step, state.epoch, model,
+                           state.is_world_process_zero, control)
 
-    def _evaluate(self, checkpoint: str, state, model, control) -> None:
+    def _evaluate(self, checkpoint: str, step: int, epoch, model, is_main: bool, control) -> dict | None:
         def evaluate():
             return self.evaluator.evaluate_model(model, self.tokenizer)
 
-        record = evaluate_and_record(ledger_path(self.run_dir), self.settings, checkpoint, state.global_step,
-                                     evaluate, epoch=state.epoch,
-                                     tokens_seen=state.global_step * self.tokens_per_step,
+        record = evaluate_and_record(ledger_path(self.run_dir), self.settings, checkpoint, step, evaluate,
+                                     epoch=epoch, tokens_seen=step * self.tokens_per_step,
                                      judge=self._judge if checkpoint != "init" else None,
-                                     record=state.is_world_process_zero, data_sources=self.evaluator.data_sources)
+                                     record=is_main, data_sources=self.evaluator.data_sources)
         if record is None:
-            return
+            return None
         self.eval_seconds += record["eval_seconds"]
-        if state.is_world_process_zero:
+        if is_main:
             self._note(record, control)
-        if record["status"] == "ok" and self._log is not None and state.is_world_process_zero:
+        if record["status"] == "ok" and self._log is not None and is_main:
             logs = {f"eval/{task}/{metric}": v["value"] for task, metrics in record["metrics"].items()
                     for metric, v in metrics.items()}
             logs["eval/time_s"] = record["eval_seconds"]
             self._log(logs)
+        return record
 
     def _note(self, record: dict, control) -> None:
         if record["status"] != "ok":
             self.failures.append(record)
-            if self.spec.on_failure == "stop":
+            if self.spec.on_failure == "stop" and control is not None:
                 control.should_training_stop = True
