@@ -78,7 +78,7 @@ def _fresh_plugin_manager(monkeypatch):
 @pytest.fixture
 def offline_task_data(monkeypatch):
     """Task data resolved with no user directories, no hub, and no earlier records."""
-    from ecomharness import taskdata
+    import ecomharness.tasks.data as taskdata
 
     for var in ("ECOMHARNESS_ECOMINSTRUCT_DIR", "ECOMHARNESS_FINBEN_DIR", "ECOMHARNESS_GENERAL_DIR"):
         monkeypatch.delenv(var, raising=False)

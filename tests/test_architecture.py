@@ -16,7 +16,7 @@ LAYERS = [
     {"plugins", "registry", "builtin"},
     {"metrics"},
     {"formats"},
-    {"tasks", "taskdata", "taskcheck"},
+    {"tasks", "taskdata"},
     {"evaluation"},
     {"gate", "report"},
     {"select"},

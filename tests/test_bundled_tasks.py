@@ -75,8 +75,8 @@ def test_empty_model_scores_near_zero(tmp_path):
 
 
 def test_fewshot_examples_never_come_from_the_test_documents(tmp_path):
-    from ecomharness.taskdata import load_task
-    from ecomharness.tasks import build_task_manager
+    from ecomharness.tasks.data import load_task
+    from ecomharness.tasks.index import build_task_manager
 
     tm = build_task_manager(["ecom_icl"])
     task = tm.load(["ecom_icl_pdc"])["tasks"]["ecom_icl_pdc"]
@@ -140,7 +140,7 @@ def test_every_group_runs_on_a_tiny_model_through_both_commands(tiny_model_dir, 
 
 
 def test_lm_eval_validate_finds_every_task():
-    from ecomharness.tasks import build_task_manager
+    from ecomharness.tasks.index import build_task_manager
 
     include = run_cli("tasks-path").stdout.strip()
     names = build_task_manager(["ecom_icl"]).all_tasks

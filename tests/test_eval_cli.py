@@ -28,7 +28,7 @@ def test_every_lm_eval_run_flag_is_accepted():
 
 
 def test_our_tasks_do_not_index_lm_eval_builtins():
-    from ecomharness.tasks import build_task_manager
+    from ecomharness.tasks.index import build_task_manager
 
     tm = build_task_manager(["ecom_icl_pdc"])
     assert "ecom_icl_pdc" in tm.all_tasks
@@ -37,7 +37,7 @@ def test_our_tasks_do_not_index_lm_eval_builtins():
 
 
 def test_a_builtin_lm_eval_task_still_resolves():
-    from ecomharness.tasks import build_task_manager
+    from ecomharness.tasks.index import build_task_manager
 
     tm = build_task_manager(["ecom_icl_pdc", "hellaswag"])
     assert {"ecom_icl_pdc", "hellaswag"} <= set(tm.all_tasks)

@@ -44,7 +44,7 @@ def test_env_var_naming_a_missing_plugin_fails_clearly(monkeypatch):
 
 
 def test_trace_env_var_prints_hook_calls(monkeypatch, capsys):
-    from ecomharness.tasks import plugin_task_dirs
+    from ecomharness.tasks.index import plugin_task_dirs
 
     monkeypatch.setenv("ECOMHARNESS_TRACE_HOOKS", "1")
     plugin_task_dirs()  # the real path: plugin_results calls each implementation itself
@@ -63,7 +63,8 @@ def test_broken_plugin_module_is_reported_with_its_name(monkeypatch):
 
 
 def test_a_plugin_returning_a_missing_directory_is_named(monkeypatch, tmp_path):
-    from ecomharness import hookimpl, tasks
+    from ecomharness import hookimpl
+    from ecomharness.tasks import index as tasks
 
     class Bad:
         @hookimpl
@@ -78,7 +79,8 @@ def test_a_plugin_returning_a_missing_directory_is_named(monkeypatch, tmp_path):
 def test_metric_modules_hook_imports_modules_before_evaluation(monkeypatch, tmp_path):
     import sys
 
-    from ecomharness import hookimpl, tasks
+    from ecomharness import hookimpl
+    from ecomharness.tasks import index as tasks
 
     module = tmp_path / "my_metric_mod_for_test.py"
     module.write_text("IMPORTED = True\n")

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from ecomharness import taskdata
+import ecomharness.tasks.data as taskdata
 from ecomharness.errors import UserError
 from ecomharness.formats.common import RecordError
 from ecomharness.formats.ecominstruct import folder_kind, kind_segment, read_ecominstruct
 from ecomharness.metrics import classification as cls
 from ecomharness.metrics import extraction, finben, lmeval
 from ecomharness.resources import bundled_path
-from ecomharness.taskdata import load_task
+from ecomharness.tasks.data import load_task
 from tests.conftest import SHARED_DATA, run_cli
 
 ECOM = SHARED_DATA / "ecominstruct"

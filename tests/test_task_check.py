@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecomharness.tasks import check_task_dir
+from ecomharness.tasks.lint import check_task_dir
 from tests.conftest import REPO, make_plugin_on_path, run_cli
 
 
@@ -89,3 +89,18 @@ def test_tasks_command_lists_bundled_tasks_with_their_plugin():
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
     assert ["ecom_icl_pdc", "task", "ecom_tasks"] in rows
     assert run_cli("tasks", "--check").returncode == 0
+
+
+def test_task_yaml_naming_the_old_load_task_path_still_resolves(tmp_path):
+    # Task files copied from before the task side became a package name
+    # ecomharness.taskdata.load_task; the check must accept it and it must be the same loader.
+    from ecomharness.taskdata import load_task as old_name
+    from ecomharness.tasks.data import load_task
+
+    assert old_name is load_task
+    _write(tmp_path, "old.yaml", "task: old_style\ncustom_dataset: !function ecomharness.taskdata.load_task\n"
+                                 "output_type: generate_until\ndoc_to_text: '{{text}}'\ndoc_to_target: '{{target_text}}'\n")
+    _write(tmp_path, "typo.yaml", "task: typo_style\ncustom_dataset: !function ecomharness.taskdata.load_taks\n"
+                                  "output_type: generate_until\ndoc_to_text: '{{text}}'\ndoc_to_target: '{{target_text}}'\n")
+    assert [(name, reason) for name, _, reason in _reasons(tmp_path)] == [
+        ("typo.yaml", "!function ecomharness.taskdata.load_taks: module 'ecomharness.taskdata' has no attribute 'load_taks'")]

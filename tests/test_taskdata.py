@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ecomharness import taskdata
+import ecomharness.tasks.data as taskdata
 from ecomharness.errors import UserError
-from ecomharness.taskdata import load_task
+from ecomharness.tasks.data import load_task
 
 AVE = {"task": "ecom_icl_ave", "family": "ecominstruct", "kind": "extraction",
        "sample": "_samples/ecominstruct/ave", "folder": "MY-AVE-folder"}

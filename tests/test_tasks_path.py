@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecomharness.tasks import TaskDir, tasks_path
+from ecomharness.tasks.index import TaskDir
+from ecomharness.tasks.path import tasks_path
 from tests.conftest import REPO, run_cli
 
 

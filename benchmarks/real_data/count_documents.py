@@ -26,8 +26,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["ECOMHARNESS_OFFLINE"] = "1"
 
-    from ecomharness import taskdata
-    from ecomharness.tasks import build_task_manager, leaf_task_configs
+    import ecomharness.tasks.data as taskdata
+    from ecomharness.tasks.index import build_task_manager, leaf_task_configs
 
     names = args.tasks.split(",")
     manager = build_task_manager(names)

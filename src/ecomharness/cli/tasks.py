@@ -33,20 +33,20 @@ def run(args) -> int:
     """Print the task table; with ``--check`` fail on broken task YAML."""
     import json
 
-    from ecomharness import tasks as plugin_tasks
+    from ecomharness.tasks.index import build_task_manager, import_metric_modules, plugin_task_dirs, task_origins
+    from ecomharness.tasks.lint import (build_problems, check_sources, include_dirs, missing_group_members,
+                                        report_problems)
 
-    from ecomharness.taskcheck import build_problems, check_sources, include_dirs, missing_group_members
-
-    plugin_tasks.import_metric_modules()
+    import_metric_modules()
     problems = check_sources(args.include_path)
-    tm = plugin_tasks.build_task_manager(requested=["*"], include_path=args.include_path)
-    origins = plugin_tasks.task_origins(tm, plugin_tasks.plugin_task_dirs() + include_dirs(args.include_path))
+    tm = build_task_manager(requested=["*"], include_path=args.include_path)
+    origins = task_origins(tm, plugin_task_dirs() + include_dirs(args.include_path))
     if args.check and not problems:
         ours = [name for name in tm.all_subtasks if origins.get(name) != "lm-eval"]
         problems = missing_group_members(tm, [n for n in tm.all_groups if origins.get(n) != "lm-eval"])
         if not problems:
             problems = build_problems(tm, ours)
-    plugin_tasks.report_problems(problems)
+    report_problems(problems)
     rows = []
     for name in tm.all_tasks:
         if name in tm.all_groups:

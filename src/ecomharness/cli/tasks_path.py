@@ -21,8 +21,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Build (or reuse) the combined directory and print its path."""
-    from ecomharness import tasks as plugin_tasks
+    from ecomharness.tasks.lint import check_plugin_tasks, report_problems
+    from ecomharness.tasks.path import tasks_path
 
-    plugin_tasks.report_problems(plugin_tasks.check_plugin_tasks())
-    print(plugin_tasks.tasks_path())
+    report_problems(check_plugin_tasks())
+    print(tasks_path())
     return 0

@@ -72,7 +72,8 @@ class CheckpointEvaluator:
     """Tasks built once; ``evaluate_model`` / ``evaluate_path`` per checkpoint."""
 
     def __init__(self, settings: EvalSettings):
-        from ecomharness.taskcheck import load_checked, open_tasks
+        from ecomharness.tasks.lint import load_checked
+        from ecomharness.tasks.open import open_tasks
 
         self.settings = settings
         start = time.perf_counter()
@@ -83,7 +84,7 @@ class CheckpointEvaluator:
         self.loaded = load_checked(opened.manager, self.task_names)
         # A snapshot, taken now: DATA_SOURCES is per process, and another evaluator built
         # later in this process (other settings, same task names) would overwrite it.
-        from ecomharness.taskdata import DATA_SOURCES
+        from ecomharness.tasks.data import DATA_SOURCES
 
         self.data_sources = {name: dict(DATA_SOURCES[name]) for name in self.loaded["tasks"] if name in DATA_SOURCES}
         for task in self.loaded["tasks"].values():

@@ -203,7 +203,7 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
     process's ``DATA_SOURCES`` as they are now), and the outcome."""
     from dataclasses import asdict
 
-    from ecomharness.taskdata import DATA_SOURCES
+    from ecomharness.tasks.data import DATA_SOURCES
 
     record: dict[str, Any] = {
         "checkpoint": checkpoint,

@@ -21,7 +21,7 @@ from ecomharness.errors import UserError
 from ecomharness.formats.common import RecordError, collect
 from ecomharness.metrics import lmeval as m
 from ecomharness.metrics.kinds import KINDS, infer_kind
-from ecomharness.tasks import build_task_manager, leaf_task_configs
+from ecomharness.tasks.index import build_task_manager, leaf_task_configs
 
 __all__ = ["KINDS", "infer_kind", "read_predictions", "score_file", "score_predictions", "task_kinds", "task_of_file"]
 

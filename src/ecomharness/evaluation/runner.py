@@ -40,7 +40,8 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
         log.info("No CUDA device: evaluating on cpu (pass --device to choose).")
         cfg.device = "cpu"
 
-    from ecomharness.taskcheck import checking_loads, open_tasks
+    from ecomharness.tasks.lint import checking_loads
+    from ecomharness.tasks.open import open_tasks
 
     opened = open_tasks(requested, include_path=cfg.include_path, metadata=cfg.metadata)
     task_manager, task_list = checking_loads(opened.manager), opened.names
@@ -109,7 +110,7 @@ def run_provenance(results: dict | None = None) -> dict:
     task's documents came from (origin, source, content fingerprint, counts)."""
     from ecomharness import __version__
     from ecomharness.plugins import list_plugins
-    from ecomharness.taskdata import DATA_SOURCES
+    from ecomharness.tasks.data import DATA_SOURCES
 
     tasks = set((results or {}).get("results", {}))
     return {

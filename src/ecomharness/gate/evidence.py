@@ -98,7 +98,7 @@ class Evidence:
         return found
 
 
-# What a data source record says about which documents were scored (taskdata.load_task).
+# What a data source record says about which documents were scored (tasks.data.load_task).
 IDENTITY_FIELDS = ("fingerprint", "documents", "documents_hash", "fewshot_hash", "max_docs", "data_seed")
 
 

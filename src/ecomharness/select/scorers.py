@@ -275,7 +275,8 @@ def build_scorer(name: str, options: dict, where: str | None = None):
 
 def task_texts(tasks: list[str]) -> list[str]:
     """Texts of registered tasks' few-shot (else test) documents: prompt and answer."""
-    from ecomharness.taskcheck import load_checked, open_tasks
+    from ecomharness.tasks.lint import load_checked
+    from ecomharness.tasks.open import open_tasks
 
     opened = open_tasks(tasks)
     texts = []

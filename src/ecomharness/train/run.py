@@ -175,7 +175,7 @@ def check_recipe(recipe: TrainRecipe) -> list[str]:
     raises ``UserError`` at the first problem."""
     from ecomharness.gate.policy import load_policy
     from ecomharness.registry import gate_rules
-    from ecomharness.taskcheck import open_tasks
+    from ecomharness.tasks.open import open_tasks
 
     lines = []
     tokenizer = components.load_tokenizer(recipe)

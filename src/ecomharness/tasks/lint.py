@@ -1,39 +1,32 @@
-"""Plugin task directories -> lm-eval's TaskManager.
+"""One check for task YAML from every source: plugins (the bundled tasks are one),
+``--include_path`` directories, and the tasks lm-eval has built.
 
-lm-eval 0.4.13 has no task plugins: ``TaskManager`` scans its own tasks plus
-``include_path``. This module collects every plugin's task directories, checks their
-YAML (lm-eval skips a broken file silently), builds a TaskManager over them, and makes
-the single directory that lm-eval's ``--include_path`` flag can take.
+Three passes, each naming file and line:
+
+1. static, per file (``check_task_dir``): YAML, includes, keys, ``!function``,
+   duplicate names, and the Jinja syntax of every template field;
+2. group members: every member a group names must resolve in the TaskManager;
+3. rendering: every template of every built task is rendered on its first document,
+   so an undefined variable or a filter error is reported here, naming the task's
+   YAML file, instead of crashing the evaluation with a traceback that names none.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-import hashlib
 import importlib
-import importlib.util
-import os
 import re
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ecomharness.plugins import PluginError, plugin_results
-from ecomharness.util import cache_root, did_you_mean
-
-
-@dataclass(frozen=True)
-class TaskDir:
-    """One task directory and the plugin that provides it."""
-
-    plugin: str
-    path: Path
+from ecomharness.errors import UserError
+from ecomharness.tasks.index import TaskDir, leaf_names, plugin_task_dirs, task_file
+from ecomharness.util import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -49,30 +42,7 @@ class TaskProblem:
         return f"{where}: {self.reason}"
 
 
-def plugin_task_dirs() -> list[TaskDir]:
-    """Every task directory that the installed plugins provide, in plugin order.
-
-    Raises ``PluginError`` when a plugin returns something that is not an existing
-    directory, naming the plugin.
-    """
-    dirs: list[TaskDir] = []
-    for plugin, value in plugin_results("ecomharness_task_dirs"):
-        if isinstance(value, (str, os.PathLike)):
-            raise PluginError(
-                f"plugin {plugin!r}: ecomharness_task_dirs must return a list of paths, "
-                f"got a single path {value!r}"
-            )
-        for raw in value:
-            path = Path(raw).expanduser().resolve()
-            if not path.is_dir():
-                raise PluginError(
-                    f"plugin {plugin!r}: task directory {path} does not exist or is not a directory"
-                )
-            dirs.append(TaskDir(plugin, path))
-    return dirs
-
-
-# ---------------------------------------------------------------- YAML check
+# ---------------------------------------------------------------- pass 1: each file
 
 
 class _FunctionRef(str):
@@ -301,155 +271,152 @@ def report_problems(problems: list[TaskProblem], stream=None) -> None:
         stream.write(f"ecomharness: broken task file: {problem}\n")
 
 
-# ---------------------------------------------------------------- TaskManager
+# ---------------------------------------------------------------- passes 2 and 3: built tasks
 
 
-def _is_yaml_path(spec: str) -> bool:
-    return spec.endswith(".yaml")
+def include_dirs(include_path) -> list[TaskDir]:
+    """``--include_path`` values as task directories; a missing one is a ``UserError``."""
+    if not include_path:
+        return []
+    values = include_path if isinstance(include_path, (list, tuple)) else [include_path]
+    dirs = []
+    for value in values:
+        path = Path(value).expanduser().resolve()
+        if not path.is_dir():
+            raise UserError(f"--include_path {value}: not a directory")
+        dirs.append(TaskDir("--include_path", path))
+    return dirs
 
 
-def build_task_manager(
-    requested: list[str] | None = None,
-    include_path: str | os.PathLike | list | None = None,
-    metadata: dict | None = None,
-):
-    """Build an lm-eval ``TaskManager`` over every plugin's tasks plus ``include_path``.
-
-    Indexing lm-eval's ~14,700 built-in tasks costs seconds, so they are left out when
-    every requested name (globs included) matches one of ours; a request for any other
-    name, or no request at all, includes them. Plugin directories come first and the
-    user's ``include_path`` last, so the user's own task of the same name wins.
-    """
-    from lm_eval.tasks import TaskManager
-
-    paths: list[str] = [str(d.path) for d in plugin_task_dirs()]
-    if include_path:
-        extra = include_path if isinstance(include_path, (list, tuple)) else [include_path]
-        paths.extend(str(Path(p).expanduser().resolve()) for p in extra)
-    ours = TaskManager(include_path=paths, include_defaults=False, metadata=metadata or {})
-    names = [t for t in (requested or []) if not _is_yaml_path(t)]
-    if requested and all(ours.match_tasks([name]) for name in names):
-        return ours
-    return TaskManager(include_path=paths, include_defaults=True, metadata=metadata or {})
+def check_sources(include_path=None) -> list[TaskProblem]:
+    """Pass 1 over every plugin's task directory and every ``--include_path`` directory."""
+    return check_plugin_tasks(plugin_task_dirs() + include_dirs(include_path))
 
 
-def import_metric_modules() -> list[str]:
-    """Import every module that plugins name in ``ecomharness_metric_modules``.
-
-    Must run before lm-eval builds tasks, so that metrics registered by name exist.
-    Returns the module names imported.
-    """
-    # lm-eval fills its metric registry lazily, only while the registry is empty: a
-    # plugin registering first would leave the built-in metrics (acc, ...) unregistered.
-    import lm_eval.api.metrics  # noqa: F401
-
-    imported = []
-    for plugin, modules in plugin_results("ecomharness_metric_modules"):
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {plugin!r}: metric module {name!r} failed to import: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            imported.append(name)
-    return imported
-
-
-# ---------------------------------------------------------------- tasks-path
-
-
-def tasks_path(dirs: list[TaskDir] | None = None) -> Path:
-    """Return ONE directory through which lm-eval sees every plugin's tasks.
-
-    lm-eval's CLI ``--include_path`` takes a single directory, so this builds a tree
-    of real sub-directories (one per plugin) holding symbolic links to each plugin's
-    files. Links keep edits to the plugins live; the tree itself is keyed by a hash of
-    the file list, so it is rebuilt only when files are added or removed, and it is
-    moved into place atomically so concurrent callers never see half a tree.
-    """
-    dirs = plugin_task_dirs() if dirs is None else dirs
-    files: list[tuple[str, Path, Path]] = []
-    for task_dir in dirs:
-        for src in sorted(task_dir.path.rglob("*")):
-            if src.is_file() and "__pycache__" not in src.parts:
-                files.append((task_dir.plugin, src.relative_to(task_dir.path), src))
-    digest = hashlib.sha256()
-    for plugin, rel, src in files:
-        digest.update(f"{plugin}\0{rel}\0{src}\n".encode())
-    env_key = hashlib.sha256(sys.prefix.encode()).hexdigest()[:10]
-    parent = cache_root() / "tasks-path" / env_key
-    target = parent / digest.hexdigest()[:16]
-    if target.is_dir():
-        return target
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
-    for plugin, rel, src in files:
-        link = staging / plugin / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(src)
-    try:
-        staging.rename(target)
-    except OSError:  # another process won the race; its tree is identical
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def walk_index(task_manager, names: list) -> list[str]:
-    """Every task, group and tag name under the given names, each once, depth first:
-    groups and tags expanded through the TaskManager's index (an inline member by its
-    ``task`` name); YAML paths and unknown names skipped."""
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def walk(name) -> None:
-        if not isinstance(name, str) or name in seen:
-            return
+def missing_group_members(task_manager, names: list | None = None) -> list[TaskProblem]:
+    """Pass 2: members named by the groups under ``names`` (default: every group in the
+    index) that the TaskManager does not know."""
+    index = task_manager.task_index
+    problems, seen = [], set()
+    todo = list(names if names is not None else [n for n, e in index.items() if "group" in (e.cfg or {})])
+    while todo:
+        name = todo.pop()
+        if not isinstance(name, str) or name in seen or name not in index:
+            continue
         seen.add(name)
-        entry = task_manager.task_index.get(name)
-        if entry is None:
-            return
-        order.append(name)
+        entry = index[name]
         cfg = entry.cfg or {}
-        if "group" in cfg:
-            members = cfg.get("task") or []
-            for member in members if isinstance(members, list) else [members]:
-                walk(member.get("task") if isinstance(member, dict) else member)
-        elif entry.tags and not cfg:
-            for member in sorted(entry.tags):
-                walk(member)
+        if "group" not in cfg:
+            todo.extend(sorted(entry.tags) if entry.tags and not cfg else [])
+            continue
+        members = cfg.get("task") or []
+        for member in members if isinstance(members, list) else [members]:
+            if isinstance(member, dict):
+                continue  # an inline task definition, checked as a task
+            if member in index or task_manager.match_tasks([member]):
+                todo.append(member)
+                continue
+            file = task_file(task_manager, name)
+            problems.append(TaskProblem(file, key_line(file, "task"),
+                                        f"group {name!r} names {member!r}, which is not a registered task or group"))
+    return problems
 
+
+def rendering_problems(loaded: dict, task_manager) -> list[TaskProblem]:
+    """Pass 3: render each template of each built task (``TaskManager.load``'s
+    ``{"tasks": {name: Task}, "groups": ...}``) on its first document."""
+    problems = []
+    for task in loaded.get("tasks", {}).values():
+        docs = task.eval_docs
+        if docs is None or len(docs) == 0:
+            continue
+        doc = docs[0]
+        name = task.config.task
+        file = task_file(task_manager, name)
+        for key, render in (("doc_to_text", task.doc_to_text), ("doc_to_target", task.doc_to_target),
+                            ("doc_to_choice", task.doc_to_choice)):
+            if getattr(task.config, key, None) is None:
+                continue
+            try:
+                render(doc)
+            except Exception as exc:  # noqa: BLE001 - any failure here is the task's, reported with its file
+                problems.append(TaskProblem(file, key_line(file, key),
+                                            f"task {name}: {key} fails on the first document: "
+                                            f"{type(exc).__name__}: {exc}"))
+    return problems
+
+
+def build_problems(task_manager, names: list[str], load=None) -> list[TaskProblem]:
+    """Build each named task on its own (lm-eval renders a task's templates on a
+    document while building it) and render it: every failure, with the task's file."""
+    load = load or task_manager.load
+    problems = []
     for name in names:
-        walk(name)
-    return order
+        try:
+            loaded = load([name])
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported with the task's file, like any other problem
+            file = task_file(task_manager, name)
+            line = _failing_key_line(file, exc)
+            problems.append(TaskProblem(file, line, f"task {name} cannot be built: {type(exc).__name__}: {exc}"))
+            continue
+        problems.extend(rendering_problems(loaded, task_manager))
+    return problems
 
 
-def leaf_task_configs(task_manager, names: list) -> list[dict]:
-    """The merged YAML configs of the leaf tasks under the given names (``walk_index``)."""
-    configs = [task_manager.task_index[name].cfg or {} for name in walk_index(task_manager, names)]
-    return [cfg for cfg in configs if cfg and "group" not in cfg]
+def _failing_key_line(file: Path, exc: Exception) -> int | None:
+    """The line of the template a Jinja error comes from: the template line naming the
+    undefined variable, or the only template line; else unknown."""
+    from jinja2 import TemplateError
+
+    if not isinstance(exc, TemplateError):
+        return None
+    try:
+        text = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = [line for key in TEMPLATE_KEYS if (line := key_line(file, key)) is not None
+             and ("{{" in text[line - 1] or "{%" in text[line - 1])]
+    named = re.match(r"'(\w+)' is undefined", str(exc))
+    if named:
+        lines = [line for line in lines if named.group(1) in text[line - 1]] or lines
+    return lines[0] if len(lines) == 1 else None
 
 
-def task_origins(task_manager, dirs: list[TaskDir] | None = None) -> dict[str, str]:
-    """Map each task, group and tag name in a TaskManager to the plugin (or other task
-    directory, ``dirs``) providing it; ``lm-eval`` for its own."""
-    dirs = plugin_task_dirs() if dirs is None else dirs
-    origins: dict[str, str] = {}
-    for name, entry in task_manager.task_index.items():
-        path = getattr(entry, "yaml_path", None)
-        origin = "lm-eval"
-        if path is not None:
-            resolved = Path(path).resolve()
-            for task_dir in dirs:
-                if resolved.is_relative_to(task_dir.path):
-                    origin = task_dir.plugin
-        elif entry.tags:  # a tag: the plugin of its first member
-            member = sorted(entry.tags)[0]
-            member_entry = task_manager.task_index.get(member)
-            if member_entry is not None and member_entry.yaml_path is not None:
-                for task_dir in dirs:
-                    if Path(member_entry.yaml_path).resolve().is_relative_to(task_dir.path):
-                        origin = task_dir.plugin
-        origins[name] = origin
-    return origins
+def load_checked(task_manager, names: list) -> dict:
+    """``task_manager.load(names)`` with pass 2 before and pass 3 after; a task that
+    cannot be built is found and named. Any problem is a ``UserError`` listing all."""
+    problems = missing_group_members(task_manager, names)
+    if problems:
+        raise UserError(_message(problems))
+    return _load(task_manager.load, task_manager, names)
+
+
+def _load(load, task_manager, names):
+    try:
+        loaded = load(names)
+    except UserError:
+        raise
+    except Exception as exc:
+        problems = build_problems(task_manager, leaf_names(task_manager, names), load)
+        if problems:
+            raise UserError(_message(problems)) from exc
+        raise
+    problems = rendering_problems(loaded, task_manager)
+    if problems:
+        raise UserError(_message(problems))
+    return loaded
+
+
+def checking_loads(task_manager):
+    """Make ``task_manager.load`` check what it builds (for ``simple_evaluate``, which
+    loads the tasks itself): the same TaskManager, its ``load`` wrapped once."""
+    original = task_manager.load
+    task_manager.load = lambda names, *args, **kwargs: _load(
+        lambda n: original(n, *args, **kwargs), task_manager, names)
+    return task_manager
+
+
+def _message(problems: list[TaskProblem]) -> str:
+    return "broken task definition(s):\n  " + "\n  ".join(str(p) for p in problems)
