@@ -260,7 +260,7 @@ def test_curriculum_block_is_validated(tmp_path):
                            "select": {"scorers": {"perplexity": {"model": "proxy"}}}}, base=tmp_path)
     assert recipe.curriculum.options["model"] == str(tmp_path / "proxy")
     assert recipe.curriculum.cache_dir == str(tmp_path / "c")
-    assert recipe.select["scorers"]["perplexity"]["model"] == str(tmp_path / "proxy")
+    assert recipe.select.scorers["perplexity"]["model"] == str(tmp_path / "proxy")
 
 
 def test_allocate_splits_the_budget_by_weight_and_refills_from_small_topics():
@@ -463,3 +463,26 @@ def test_select_block_is_validated():
                          ({"mode": "soft", "temperature": 0}, "sampling.temperature"), ([1], "expected a mapping")]:
         with pytest.raises(UserError, match=message):
             _sampling(bad)
+
+
+def test_select_block_is_parsed_when_the_recipe_loads(tmp_path):
+    from ecomharness.data.recipe import parse_recipe
+    from ecomharness.errors import UserError
+
+    base = {"output": "o", "tokenizer": "t", "sources": [
+        {"name": "a", "kind": "domain", "language": "en", "format": "jsonl", "path": "a.jsonl"},
+        {"name": "g", "kind": "general", "language": "en", "format": "jsonl", "path": "g.jsonl"}]}
+    spec = parse_recipe({**base, "select": {"scorers": {"pos_entropy": {"weight": 2}}}}, "r.yaml", tmp_path).select
+    assert (spec.sources, spec.scorers, spec.weights, spec.combine, spec.sampling) == (
+        ("a",), {"pos_entropy": {}}, {"pos_entropy": 2.0}, "rank", {"mode": "hard", "fraction": 0.1})
+    for bad, message in [
+        ({"scorers": {"pos_entropy": {}}, "sources": ["x"]}, r"r\.yaml\.select\.sources: no source named x"),
+        ({"scorers": {"pos_entropy": {"weight": -1}}}, r"r\.yaml\.select\.scorers\.pos_entropy\.weight"),
+        ({"scorers": {"pos_entropy": {}}, "combine": "mean"}, r"r\.yaml\.select\.combine: expected one of rank, weights"),
+        ({"scorers": {"pos_entropy": {}}, "seed": "1"}, r"r\.yaml\.select\.seed"),
+        ({"scorers": {"pos_entropy": {}}, "sampling": {"fraction": 2}}, "select.sampling.fraction"),
+        ({}, r"r\.yaml\.select\.scorers: name at least one scorer"),
+        ([1], r"r\.yaml\.select: expected a mapping"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            parse_recipe({**base, "select": bad}, "r.yaml", tmp_path)

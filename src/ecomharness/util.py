@@ -113,44 +113,50 @@ def reject_unknown_keys(mapping: dict, allowed, where: str) -> None:
                             f"expected one of {', '.join(sorted(allowed))}")
 
 
-def check_field_types(values: dict, cls, where: str) -> dict:
-    """Check each given value against the type hint of ``cls``'s dataclass field of that
-    name (int, float, bool, str, ``X | None``, ``tuple[str, ...]``, dict); lists become
-    tuples. Raises ``UserError`` naming ``where.field`` and what was expected."""
-    import dataclasses
+def check_value(value, hint, where: str):
+    """Check one value against a type hint (int, float, bool, str, list, dict,
+    ``X | None``, ``tuple[str, ...]``) and return it: a whole number given for a float
+    becomes a float, a list given for a tuple a tuple. Raises ``UserError`` naming
+    ``where`` and what was expected. Booleans are never numbers here: ``true`` for a
+    count is a typo, not 1."""
     import types
     import typing
 
     from ecomharness.errors import UserError
 
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    if value is None and type(None) in options:
+        return value
+    for option in options:
+        origin = typing.get_origin(option) or option
+        if origin is tuple and isinstance(value, (list, tuple)):
+            (item,) = typing.get_args(option)[:1] or (object,)
+            if all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+                return tuple(value)
+        elif origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        elif origin in (int, str, dict, list) and isinstance(value, origin) and not isinstance(value, bool):
+            return value
+        elif origin is bool and isinstance(value, bool):
+            return value
+        elif origin not in (tuple, float, int, str, dict, list, bool, type(None)):
+            return value  # a type this check does not know: the caller validates it
+    names = " or ".join(_type_name(o) for o in options)
+    raise UserError(f"{where}: expected {names}, got {value!r}")
+
+
+def check_field_types(values: dict, cls, where: str) -> dict:
+    """Check each given value against the type hint of ``cls``'s dataclass field of that
+    name (``check_value``). Raises ``UserError`` naming ``where.field``."""
+    import dataclasses
+    import typing
+
     hints = typing.get_type_hints(cls)
     out = dict(values)
     for f in dataclasses.fields(cls):
-        if f.name not in values:
-            continue
-        value, hint = values[f.name], hints[f.name]
-        options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
-            else (hint,)
-        if value is None and type(None) in options:
-            continue
-        for option in options:
-            origin = typing.get_origin(option) or option
-            if origin is tuple and isinstance(value, (list, tuple)):
-                (item,) = typing.get_args(option)[:1] or (object,)
-                if all(isinstance(v, item) and not isinstance(v, bool) for v in value):
-                    out[f.name] = tuple(value)
-                    break
-            elif origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-                break
-            elif origin in (int, str, dict) and isinstance(value, origin) and not isinstance(value, bool):
-                break
-            elif origin is bool and isinstance(value, bool):
-                break
-            elif origin not in (tuple, float, int, str, dict, bool, type(None)):
-                break  # a type this check does not know: the caller validates it
-        else:
-            names = " or ".join(_type_name(o) for o in options)
-            raise UserError(f"{where}.{f.name}: expected {names}, got {value!r}")
+        if f.name in values:
+            out[f.name] = check_value(values[f.name], hints[f.name], f"{where}.{f.name}")
     return out
 
 
@@ -163,4 +169,6 @@ def _type_name(hint) -> str:
         return "a list"
     if (typing.get_origin(hint) or hint) is dict:
         return "a mapping"
+    if hint is list:
+        return "a list"
     return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(hint, str(hint))

@@ -31,7 +31,8 @@ from typing import Any
 
 from ecomharness.errors import UserError
 from ecomharness.select.curriculum import CurriculumSpec, parse_curriculum
-from ecomharness.util import load_yaml_file, reject_unknown_keys
+from ecomharness.select.stage import SelectionSpec, parse_selection
+from ecomharness.util import check_value, load_yaml_file, reject_unknown_keys
 
 KINDS = ("domain", "general")
 ON_ERROR = ("raise", "skip")
@@ -81,7 +82,7 @@ class DataRecipe:
     batch_size: int = 10_000
     mixer: MixerSpec = field(default_factory=MixerSpec)
     ratio: RatioSpec = field(default_factory=RatioSpec)
-    select: dict[str, Any] | None = None  # see ecomharness.select.stage
+    select: SelectionSpec | None = None  # see ecomharness.select.stage
     curriculum: CurriculumSpec | None = None  # see ecomharness.select.curriculum
     source_file: Path | None = None
 
@@ -99,16 +100,13 @@ MAX_SEQ_LEN = 1 << 20
 
 
 def _typed(mapping: dict, key: str, kind, where: str, default=dataclasses.MISSING):
+    """``mapping[key]`` checked against ``kind`` (``util.check_value``); a missing key
+    takes ``default``, or is an error when there is none."""
     if key not in mapping:
         if default is dataclasses.MISSING:
             raise UserError(f"{where}: missing required key {key!r}")
         return default
-    value = mapping[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise UserError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
-    return value
+    return check_value(mapping[key], kind, f"{where}.{key}")
 
 
 def _source(raw: Any, index: int, where: str, base: Path) -> SourceSpec:
@@ -206,7 +204,8 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
         batch_size=_typed(raw, "batch_size", int, where, 10_000),
         mixer=mixer,
         ratio=ratio,
-        select=_resolve_paths(_typed(raw, "select", dict, where, None), base),
+        select=parse_selection(_resolve_paths(raw.get("select"), base), where, names,
+                               [s.name for s in sources if s.kind == "domain"]),
         curriculum=parse_curriculum(_resolve_paths(raw.get("curriculum"), base), where),
     )
     if not 8 <= recipe.seq_len <= MAX_SEQ_LEN:

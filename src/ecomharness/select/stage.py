@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,71 @@ def _sampling(raw) -> dict:
     return sampling
 
 
-def run_selection(recipe, spec: dict, rendered: Callable[[Any], Iterable[tuple[str, dict]]],
+@dataclass(frozen=True)
+class SelectionSpec:
+    """The recipe's ``select`` block, validated once when the recipe loads.
+
+    Scorers are named here and built when the stage runs (a proxy model loads then, not
+    while a recipe is checked)."""
+
+    sources: tuple[str, ...]
+    scorers: dict[str, dict[str, Any]]  # scorer name -> its options (weight removed)
+    weights: dict[str, float]
+    combine: str = "rank"
+    sampling: dict[str, Any] = field(default_factory=lambda: {"mode": "hard", "fraction": 0.1})
+    balance: dict[str, Any] | None = None
+    cache_dir: str | None = None
+    seed: int | None = None  # default: the recipe's seed
+
+
+COMBINE = ("rank", "weights")
+
+
+def parse_selection(raw: Any, where: str, source_names: list[str], domain_names: list[str]) -> SelectionSpec | None:
+    """Validate the recipe's ``select`` block (``None`` when absent); ``where`` names the
+    recipe in errors, ``source_names`` and ``domain_names`` are its sources."""
+    if raw is None:
+        return None
+    at = f"{where}.select" if where else "select"
+    if not isinstance(raw, dict):
+        raise UserError(f"{at}: expected a mapping such as {{scorers: {{similarity: {{tasks: [ecom_icl]}}}}}}")
+    reject_unknown_keys(raw, KEYS, at)
+    names = raw.get("sources") or domain_names
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{at}.sources: expected a list of source names, got {names!r}")
+    unknown = [n for n in names if n not in source_names]
+    if unknown:
+        raise UserError(f"{at}.sources: no source named {', '.join(unknown)}")
+    scorer_specs = raw.get("scorers") or {}
+    if not isinstance(scorer_specs, dict) or not (scorer_specs or raw.get("balance") is not None):
+        raise UserError(f"{at}.scorers: name at least one scorer, e.g. {{similarity: {{tasks: [ecom_icl]}}}} "
+                        "(only topic balancing may go without one)")
+    scorers, weights = {}, {}
+    for name, options in scorer_specs.items():
+        if options is not None and not isinstance(options, dict):
+            raise UserError(f"{at}.scorers.{name}: expected a mapping of options, got {options!r}")
+        options = dict(options or {})
+        weight = options.pop("weight", 1.0)
+        if not is_number(weight) or weight < 0:
+            raise UserError(f"{at}.scorers.{name}.weight: expected a non-negative number, got {weight!r}")
+        scorers[str(name)], weights[str(name)] = options, float(weight)
+    method = raw.get("combine", "rank")
+    if method not in COMBINE:
+        raise UserError(f"{at}.combine: expected one of {', '.join(COMBINE)}, got {method!r}")
+    balance = raw.get("balance")
+    if balance is not None and not isinstance(balance, dict):
+        raise UserError(f"{at}.balance: expected a mapping such as {{field: category}}")
+    cache_dir = raw.get("cache_dir")
+    if cache_dir is not None and not isinstance(cache_dir, str):
+        raise UserError(f"{at}.cache_dir: expected a path, got {cache_dir!r}")
+    seed = raw.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise UserError(f"{at}.seed: expected an integer, got {seed!r}")
+    return SelectionSpec(sources=tuple(names), scorers=scorers, weights=weights, combine=method,
+                         sampling=_sampling(raw.get("sampling")), balance=balance, cache_dir=cache_dir, seed=seed)
+
+
+def run_selection(recipe, spec: SelectionSpec, rendered: Callable[[Any], Iterable[tuple[str, dict]]],
                   log=print) -> SelectionReport:
     """Score and choose; return the keep masks per source and the stats.
 
@@ -75,38 +139,16 @@ def run_selection(recipe, spec: dict, rendered: Callable[[Any], Iterable[tuple[s
     order: the build renders, this step only scores and chooses (so selection never
     reaches into the build's internals, and the masks line up with the build's records).
     """
-    reject_unknown_keys(spec, KEYS, "select")
-    domain = [s.name for s in recipe.sources if s.kind == "domain"]
-    names = spec.get("sources") or domain
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise UserError(f"select.sources: expected a list of source names, got {names!r}")
-    unknown = [n for n in names if n not in {s.name for s in recipe.sources}]
-    if unknown:
-        raise UserError(f"select.sources: no source named {', '.join(unknown)}")
-    balance = BalanceSpec(spec["balance"]) if spec.get("balance") is not None else None
-    scorer_specs = spec.get("scorers") or {}
-    if not isinstance(scorer_specs, dict) or not (scorer_specs or balance):
-        raise UserError("select.scorers: name at least one scorer, e.g. {similarity: {tasks: [ecom_icl]}} "
-                        "(only topic balancing may go without one)")
-    scorers, weights, directions = {}, {}, {}
-    for name, options in scorer_specs.items():
-        if options is not None and not isinstance(options, dict):
-            raise UserError(f"select.scorers.{name}: expected a mapping of options, got {options!r}")
-        options = dict(options or {})
-        weight = options.pop("weight", 1.0)
-        if not is_number(weight) or weight < 0:
-            raise UserError(f"select.scorers.{name}.weight: expected a non-negative number, got {weight!r}")
-        weights[name] = float(weight)
-        scorer = build_scorer(name, options)
-        scorers[name] = scorer
-        directions[name] = getattr(scorer, "higher_is_better", True)
-    sampling = _sampling(spec.get("sampling"))
-    cache = ScoreCache(Path(spec.get("cache_dir") or recipe.output.parent / ".selection-cache"))
-    seed = int(spec.get("seed", recipe.seed))
+    balance = BalanceSpec(spec.balance) if spec.balance is not None else None
+    scorers = {name: build_scorer(name, options) for name, options in spec.scorers.items()}
+    directions = {name: getattr(scorer, "higher_is_better", True) for name, scorer in scorers.items()}
+    weights, sampling = spec.weights, spec.sampling
+    cache = ScoreCache(Path(spec.cache_dir or recipe.output.parent / ".selection-cache"))
+    seed = recipe.seed if spec.seed is None else spec.seed
 
     kept, stats = {}, {"sources": {}, "scorers": {n: s.config for n, s in scorers.items()}}
     for source in recipe.sources:
-        if source.name not in names:
+        if source.name not in spec.sources:
             continue
         columns: dict[str, list[np.ndarray]] = {n: [] for n in scorers}
         topics: list[str] = []
@@ -132,7 +174,7 @@ def run_selection(recipe, spec: dict, rendered: Callable[[Any], Iterable[tuple[s
             flush()
         merged = {name: np.concatenate(c) if c else np.zeros(0) for name, c in columns.items()}
         if merged and n:
-            score = combine(merged, directions, weights, spec.get("combine", "rank"))
+            score = combine(merged, directions, weights, spec.combine)
         else:  # balance alone: a seeded random order inside each topic
             score = np.random.default_rng(seed).random(n)
         k = int(sampling["k"]) if "k" in sampling else int(round(float(sampling.get("fraction", 0.1)) * n))
@@ -153,7 +195,7 @@ def run_selection(recipe, spec: dict, rendered: Callable[[Any], Iterable[tuple[s
         if topic_report is not None:
             stats["sources"][source.name]["topics"] = topic_report
     stats["sampling"] = sampling
-    stats["combine"] = spec.get("combine", "rank")
+    stats["combine"] = spec.combine
     if balance is not None:
         stats["balance"] = {"by": balance.name, "weights": balance.weights}
     for name, scorer in scorers.items():
