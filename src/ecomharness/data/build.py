@@ -22,6 +22,7 @@ import numpy as np
 from ecomharness.data import layout, pack, ratio
 from ecomharness.data.recipe import DataRecipe
 from ecomharness.data.records import build_table
+from ecomharness.data.samples import GENERAL, SampleTable, sample_table, sample_texts
 from ecomharness.errors import UserError
 from ecomharness.util import default_mode, write_json_atomic
 
@@ -42,7 +43,10 @@ def _versions() -> dict:
 
 
 def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
-    """Build the packed dataset of ``recipe``; return the stats written to stats.json."""
+    """Build the packed dataset of ``recipe``; return the stats written to stats.json.
+
+    Steps: select (optional) -> read, render, tokenize -> mix -> samples -> ratio draw
+    -> order (shuffle or curriculum) -> pack and write, atomically."""
     from ecomharness.registry import data_sources, mixers
 
     out = recipe.output
@@ -62,7 +66,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options), where="curriculum")
 
     selection = None
-    if recipe.select:
+    if recipe.select is not None:
         from ecomharness.select.stage import run_selection
 
         start = time.perf_counter()
@@ -92,19 +96,10 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     log(f"[data] mixed {len(domain_rows):,} domain records into {len(mix):,} samples with "
         f"{recipe.mixer.name!r} in {timings['mix']:.2f}s")
 
-    # All samples: the mixer's domain samples, then one sample per general record.
-    order = np.concatenate([domain_rows[mix.order], general_rows]).astype(np.int64)
-    bounds = np.concatenate([mix.bounds, mix.bounds[-1] + np.arange(1, len(general_rows) + 1)]).astype(np.int64)
-    sizes = np.diff(bounds)
-    sample_of_row = np.repeat(np.arange(len(sizes)), sizes)
-    sample_tokens = np.bincount(sample_of_row, weights=table.n_tokens[order], minlength=len(sizes)).astype(np.int64)
-    sample_tokens += np.maximum(sizes - 1, 0) * len(separator) + 1  # separators and EOS
-    sample_kind = np.r_[np.zeros(len(mix), np.int8), np.ones(len(general_rows), np.int8)]
-    first_rows = order[bounds[:-1]]
-    sample_language = table.language[first_rows]
-
+    samples = sample_table(table, domain_rows, general_rows, mix, len(separator))
     start = time.perf_counter()
-    chosen = ratio.draw_samples(sample_tokens, sample_kind, sample_language, table.languages, recipe.ratio, recipe.seed)
+    chosen = ratio.draw_samples(samples.tokens, samples.kind, samples.language, table.languages, recipe.ratio,
+                                recipe.seed)
     timings["ratio"] = time.perf_counter() - start
     curriculum_stats = None
     if curriculum_scorer is None:
@@ -116,7 +111,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         start = time.perf_counter()
         spec = recipe.curriculum
         cache_dir = Path(spec.cache_dir or recipe.output.parent / ".selection-cache")
-        texts = _sample_texts(table, order, bounds, tokenizer, separator_text)
+        texts = sample_texts(table, samples, tokenizer, separator_text)
         packed_order, curriculum_stats, score_cache["curriculum"] = order_samples(
             spec, curriculum_scorer, chosen.samples, texts, cache_dir, recipe.seed + 1)
         timings["curriculum"] = time.perf_counter() - start
@@ -124,20 +119,16 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
             f"{spec.by} ({spec.order}); scores computed {score_cache['curriculum']['computed']:,}, "
             f"reused {score_cache['curriculum']['reused']:,}")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_builds(out, log)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=out.parent))
-    os.chmod(tmp, default_mode(directory=True))
-    try:
+    def write(tmp: Path) -> dict:
         start = time.perf_counter()
-        stream = pack.sample_token_stream(table, order, bounds, packed_order, separator, tokenizer.eos_token_id)
+        stream = pack.sample_token_stream(table, samples.order, samples.bounds, packed_order, separator,
+                                          tokenizer.eos_token_id)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         packed = pack.write_blocks(stream, recipe.seq_len, pad_id, tmp / layout.DATASET)
         timings["pack"] = time.perf_counter() - start
         log(f"[data] packed {packed['tokens']:,} tokens into {packed['blocks']:,} blocks of {recipe.seq_len} "
             f"in {timings['pack']:.1f}s")
-        stats = _stats(recipe, table, reports, mix, chosen, sample_tokens, sample_kind, order, bounds, packed,
-                       separator_text)
+        stats = _stats(recipe, table, reports, mix, chosen, samples, packed, separator_text)
         stats["tokenizer_fingerprint"] = tokenizer_fingerprint(tokenizer)
         if selection is not None:
             stats["selection"] = selection.stats
@@ -147,6 +138,25 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         (tmp / layout.STATS_MD).write_text(stats_markdown(stats), encoding="utf-8")
         if recipe.source_file is not None:
             shutil.copyfile(recipe.source_file, tmp / layout.RECIPE)
+        return stats
+
+    stats = _write_output(out, write, log)
+    # Printed, not written: the output stays byte-identical from run to run.
+    stats["timings_s"] = timings
+    stats["score_cache"] = score_cache
+    return stats
+
+
+def _write_output(out: Path, write, log) -> dict:
+    """Run ``write(tmp)`` into a fresh folder beside ``out`` and move it into place:
+    readers see the old build or the new one, never half of either; a failed write
+    leaves the old one untouched."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_builds(out, log)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=out.parent))
+    os.chmod(tmp, default_mode(directory=True))
+    try:
+        result = write(tmp)
         if out.exists():
             trash = out.with_name(f".{out.name}.old-{time.time_ns()}")
             out.rename(trash)
@@ -157,10 +167,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    # Printed, not written: the output stays byte-identical from run to run.
-    stats["timings_s"] = timings
-    stats["score_cache"] = score_cache
-    return stats
+    return result
 
 
 def rendered_records(recipe: DataRecipe, readers: dict):
@@ -234,24 +241,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _sample_texts(table, order: np.ndarray, bounds: np.ndarray, tokenizer, separator_text: str):
-    """``texts(sample_ids)``: each sample's records decoded and joined as they are packed."""
-
-    def texts(samples: list[int]) -> list[str]:
-        out = []
-        for sample in samples:
-            rows = order[bounds[sample] : bounds[sample + 1]].tolist()
-            pieces = tokenizer.batch_decode([table.token_ids(row).tolist() for row in rows], skip_special_tokens=True)
-            out.append(separator_text.join(pieces))
-        return out
-
-    return texts
-
-
-def _stats(recipe, table, reports, mix, selection, sample_tokens, sample_kind, order, bounds, packed, separator_text) -> dict:
-    uses = np.bincount(selection.samples, minlength=len(sample_tokens))
-    sizes = np.diff(bounds)
-    row_uses = np.repeat(uses, sizes)
+def _stats(recipe, table, reports, mix, chosen, samples: SampleTable, packed, separator_text) -> dict:
+    uses = np.bincount(chosen.samples, minlength=len(samples))
+    row_uses = np.repeat(uses, samples.sizes)
+    order = samples.order
     raw_by_source = np.bincount(table.source, weights=table.n_tokens, minlength=len(table.source_names))
     used_by_source = np.bincount(table.source[order], weights=table.n_tokens[order] * row_uses,
                                  minlength=len(table.source_names))
@@ -268,7 +261,7 @@ def _stats(recipe, table, reports, mix, selection, sample_tokens, sample_kind, o
     kinds: Counter = Counter()
     for s in sources:
         kinds[s["kind"]] += s["tokens_used"]
-    achieved = selection.tokens_by_group
+    achieved = chosen.tokens_by_group
     general_total = sum(v for k, v in achieved.items() if k.startswith("general/"))
     ratios = {
         "general_to_domain_target": recipe.ratio.general_to_domain,
@@ -278,7 +271,7 @@ def _stats(recipe, table, reports, mix, selection, sample_tokens, sample_kind, o
             k.split("/", 1)[1]: (v / general_total if general_total else 0.0)
             for k, v in achieved.items() if k.startswith("general/")
         },
-        "tokens_target": {k: round(v, 1) for k, v in selection.targets.items()},
+        "tokens_target": {k: round(v, 1) for k, v in chosen.targets.items()},
         "tokens_achieved": achieved,
     }
     return {
@@ -292,8 +285,8 @@ def _stats(recipe, table, reports, mix, selection, sample_tokens, sample_kind, o
         "records": int(len(table)),
         "bad_records": int(sum(s["bad_records"] for s in sources)),
         "samples": {
-            "domain": int(len(mix)), "general": int(np.sum(sample_kind == 1)),
-            "selected": int(len(selection.samples)), "mixer_counts": dict(sorted(mix.counts.items())),
+            "domain": int(len(mix)), "general": int(np.sum(samples.kind == GENERAL)),
+            "selected": int(len(chosen.samples)), "mixer_counts": dict(sorted(mix.counts.items())),
             "records_per_domain_sample": {str(k): v for k, v in sorted(mix.cluster_sizes.items())},
             "sources_per_domain_sample": {str(k): v for k, v in sorted(mix.coverage.items())},
         },
