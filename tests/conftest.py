@@ -32,7 +32,7 @@ def corpus_with_tokenizer(root: Path, n_products: int, n_general: int, seed: int
                           extra_texts=()) -> list[dict]:
     """The demo's synthetic corpus under ``root/raw`` and a tokenizer trained on it (and
     ``extra_texts``) in ``root/tok``; returns the data recipe's sources."""
-    from ecomharness.demo.corpus import corpus_sources, write_corpus
+    from ecomharness.testing.corpus import corpus_sources, write_corpus
     from ecomharness.demo.tiny import train_tokenizer
 
     paths = write_corpus(root / "raw", n_products=n_products, n_general=n_general, seed=seed)

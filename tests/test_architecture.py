@@ -23,6 +23,7 @@ LAYERS = [
     {"data"},
     {"train"},
     {"demo"},
+    {"testing"},
     {"cli"},
 ]
 

@@ -105,7 +105,7 @@ def test_scores_are_cached_by_document_and_config(tmp_path):
 def test_data_build_keeps_the_selected_fraction_and_reuses_scores(tmp_path):
     from ecomharness.data.build import build_dataset
     from ecomharness.data.recipe import load_recipe
-    from ecomharness.demo.corpus import corpus_sources, write_corpus
+    from ecomharness.testing.corpus import corpus_sources, write_corpus
     from ecomharness.demo.tiny import train_tokenizer
 
     paths = write_corpus(tmp_path / "raw", n_products=200, n_general=300, seed=4)
@@ -329,7 +329,7 @@ def test_data_build_balances_selection_across_a_topic_field(tmp_path):
 
     from ecomharness.data.build import build_dataset
     from ecomharness.data.recipe import load_recipe
-    from ecomharness.demo.corpus import corpus_sources, write_corpus
+    from ecomharness.testing.corpus import corpus_sources, write_corpus
     from ecomharness.demo.tiny import train_tokenizer
 
     paths = write_corpus(tmp_path / "raw", n_products=300, n_general=10, seed=2)
@@ -427,7 +427,7 @@ def test_similarity_options_are_validated(tmp_path):
 def test_data_build_command_selects_balances_and_orders(tmp_path):
     from conftest import run_cli
 
-    from ecomharness.demo.corpus import corpus_sources, write_corpus
+    from ecomharness.testing.corpus import corpus_sources, write_corpus
 
     paths = write_corpus(tmp_path / "raw", n_products=60, n_general=20, seed=5)
     lines = [json.loads(l) for p in paths.values() for l in p.read_text(encoding="utf-8").splitlines()]

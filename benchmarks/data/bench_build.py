@@ -28,7 +28,7 @@ def prepare(root: Path, records: int) -> Path:
     """Write the corpus, tokenizer and recipe; return the recipe path."""
     import yaml
 
-    from ecomharness.demo.corpus import corpus_sources, write_corpus
+    from ecomharness.testing.corpus import corpus_sources, write_corpus
     from ecomharness.demo.tiny import train_tokenizer
 
     paths = write_corpus(root / "raw", n_products=int(records / RECORDS_PER_PRODUCT), n_general=records // 4, seed=0)

@@ -27,7 +27,7 @@ def corpus(docs: int, doc_chars: int, path: str | None) -> list[str]:
     if path:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
         return [json.loads(line)["text"] for line in lines if line.strip()][:docs]
-    from ecomharness.demo.corpus import write_corpus
+    from ecomharness.testing.corpus import write_corpus
 
     root = Path(tempfile.mkdtemp(prefix="bench-select-"))
     pieces_needed = docs * doc_chars // 40

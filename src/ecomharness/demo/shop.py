@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 from ecomharness.demo import vocab
-from ecomharness.demo.corpus import write_general
+from ecomharness.demo.general import write_general
 from ecomharness.resources import bundled_path
 
 SOURCES = ("products", "attributes", "descriptions", "reviews")

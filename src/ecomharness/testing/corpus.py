@@ -1,4 +1,5 @@
-"""A seeded generator of synthetic corpora in the shape EcomGPT-CT trains on.
+"""A seeded generator of synthetic corpora in the shape EcomGPT-CT trains on, for tests
+and benchmarks (the demo writes its own shop, ``demo/shop.py``).
 
 Domain: products in four sources linked by ``product_id`` — a product table (title,
 category), attributes, descriptions and reviews — 75% Chinese, 25% English. General:
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+
+from ecomharness.demo.general import write_general
 
 ZH = {
     "categories": {
@@ -31,9 +34,6 @@ ZH = {
     },
     "brands": ["青禾", "木森", "北岸", "知夏", "云栖", "星屿", "拾光", "南舟", "远山", "朝露"],
     "review": ["质量很好，{v}和描述一致。", "物流很快，{v}很满意。", "性价比高，{v}不错，会回购。", "做工一般，{v}还行。"],
-    "general": ["{a}是{b}的重要组成部分，近年来受到广泛关注。", "研究人员在{a}领域取得了新的进展，{b}也随之改变。",
-                "{a}位于{b}，历史悠久，文化底蕴深厚。", "关于{a}的讨论持续升温，专家认为{b}值得重视。"],
-    "nouns": ["城市交通", "气候变化", "古代建筑", "数字经济", "海洋生物", "传统节日", "科学教育", "乡村振兴", "江南水乡", "高原湖泊"],
 }
 EN = {
     "categories": {
@@ -49,10 +49,6 @@ EN = {
     "brands": ["Acmeflow", "Northpeak", "Lumora", "Vantix", "Brightwell", "Solvane"],
     "review": ["Great quality, the {v} is exactly as described.", "Fast delivery and the {v} is nice.",
                "Good value; the {v} works well.", "Average build, the {v} is fine."],
-    "general": ["{a} has become an important part of {b} in recent years.", "Researchers studying {a} report new findings about {b}.",
-                "The history of {a} is closely tied to {b}.", "Debate about {a} continues, and experts say {b} matters."],
-    "nouns": ["public transport", "climate change", "ancient architecture", "the digital economy", "marine life",
-              "traditional festivals", "science education", "rural development", "river towns", "mountain lakes"],
 }
 
 
@@ -86,22 +82,6 @@ def product_records(p: dict, rng: random.Random, n_reviews: int) -> dict[str, li
         "reviews": [{"product_id": p["product_id"], "review": rng.choice(lex["review"]).format(v=first_value)}
                     for _ in range(n_reviews)],
     }
-
-
-def general_paragraph(rng: random.Random, zh: bool) -> str:
-    """A short general-domain paragraph of two or three sentences."""
-    lex = ZH if zh else EN
-    sentences = [rng.choice(lex["general"]).format(a=rng.choice(lex["nouns"]), b=rng.choice(lex["nouns"]))
-                 for _ in range(rng.randint(2, 3))]
-    return ("" if zh else " ").join(sentences)
-
-
-def write_general(handles: dict, rng: random.Random, n: int) -> None:
-    """``n`` general documents, alternately Chinese and English, to ``general_zh``/``general_en``."""
-    for i in range(n):
-        zh = i % 2 == 0
-        handles["general_zh" if zh else "general_en"].write(
-            json.dumps({"id": f"g{i}", "text": general_paragraph(rng, zh)}, ensure_ascii=False) + "\n")
 
 
 def write_corpus(out_dir: Path, n_products: int, n_general: int, seed: int = 0, zh_share: float = 0.75) -> dict[str, Path]:
