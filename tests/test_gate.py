@@ -32,6 +32,12 @@ def gate(rules, candidate, baseline=None, **top):
     return run_gate(parse_policy({"rules": rules, **top}), candidate, baseline)
 
 
+def unpaired_gate(rules, candidate, baseline=None, **top):
+    """The unpaired z-test decides: these Evidence objects carry no per-document scores,
+    and the policy allows ``unpaired``."""
+    return gate(rules, candidate, baseline, allow=["unpaired"], **top)
+
+
 def test_z_test_by_hand():
     # diff 0.05, se = sqrt(0.03^2 + 0.04^2) = 0.05 -> z = 1, p = 2 * (1 - Phi(1)) = 0.3173
     z, p = z_test(Measure(0.55, 0.03), Measure(0.50, 0.04))
@@ -59,17 +65,17 @@ def test_max_drop_fails_only_when_significant():
     rule = [{"kind": "max_drop", "tasks": ["g"], "threshold": 0.01, "alpha": 0.05}]
     base = evidence("base", g=(0.60, 0.03))
     # drop 0.05, se = sqrt(2) * 0.03 = 0.0424 -> z = -1.1785, p = 0.2386: not significant
-    v = gate(rule, evidence(g=(0.55, 0.03)), base)
+    v = unpaired_gate(rule, evidence(g=(0.55, 0.03)), base)
     assert v.passed and "not significant (p=0.239" in v.checks[0].reason
     # drop 0.10 -> z = -2.357, p = 0.0184: significant
-    v = gate(rule, evidence(g=(0.50, 0.03)), base)
+    v = unpaired_gate(rule, evidence(g=(0.50, 0.03)), base)
     assert not v.passed and "significant (p=0.0184" in v.checks[0].reason
     assert v.checks[0].inputs["p"] == pytest.approx(math.erfc(0.10 / (math.sqrt(2) * 0.03) / math.sqrt(2)))
     # exactly at alpha: p = 0.05 is not below alpha, so it passes
     se = 0.10 / 1.959963984540054 / math.sqrt(2)
-    assert gate(rule, evidence(g=(0.50, se)), evidence("base", g=(0.60, se))).passed
+    assert unpaired_gate(rule, evidence(g=(0.50, se)), evidence("base", g=(0.60, se))).passed
     # no stderr: the threshold alone decides, and the reason says so
-    v = gate(rule, evidence(g=(0.55, None)), evidence("base", g=(0.60, None)))
+    v = unpaired_gate(rule, evidence(g=(0.55, None)), evidence("base", g=(0.60, None)))
     assert not v.passed and "without a significance test" in v.checks[0].reason
 
 
@@ -79,10 +85,10 @@ def test_min_gain_and_significant_gain():
     assert not gate([{"kind": "min_gain", "tasks": ["d"], "threshold": 0.05}], evidence(d=(0.44, 0.02)), base).passed
     rule = [{"kind": "min_gain", "tasks": ["d"], "threshold": 0.0, "significant": True}]
     # gain 0.03, se 0.0283 -> p = 0.289
-    v = gate(rule, evidence(d=(0.43, 0.02)), base)
+    v = unpaired_gate(rule, evidence(d=(0.43, 0.02)), base)
     assert not v.passed and "not significant" in v.checks[0].reason
-    assert gate(rule, evidence(d=(0.50, 0.02)), base).passed  # p = 0.0004
-    v = gate(rule, evidence(d=(0.50, None)), evidence("base", d=(0.40, None)))
+    assert unpaired_gate(rule, evidence(d=(0.50, 0.02)), base).passed  # p = 0.0004
+    v = unpaired_gate(rule, evidence(d=(0.50, None)), evidence("base", d=(0.40, None)))
     assert not v.passed and "stderr is missing" in v.checks[0].reason
 
 

@@ -117,7 +117,10 @@ def _evidence(label, value, stderr):
 
 
 def test_nan_stderr_is_no_significant_gain():
-    policy = parse_policy({"rules": [{"kind": "min_gain", "tasks": ["a"], "threshold": 0.0, "significant": True}]})
+    # The unpaired z-test is allowed here (no per-document scores): a NaN stderr must
+    # not read as a test result.
+    policy = parse_policy({"rules": [{"kind": "min_gain", "tasks": ["a"], "threshold": 0.0, "significant": True}],
+                           "allow": ["unpaired"]})
     verdict = run_gate(policy, _evidence("c", 0.6, math.nan), _evidence("b", 0.5, 0.01))
     assert not verdict.passed and "not finite" in verdict.checks[0].reason
 

@@ -188,15 +188,16 @@ def evaluate_base(cache: Path, base: Path, settings, log=print) -> dict:
     evaluator = CheckpointEvaluator(settings)
     results = evaluator.evaluate_path(str(base))
     record = ledger_record("init", 0, settings, results=results, seconds=time.perf_counter() - start,
-                           data_sources=evaluator.data_sources)
+                           data_sources=evaluator.data_sources, record_folder=cache)
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
     done()
     return record
 
 
 def run_cpt(out: Path, name: str, base: Path, base_record: dict, tokenizer: Path, data: Path, cfg: DemoConfig,
-            every_checkpoint: bool, log=print) -> list[dict]:
-    """CPT of the base on ``data``; returns the run's ledger records (init first)."""
+            every_checkpoint: bool, log=print, base_folder: Path | None = None) -> list[dict]:
+    """CPT of the base on ``data``; returns the run's ledger records (init first).
+    ``base_folder`` holds the files ``base_record`` references (its per-document scores)."""
     from ecomharness.evaluation.ledger import append_record, ledger_path, read_ledger
     from ecomharness.train.run import run_training
 
@@ -206,7 +207,12 @@ def run_cpt(out: Path, name: str, base: Path, base_record: dict, tokenizer: Path
     gate = str(bundled_path("train") / "gates" / "default.yaml")
     recipe = _train_recipe(run_dir, {"path": str(base)}, tokenizer, data, cfg.cpt_steps, save, cfg, "inline",
                            True, gate=gate)
-    # The base was evaluated once (cached): its record is this run's `init`, not redone.
+    # The base was evaluated once (cached): its record is this run's `init`, not redone;
+    # its per-document scores travel with it, for the paired gate.
+    if "per_document" in base_record and base_folder is not None:
+        from ecomharness.evaluation.per_document import copy_reference
+
+        copy_reference(base_record["per_document"], base_folder, ledger_path(run_dir).parent)
     append_record(ledger_path(run_dir), base_record)
     done = _stage(f"CPT '{name}' ({cfg.cpt_steps} steps, "
                   f"{'a checkpoint every ' + str(save) + ' steps' if every_checkpoint else 'final checkpoint'}"
@@ -224,6 +230,7 @@ def _score(record: dict, group: str) -> tuple[float, float | None]:
 def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None, log=print) -> dict:
     """Run every stage into ``out_dir``; return the figures the summary prints."""
     from ecomharness.demo.shop import shop_sources
+    from ecomharness.evaluation.ledger import ledger_path
     from ecomharness.gate.policy import load_policy
     from ecomharness.gate.select import against_init
     from ecomharness.gate.verdict import to_markdown
@@ -245,11 +252,13 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
     settings = _train_recipe(out / "x", {"path": str(base)}, tokenizer, cpt_data, 1, 1, cfg, "inline", True).eval.settings()
     base_record = evaluate_base(cache, base, settings, log)
 
-    records = run_cpt(out, "cpt_graph", base, base_record, tokenizer, cpt_data, cfg, every_checkpoint=True, log=log)
+    records = run_cpt(out, "cpt_graph", base, base_record, tokenizer, cpt_data, cfg, every_checkpoint=True, log=log,
+                      base_folder=cache)
     done = _stage("report and gate", log)
     report = write_report(out / "cpt_graph", out / "report")
     policy = load_policy(bundled_path("train") / "gates" / "default.yaml", known_kinds=set(gate_rules.names()))
-    verdict = against_init(policy, records[-1], base_record, f"cpt_graph@{records[-1]['checkpoint']}")
+    verdict = against_init(policy, records[-1], base_record, f"cpt_graph@{records[-1]['checkpoint']}",
+                           folder=ledger_path(out / "cpt_graph").parent)
     (out / "report" / "gate.md").write_text(to_markdown(verdict), encoding="utf-8")
     done()
 
@@ -264,7 +273,7 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
             slug = label.split(" ")[0]
             data = build_data(cache, slug, sources, tokenizer, cfg, mixer=mixer, ratio=ratio, log=log)
             rows[label] = run_cpt(out, f"cpt_{slug}", base, base_record, tokenizer, data, cfg,
-                                  every_checkpoint=False, log=log)[-1]
+                                  every_checkpoint=False, log=log, base_folder=cache)[-1]
     seconds = time.perf_counter() - total
     return _summarise(out, rows, verdict, report, seconds, compare, log)
 

@@ -81,6 +81,7 @@ class CheckpointEvaluator:
         opened = open_tasks(list(settings.tasks), include_path=list(settings.include_path) or None,
                             metadata=settings.metadata)
         self.task_names = opened.names
+        self.task_manager = opened.manager
         self.loaded = load_checked(opened.manager, self.task_names)
         # A snapshot, taken now: DATA_SOURCES is per process, and another evaluator built
         # later in this process (other settings, same task names) would overwrite it.
@@ -102,10 +103,16 @@ class CheckpointEvaluator:
 
         results = evaluate(
             lm=lm, task_dict=self.loaded, limit=self.settings.limit, samples=self.settings.samples,
-            log_samples=False, verbosity="WARNING",
+            log_samples=True, verbosity="WARNING",
         )
         if results is None:  # non-zero rank
             return {}
+        # Per-document scores for paired tests; the logged samples (prompts, answers)
+        # are not kept: the ledger records scores, not transcripts.
+        from ecomharness.evaluation.per_document import collect
+
+        results["per_document"] = collect(results, self.task_manager)
+        results.pop("samples", None)
         return results
 
     def evaluate_model(self, model, tokenizer) -> dict:

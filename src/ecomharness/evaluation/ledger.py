@@ -197,10 +197,13 @@ def _versions() -> dict[str, str]:
 
 def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None = None,
                   tokens_seen: int | None = None, results: dict | None = None, error: BaseException | None = None,
-                  seconds: float = 0.0, data_sources: dict | None = None) -> dict[str, Any]:
+                  seconds: float = 0.0, data_sources: dict | None = None,
+                  record_folder: str | Path | None = None) -> dict[str, Any]:
     """One ledger record: what was evaluated, how (``settings``, an ``EvalSettings``),
     with which data (``data_sources``: the evaluator's snapshot; without one, this
-    process's ``DATA_SOURCES`` as they are now), and the outcome."""
+    process's ``DATA_SOURCES`` as they are now), and the outcome. With
+    ``record_folder`` (the ledger's folder), the results' per-document scores are
+    written beside the ledger and referenced as ``per_document``."""
     from dataclasses import asdict
 
     from ecomharness.tasks.data import DATA_SOURCES
@@ -229,6 +232,11 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
     record["task_versions"] = results.get("versions", {})
     sources = DATA_SOURCES if data_sources is None else data_sources
     record["data_sources"] = {t: sources[t] for t in sorted(results.get("results", {})) if t in sources}
+    if record_folder is not None and results.get("per_document"):
+        from ecomharness.evaluation import per_document
+
+        record["per_document"] = per_document.write(record_folder, f"{checkpoint}-{record['task_set']}",
+                                                    results["per_document"])
     return record
 
 
@@ -261,7 +269,8 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
             log.exception("evaluation of %s failed", checkpoint)
             results, error = None, exc
         entry = ledger_record(checkpoint, step, settings, epoch=epoch, tokens_seen=tokens_seen, results=results,
-                              error=error, seconds=time.perf_counter() - start, data_sources=data_sources)
+                              error=error, seconds=time.perf_counter() - start, data_sources=data_sources,
+                              record_folder=Path(ledger).parent if record else None)
         if error is None and judge is not None:
             entry["gate"] = judge(entry)
         if record and not (error is not None and previous and previous[-1]["status"] == "failed"):

@@ -70,7 +70,9 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
         samples=cfg.samples,
         check_integrity=cfg.check_integrity,
         write_out=cfg.write_out,
-        log_samples=cfg.log_samples,
+        # Always: the per-document scores come from the logged samples. Whether the
+        # samples themselves are saved is still --log_samples's business.
+        log_samples=True,
         evaluation_tracker=tracker,
         system_instruction=cfg.system_instruction,
         apply_chat_template=cfg.apply_chat_template,
@@ -88,7 +90,15 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
     if results is None:  # non-zero ranks in distributed runs
         return 0
     results["ecomharness"] = run_provenance(results)
-    samples = results.pop("samples", None) if cfg.log_samples else None
+    from ecomharness.evaluation import per_document
+
+    table = per_document.collect(results, task_manager)
+    samples = results.pop("samples", None)
+    if not cfg.log_samples:
+        samples = None
+    folder = _results_folder(cfg.output_path, tracker)
+    if folder is not None and table["tasks"]:
+        results["ecomharness"]["per_document"] = per_document.write(folder, "results", table)
     if cfg.show_config:
         print(json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False))
     tracker.save_results_aggregated(results=results, samples=samples)
@@ -103,6 +113,16 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
     if "groups" in results:
         print(make_table(results, "groups"))
     return 0
+
+
+def _results_folder(output_path, tracker) -> Path | None:
+    """The folder lm-eval's tracker writes the results file into (None: not saved)."""
+    if not output_path:
+        return None
+    path = Path(output_path)
+    if path.suffix == ".json":
+        return path.parent
+    return path / str(tracker.general_config_tracker.model_name_sanitized)
 
 
 def run_provenance(results: dict | None = None) -> dict:

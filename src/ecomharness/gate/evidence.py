@@ -77,6 +77,9 @@ class Evidence:
     n_shot: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     step: int | None = None
+    # Per-document scores (``evaluation/per_document.py``), for paired tests; None when
+    # the evaluation did not keep them (older records, plain lm-eval results).
+    per_document: dict | None = None
 
     def leaves(self, task: str) -> list[str]:
         """The leaf tasks under a group (the task itself if it is not a group)."""
@@ -132,8 +135,17 @@ def _groups(value: Any, where: str) -> dict[str, list[str]]:
     return {k: list(v) for k, v in groups.items() if v}
 
 
-def from_results(results: dict, label: str) -> Evidence:
-    """Evidence from an lm-eval results dict (with ecomharness's data sources if present)."""
+def _per_document(reference: Any, folder: Path | None, where: str) -> dict | None:
+    if reference is None or folder is None:
+        return None
+    from ecomharness.evaluation.per_document import read
+
+    return read(folder, reference, where)
+
+
+def from_results(results: dict, label: str, folder: Path | None = None) -> Evidence:
+    """Evidence from an lm-eval results dict (with ecomharness's data sources if present);
+    ``folder`` (the results file's) resolves its per-document scores."""
     raw = _mapping(results.get("results"), f"{label}: results")
     for task, values in raw.items():
         if not isinstance(values, dict):
@@ -147,11 +159,13 @@ def from_results(results: dict, label: str) -> Evidence:
         group_subtasks=_groups(results.get("group_subtasks"), f"{label}: group_subtasks"),
         n_samples=_mapping(results.get("n-samples"), f"{label}: n-samples"),
         n_shot=_mapping(results.get("n-shot"), f"{label}: n-shot"),
+        per_document=_per_document(provenance.get("per_document"), folder, f"{label}: ecomharness.per_document"),
     )
 
 
-def from_record(record: dict, label: str) -> Evidence:
-    """Evidence from one ledger record."""
+def from_record(record: dict, label: str, folder: Path | None = None) -> Evidence:
+    """Evidence from one ledger record; ``folder`` (the ledger's) resolves its
+    per-document scores."""
     return Evidence(
         label=label,
         metrics=_measures(record.get("metrics", {}), f"{label}: metrics"),
@@ -162,6 +176,7 @@ def from_record(record: dict, label: str) -> Evidence:
         n_shot=_mapping(record.get("n_shot"), f"{label}: n_shot"),
         checkpoint=record.get("checkpoint"),
         step=record.get("step"),
+        per_document=_per_document(record.get("per_document"), folder, f"{label}: per_document"),
     )
 
 
@@ -252,7 +267,7 @@ def load_evidence(path: str | Path, selector: str | None = None, rank_by=None, l
     if ledger or is_ledger(path):
         records = ledger_records(path)
         record = select_record(records, selector or "last", rank_by, str(path))
-        return from_record(record, f"{path}@{record['checkpoint']}")
+        return from_record(record, f"{path}@{record['checkpoint']}", ledger_file(path).parent)
     if selector not in (None, "last"):
         raise UserError(f"{path}: a checkpoint selector needs a ledger or run directory, not a results file")
     file = _results_file(path)
@@ -262,4 +277,4 @@ def load_evidence(path: str | Path, selector: str | None = None, rank_by=None, l
         raise UserError(f"{file}: not a JSON results file ({exc})") from exc
     if not isinstance(results, dict) or "results" not in results:
         raise UserError(f"{file}: not an lm-eval results file (no 'results' key)")
-    return from_results(results, str(file))
+    return from_results(results, str(file), file.parent)

@@ -16,6 +16,15 @@
         tasks: [general_icl]
         threshold: 0.02
         alpha: 0.05               # max_drop: a drop fails only when significant
+        max_detectable_effect: 0.05  # optional: fail (underpowered) when the documents
+                                     # could not have detected a difference this large
+    correction: holm             # optional: Holm-Bonferroni across the significance tests
+    bootstrap: {resamples: 10000, seed: 0}   # the paired bootstrap's settings
+
+Significance is tested on paired evidence: both sides' per-document scores, matched by
+document id (``gate/paired.py``). Where either side lacks them, or their documents
+differ, a rule that needs a test fails closed (``unpaired``) unless ``allow: [unpaired]``
+lets the unpaired z-test on the two standard errors decide, which the reason then says.
 
 Every value is checked where it is read (finite thresholds, a drop threshold >= 0, alpha
 strictly between 0 and 1, ``significant`` a real boolean), and a task name or glob that
@@ -23,7 +32,10 @@ matches no result fails as ``missing``.
 
 Fail-closed reasons a rule (or ``allow`` at the top) may allow: ``missing`` (task or
 metric absent), ``nan``, ``data_mismatch`` (data fingerprints differ),
-``unknown_source`` (no data source recorded), ``version_mismatch`` (task versions differ).
+``unknown_source`` (no data source recorded), ``version_mismatch`` (task versions differ),
+``unpaired`` (no paired evidence: the unpaired z-test may decide). ``underpowered`` (the
+minimum detectable effect exceeds ``max_detectable_effect``) cannot be allowed: remove
+the requirement instead.
 """
 
 from __future__ import annotations
@@ -38,7 +50,8 @@ from typing import Any
 from ecomharness.errors import UserError
 from ecomharness.util import did_you_mean, load_yaml_file, reject_unknown_keys
 
-ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch")
+ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch", "unpaired")
+CORRECTIONS = ("none", "holm")
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,7 @@ class Rule:
     significant: bool = False
     allow: tuple[str, ...] = ()
     parts: tuple[Rule, ...] = ()  # joint rules
+    max_detectable_effect: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,9 +97,18 @@ class Policy:
     allow: tuple[str, ...] = ()
     rank_by: tuple[str, str] | None = None
     source: str = ""
+    correction: str = "none"
+    resamples: int = 10_000
+    seed: int = 0
+    # Set by the gate while it runs (not read from YAML): Holm-adjusted p-values per
+    # (rule, task), and the paired tests already computed, so the second pass that
+    # applies the correction does not resample again.
+    adjusted_p: dict = field(default_factory=dict, compare=False, repr=False)
+    test_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
-COMMON = {"name", "kind", "tasks", "metric", "threshold", "alpha", "significant", "allow", "parts"}
+COMMON = {"name", "kind", "tasks", "metric", "threshold", "alpha", "significant", "allow", "parts",
+          "max_detectable_effect"}
 BUILTIN_KINDS = ("min", "max_drop", "min_gain", "joint")
 
 
@@ -158,11 +181,15 @@ def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
     if builtin and "threshold" not in raw:
         raise UserError(f"{where}: missing required key 'threshold'")
     alpha = raw.get("alpha")
+    mde = raw.get("max_detectable_effect")
+    if mde is not None and (isinstance(mde, bool) or not isinstance(mde, (int, float)) or not math.isfinite(mde)
+                            or mde <= 0):
+        raise UserError(f"{where}.max_detectable_effect: expected a positive number, got {mde!r}")
     return Rule(
         name=name, kind=kind, tasks=tuple(tasks or ()), metric=_text(raw, "metric", "score", where),
         threshold=_threshold(raw["threshold"], where, kind) if "threshold" in raw else None,
         alpha=None if alpha is None else _alpha(alpha, f"{where}.alpha"), significant=significant,
-        allow=_allow(raw.get("allow"), where),
+        allow=_allow(raw.get("allow"), where), max_detectable_effect=None if mde is None else float(mde),
         options={k: v for k, v in raw.items() if k not in COMMON},
     )
 
@@ -172,7 +199,19 @@ def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None =
     known_kinds = set(known_kinds or BUILTIN_KINDS)
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping at the top level")
-    reject_unknown_keys(raw, {"rules", "alpha", "allow", "rank_by"}, where)
+    reject_unknown_keys(raw, {"rules", "alpha", "allow", "rank_by", "correction", "bootstrap"}, where)
+    correction = raw.get("correction", "none")
+    if correction not in CORRECTIONS:
+        raise UserError(f"{where}.correction: expected one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    bootstrap = raw.get("bootstrap") or {}
+    if not isinstance(bootstrap, dict):
+        raise UserError(f"{where}.bootstrap: expected {{resamples: N, seed: N}}, got {bootstrap!r}")
+    reject_unknown_keys(bootstrap, {"resamples", "seed"}, f"{where}.bootstrap")
+    resamples, seed = bootstrap.get("resamples", 10_000), bootstrap.get("seed", 0)
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 100:
+        raise UserError(f"{where}.bootstrap.resamples: expected a whole number >= 100, got {resamples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UserError(f"{where}.bootstrap.seed: expected a whole number, got {seed!r}")
     rules_raw = raw.get("rules")
     if not isinstance(rules_raw, list) or not rules_raw:
         raise UserError(f"{where}.rules: at least one rule is needed")
@@ -184,7 +223,7 @@ def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None =
         rank_by = (_text(rank_by, "task", "", f"{where}.rank_by"), _text(rank_by, "metric", "score", f"{where}.rank_by"))
     rules = tuple(_rule(r, f"{where}.rules[{i}]", known_kinds) for i, r in enumerate(rules_raw))
     return Policy(rules=rules, alpha=alpha, allow=_allow(raw.get("allow"), where), rank_by=rank_by,
-                  source=where)
+                  source=where, correction=correction, resamples=resamples, seed=seed)
 
 
 def load_policy(path: str | Path, known_kinds: set[str] | None = None) -> Policy:

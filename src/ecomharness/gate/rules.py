@@ -3,12 +3,15 @@
 A rule kind is called as ``fn(rule, candidate, baseline, policy)`` and returns a list of
 ``Check`` (one per matched task). Plugins add kinds through ``ecomharness_gate_rules``.
 
-Statistics: a difference between candidate and baseline is tested with a two-sided
-z-test on both standard errors, z = (c - b) / sqrt(se_c^2 + se_b^2). ``max_drop`` with
-``alpha`` fails only when the drop exceeds the threshold *and* is significant; when a
-stderr is missing the test cannot be made, and the threshold alone decides (stricter,
-and said in the reason). ``min_gain`` with ``significant: true`` also requires a
-significant gain; without stderrs it fails.
+Statistics: a difference between candidate and baseline is tested on paired evidence,
+both sides' per-document scores matched by document (``gate/paired.py``: McNemar for
+binary metrics, a paired bootstrap otherwise, stratified for groups). Where that cannot
+be done the rule fails closed (``unpaired``), unless the policy allows ``unpaired``:
+then the two-sided z-test on both standard errors, z = (c - b) / sqrt(se_c^2 + se_b^2),
+decides and the reason says so. ``max_drop`` with ``alpha`` fails only when the drop
+exceeds the threshold *and* is significant; when no test can be made the threshold
+alone decides (stricter, and said in the reason). ``min_gain`` with ``significant:
+true`` also requires a significant gain; without a test it fails.
 """
 
 from __future__ import annotations
@@ -182,6 +185,89 @@ def rule_min(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
     return checks
 
 
+@dataclass
+class Significance:
+    """The test a check relied on: a paired test, the unpaired z-test (allowed), or
+    none (``p`` None) with the reason no test could be made."""
+
+    test: str | None
+    p: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+    unpaired_because: str | None = None
+    mde: float | None = None
+    why_none: str = ""  # when p is None: why no test was made
+
+
+def _unpaired_allowed(rule: Rule, policy: Policy) -> bool:
+    return _allowed(rule, policy, "unpaired")
+
+
+def _intersection_z(values: tuple[list, list]) -> tuple[float, float, int] | None:
+    """The unpaired z-test of two per-document means on the documents both sides share."""
+    c = [v for v in values[0] if v is not None]
+    b = [v for v in values[1] if v is not None]
+    if len(c) < 2 or len(b) < 2:
+        return None
+    mean_c, mean_b = sum(c) / len(c), sum(b) / len(b)
+    var_c = sum((x - mean_c) ** 2 for x in c) / (len(c) - 1) / len(c)
+    var_b = sum((x - mean_b) ** 2 for x in b) / (len(b) - 1) / len(b)
+    found = z_test(Measure(mean_c, math.sqrt(var_c)), Measure(mean_b, math.sqrt(var_b)))
+    return None if found is None else (found[0], found[1], len(c))
+
+
+def significance(rule: Rule, task: str, c: Measure, b: Measure, candidate: Evidence, baseline: Evidence,
+                 policy: Policy, alpha: float) -> Significance:
+    """Test candidate against baseline on ``task``: paired when both sides' per-document
+    scores pair up (``gate/pairing.py``, ``gate/paired.py``); otherwise the unpaired
+    z-test, only where the rule or policy allows ``unpaired``; otherwise no test."""
+    from ecomharness.gate.paired import paired_test
+    from ecomharness.gate.pairing import Unpaired, strata
+
+    allowed = _unpaired_allowed(rule, policy)
+    key = (candidate.label, baseline.label, task, rule.metric, alpha, allowed)
+    if key in policy.test_cache:
+        return policy.test_cache[key]
+    try:
+        found = strata(task, rule.metric, candidate, baseline)
+        result = paired_test(found.parts, alpha, policy.resamples, policy.seed, label=f"{task}/{rule.metric}")
+        outcome = Significance(result.test, result.p, result.as_dict(), mde=result.mde)
+    except Unpaired as exc:
+        if not allowed:
+            outcome = Significance(None, None, unpaired_because=str(exc),
+                                   why_none=f"no paired test: {exc} [fail-closed: unpaired]")
+        elif exc.intersection is not None:
+            z = _intersection_z(exc.intersection)
+            outcome = Significance("unpaired-z-intersection" if z else None, None if z is None else z[1],
+                                   {} if z is None else {"z": z[0], "n": z[2]}, unpaired_because=str(exc),
+                                   why_none="fewer than two shared documents")
+        else:
+            z = z_test(c, b)
+            outcome = Significance(None if z is None else "unpaired-z", None if z is None else z[1],
+                                   {} if z is None else {"z": z[0]}, unpaired_because=str(exc),
+                                   why_none="a stderr is missing or not finite")
+    policy.test_cache[key] = outcome
+    return outcome
+
+
+def _describe(test: Significance, p: float | None) -> str:
+    """How a check's test reads in its reason: the test, p, n, the interval, the
+    detectable effect."""
+    if test.test is None:
+        return ""
+    parts = [f"{test.test}, p={p:.3g}"]
+    details = test.details
+    if "n" in details:
+        parts.append(f"n={details['n']}")
+    if "ci_low" in details:
+        level = round(100 * details.get("ci_level", 0.95), 1)
+        parts.append(f"{level:g}% CI [{details['ci_low']:+.4f}, {details['ci_high']:+.4f}]")
+    if test.mde is not None:
+        parts.append(f"a difference smaller than {test.mde:.4f} could not have been detected (80% power)")
+    if test.unpaired_because:
+        parts.append(f"unpaired: {test.unpaired_because}")
+    return "; ".join(parts)
+
+
 def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy: Policy, gain: bool) -> list[Check]:
     checks = []
     if baseline is None:
@@ -196,39 +282,63 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
             continue
         amount = rule.threshold.of(b.value)
         diff = c.value - b.value
-        test = z_test(c, b)
         inputs = {"candidate": c.value, "candidate_stderr": c.stderr, "baseline": b.value,
                   "baseline_stderr": b.stderr, "difference": diff}
-        if test is not None:
-            inputs.update(z=test[0], p=test[1])
         settings = {"threshold": str(rule.threshold), "threshold_abs": amount}
+        uses_test = (gain and rule.significant) or (not gain and rule.alpha is not None) \
+            or rule.max_detectable_effect is not None
+        test = significance(rule, task, c, b, candidate, baseline, policy, alpha) if uses_test else None
+        p = None
+        if test is not None:
+            p = policy.adjusted_p.get((rule.name, task), test.p)
+            inputs.update({"test": test.test, "p": test.p, **test.details})
+            if test.unpaired_because:
+                inputs["unpaired_because"] = test.unpaired_because
+            if (rule.name, task) in policy.adjusted_p:
+                inputs["p_holm"] = p
         head = f"{task} {rule.metric} {_fmt(b.value)} -> {_fmt(c.value)} ({diff:+.4f})"
+        shown = _describe(test, p) if test is not None and p is not None else ""
+        no_test = test.why_none if test is not None and test.why_none else "a stderr is missing or not finite"
         if gain:
             settings["significant"] = rule.significant
             if rule.significant:
                 settings["alpha"] = alpha
             if diff < amount:
                 passed, why = False, f"gain {diff:+.4f} is below the required {amount:+.4f}"
-            elif rule.significant and test is None:
-                passed, why = False, "a significant gain is required but a stderr is missing or not finite"
-            elif rule.significant and test[1] >= alpha:
-                passed, why = False, f"gain not significant (p={test[1]:.3g} >= alpha {alpha:g})"
+            elif rule.significant and p is None:
+                passed, why = False, f"a significant gain is required but {no_test}"
+            elif rule.significant and p >= alpha:
+                passed, why = False, f"gain not significant (p={p:.3g} >= alpha {alpha:g}; {shown})"
             else:
                 passed = True
-                why = f"gain {diff:+.4f} >= {amount:+.4f}" + (f", significant (p={test[1]:.3g})" if rule.significant else "")
+                why = f"gain {diff:+.4f} >= {amount:+.4f}" + (f", significant ({shown})" if rule.significant else "")
         else:
             use_alpha = rule.alpha is not None
             settings["alpha"] = alpha if use_alpha else None
             drop = -diff
             if drop <= amount:
                 passed, why = True, f"drop {drop:+.4f} within the allowed {amount:.4f}"
-            elif use_alpha and test is not None and test[1] >= alpha:
-                passed, why = True, f"drop {drop:+.4f} exceeds {amount:.4f} but is not significant (p={test[1]:.3g} >= {alpha:g})"
+                if use_alpha and shown:
+                    why += f" ({shown})"
+            elif use_alpha and p is not None and p >= alpha:
+                passed, why = True, f"drop {drop:+.4f} exceeds {amount:.4f} but is not significant (p={p:.3g} >= {alpha:g}; {shown})"
             else:
                 passed = False
                 why = f"drop {drop:+.4f} exceeds the allowed {amount:.4f}"
                 if use_alpha:
-                    why += f" and is significant (p={test[1]:.3g} < {alpha:g})" if test else " (no usable stderr: threshold applied without a significance test)"
+                    why += f" and is significant (p={p:.3g} < {alpha:g}; {shown})" if p is not None else \
+                        f" ({no_test}: threshold applied without a significance test)"
+        if passed and rule.max_detectable_effect is not None:
+            settings["max_detectable_effect"] = rule.max_detectable_effect
+            if test is None or test.mde is None:
+                passed = False
+                why += (f"; the detectable effect cannot be computed without a paired test "
+                        f"({test.unpaired_because if test is not None and test.unpaired_because else 'no per-document scores'})"
+                        " [fail-closed: underpowered]")
+            elif test.mde > rule.max_detectable_effect:
+                passed = False
+                why += (f"; underpowered: on these documents a difference smaller than {test.mde:.4f} could not "
+                        f"have been detected, above the required {rule.max_detectable_effect:g} [fail-closed: underpowered]")
         checks.append(Check(rule.name, rule.kind, task, rule.metric, passed, f"{head}: {why}", inputs, settings))
     return checks
 

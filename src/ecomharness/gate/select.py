@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecomharness.errors import UserError
-from ecomharness.gate.evidence import INIT, Evidence, from_record, ledger_records, rank_value
+from ecomharness.gate.evidence import INIT, Evidence, from_record, ledger_file, ledger_records, rank_value
 from ecomharness.gate.policy import Policy
 from ecomharness.gate.verdict import Verdict, run_gate
 
@@ -24,7 +24,8 @@ def best_passing(policy: Policy, ledger: Path, baseline: Evidence | None) -> tup
         if record["status"] != "ok":
             outcomes.append((record["checkpoint"], "evaluation failed"))
             continue
-        verdict = run_gate(policy, from_record(record, f"{ledger}@{record['checkpoint']}"), baseline)
+        verdict = run_gate(policy, from_record(record, f"{ledger}@{record['checkpoint']}", ledger_file(ledger).parent),
+                           baseline)
         outcomes.append((record["checkpoint"], "pass" if verdict.passed else "fail"))
         value = rank_value(record, policy.rank_by)
         if verdict.passed and value is not None and (best is None or (value, record["step"]) >= best[0]):
@@ -32,12 +33,14 @@ def best_passing(policy: Policy, ledger: Path, baseline: Evidence | None) -> tup
     return (best[1], best[2], outcomes) if best else (None, None, outcomes)
 
 
-def against_init(policy: Policy, record: dict, init: dict | None, label: str | None = None) -> Verdict:
+def against_init(policy: Policy, record: dict, init: dict | None, label: str | None = None,
+                 folder: Path | None = None) -> Verdict:
     """Gate one ledger record against its run's ``init`` record (None: the rules that
     need a baseline fail closed, saying so). The one place a ledger record is gated
-    against the starting model: training, ``report --compare`` and the demo use it."""
-    baseline = from_record(init, INIT) if init is not None else None
-    return run_gate(policy, from_record(record, label or record["checkpoint"]), baseline)
+    against the starting model: training, ``report --compare`` and the demo use it.
+    ``folder`` is the ledger's, where both records' per-document scores are."""
+    baseline = from_record(init, INIT, folder) if init is not None else None
+    return run_gate(policy, from_record(record, label or record["checkpoint"], folder), baseline)
 
 
 def init_record(records: list[dict]) -> dict | None:
@@ -57,7 +60,7 @@ def ledger_judge(policy_path: str, ledger: Path):
     policy = load_policy(policy_path, known_kinds=set(gate_rules.names()))
 
     def judge(record: dict) -> dict:
-        verdict = against_init(policy, record, init_record(read_ledger(ledger)))
+        verdict = against_init(policy, record, init_record(read_ledger(ledger)), folder=Path(ledger).parent)
         return {"policy": policy_path, "passed": verdict.passed,
                 "failed": [f"{c.rule}: {c.reason}" for c in verdict.checks if not c.passed]}
 

@@ -51,15 +51,42 @@ def closed_verdict(policy: Policy, candidate: str, baseline: str | None, reason:
     return Verdict(False, [check], candidate, baseline, policy.source)
 
 
+def _significance_checks(checks: list) -> list[dict]:
+    """Every check (joint rules' parts included) that decided on a significance test."""
+    found = []
+    for check in checks:
+        item = check if isinstance(check, dict) else dataclasses.asdict(check)
+        found.extend(_significance_checks(item.get("inputs", {}).get("parts", [])))
+        if item.get("settings", {}).get("alpha") is not None and item.get("inputs", {}).get("p") is not None:
+            found.append(item)
+    return found
+
+
+def _run_rules(policy: Policy, candidate: Evidence, baseline: Evidence | None) -> list[Check]:
+    checks: list[Check] = []
+    for rule in policy.rules:
+        checks.extend(rule_function(rule.kind)(rule, candidate, baseline, policy))
+    return checks
+
+
 def run_gate(policy: Policy, candidate: Evidence, baseline: Evidence | None) -> Verdict:
-    """Run every rule of the policy; empty evidence fails on its own."""
+    """Run every rule of the policy; empty evidence fails on its own. With ``correction:
+    holm`` the rules run twice: once to collect every significance test's p, then with
+    the Holm-adjusted p-values (the tests themselves are computed once)."""
+    from ecomharness.gate.paired import holm
+
+    policy = dataclasses.replace(policy, adjusted_p={}, test_cache={})
     checks: list[Check] = []
     for label, evidence in (("candidate", candidate), ("baseline", baseline)):
         if evidence is not None and not evidence.metrics:
             checks.append(Check("inputs", "inputs", "*", "*", False, f"the {label} ({evidence.label}) has no results"))
     if not checks:
-        for rule in policy.rules:
-            checks.extend(rule_function(rule.kind)(rule, candidate, baseline, policy))
+        checks = _run_rules(policy, candidate, baseline)
+        tested = _significance_checks(checks)
+        if policy.correction == "holm" and len(tested) > 1:
+            adjusted = holm([item["inputs"]["p"] for item in tested])
+            policy.adjusted_p.update({(item["rule"], item["task"]): p for item, p in zip(tested, adjusted)})
+            checks = _run_rules(policy, candidate, baseline)
     if not checks:
         checks.append(Check("inputs", "inputs", "*", "*", False, "the policy produced no checks"))
     return Verdict(all(c.passed for c in checks), checks, candidate.label, baseline.label if baseline else None,

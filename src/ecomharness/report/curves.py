@@ -110,7 +110,7 @@ def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: 
         if not records:
             raise UserError(f"{ledger_path(run_dir)}: no successful evaluation recorded yet")
         last = records[-1]
-        verdict = against_init(policy, last, init_record(records))
+        verdict = against_init(policy, last, init_record(records), folder=ledger_path(run_dir).parent)
         failed = "; ".join(c.reason for c in verdict.checks if not c.passed)
         cells = []
         for group in (domain, general):

@@ -1,0 +1,165 @@
+"""Aggregations as functions of summed per-document counts, for resampling.
+
+A paired bootstrap recomputes a task's metric on thousands of resamples of its
+documents. Calling the aggregation on each resample (building thousands of item lists)
+takes seconds per metric; every aggregation we ship is instead a function of sums over
+documents of small per-document count vectors:
+
+- ``mean``: the value and a 1 per document; the metric is sum(value) / sum(1);
+- ``ie_precision`` / ``ie_recall`` / ``ie_f1``: true positives, predicted and gold
+  spans per document; micro P/R/F1 from their sums;
+- ``cls_macro_f1`` / ``cls_weighted_f1``: per label, whether the document is a true
+  positive, false positive, false negative, and gold support.
+
+So a resample is a weight vector ``w`` (how often each document was drawn) and its
+metric is ``formula(w @ counts)``: one matrix product for thousands of resamples.
+``CountForm.value(ones)`` equals the aggregation on the full set exactly (tested
+against the aggregation functions themselves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CountForm:
+    """Per-document counts (``counts``: documents x columns) and the metric as a function
+    of their (weighted) sums, vectorised over rows of sums."""
+
+    counts: np.ndarray
+    formula: Callable[[np.ndarray], np.ndarray]
+    mean: bool = False  # a mean of per-document values (counts: value, 1)
+
+    def value(self, weights: np.ndarray | None = None) -> np.ndarray | float:
+        """The metric for each row of ``weights`` (resamples x documents), or for the
+        full set when ``weights`` is None."""
+        if weights is None:
+            return float(self.formula(self.counts.sum(axis=0, keepdims=True))[0])
+        return self.formula(weights @ self.counts)
+
+
+def _mean(values) -> CountForm:
+    x = np.asarray(values, dtype=np.float64)
+    return CountForm(np.column_stack([x, np.ones_like(x)]), lambda s: s[:, 0] / np.maximum(s[:, 1], 1e-300), mean=True)
+
+
+def _ie_counts(rows) -> np.ndarray:
+    out = np.zeros((len(rows), 3))
+    for i, (gold, pred) in enumerate(rows):
+        g, p = {tuple(x) for x in gold}, {tuple(x) for x in pred}
+        out[i] = (len(g & p), len(p), len(g))
+    return out
+
+
+def _ie_precision(s: np.ndarray) -> np.ndarray:
+    tp, n_pred, n_gold = s[:, 0], s[:, 1], s[:, 2]
+    return np.where(n_pred > 0, tp / np.maximum(n_pred, 1e-300), (n_gold == 0).astype(float))
+
+
+def _ie_recall(s: np.ndarray) -> np.ndarray:
+    tp, n_pred, n_gold = s[:, 0], s[:, 1], s[:, 2]
+    return np.where(n_gold > 0, tp / np.maximum(n_gold, 1e-300), (n_pred == 0).astype(float))
+
+
+def _ie_f1(s: np.ndarray) -> np.ndarray:
+    p, r = _ie_precision(s), _ie_recall(s)
+    return np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-300), 0.0)
+
+
+def _cls_counts(rows) -> tuple[np.ndarray, int]:
+    """Columns per label: tp, fp, fn, support (gold); labels in sorted order."""
+    labels = sorted({label for gold, pred in rows for label in (*gold, *pred)})
+    index = {label: i for i, label in enumerate(labels)}
+    n_labels = len(labels)
+    out = np.zeros((len(rows), 4 * n_labels))
+    for i, (gold, pred) in enumerate(rows):
+        gold, pred = set(gold), set(pred)
+        for label in gold | pred:
+            j = index[label]
+            if label in gold and label in pred:
+                out[i, j] = 1
+            elif label in pred:
+                out[i, n_labels + j] = 1
+            else:
+                out[i, 2 * n_labels + j] = 1
+        for label in gold:
+            out[i, 3 * n_labels + index[label]] += 1
+    return out, n_labels
+
+
+def _per_label_f1(s: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    tp, fp, fn = s[:, :n_labels], s[:, n_labels:2 * n_labels], s[:, 2 * n_labels:3 * n_labels]
+    denominator = 2 * tp + fp + fn
+    f1 = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-300), 0.0)
+    return f1, denominator > 0, s[:, 3 * n_labels:]
+
+
+def _cls_macro(n_labels: int):
+    def formula(s: np.ndarray) -> np.ndarray:
+        f1, present, _ = _per_label_f1(s, n_labels)
+        count = present.sum(axis=1)
+        return np.where(count > 0, (f1 * present).sum(axis=1) / np.maximum(count, 1), 0.0)
+
+    return formula
+
+
+def _cls_weighted(n_labels: int):
+    def formula(s: np.ndarray) -> np.ndarray:
+        f1, _, support = _per_label_f1(s, n_labels)
+        total = support.sum(axis=1)
+        return np.where(total > 0, (f1 * support).sum(axis=1) / np.maximum(total, 1e-300), 0.0)
+
+    return formula
+
+
+def count_form(aggregation: str, values: list) -> CountForm | None:
+    """The count form of ``values`` (a task's per-document values of one metric, as its
+    ``process_results`` returned them) under lm-eval aggregation ``aggregation``; None
+    for an aggregation with no count form here (it then has no paired resampling test)."""
+    if aggregation == "mean":
+        if not all(isinstance(v, (int, float)) for v in values):
+            return None
+        return _mean([float(v) for v in values])
+    if aggregation in ("ie_precision", "ie_recall", "ie_f1"):
+        formula = {"ie_precision": _ie_precision, "ie_recall": _ie_recall, "ie_f1": _ie_f1}[aggregation]
+        return CountForm(_ie_counts(values), formula)
+    if aggregation in ("cls_macro_f1", "cls_weighted_f1"):
+        counts, n_labels = _cls_counts(values)
+        formula = _cls_macro(n_labels) if aggregation == "cls_macro_f1" else _cls_weighted(n_labels)
+        return CountForm(counts, formula)
+    return None
+
+
+def paired_count_forms(aggregation: str, candidate: list, baseline: list) -> tuple[CountForm, CountForm] | None:
+    """Count forms of two sides' values on the same documents, over one label set (a
+    label seen on one side only is a column of zeros on the other, so macro F1 is
+    computed over the labels each side's resample actually contains, as the
+    aggregation itself does)."""
+    if aggregation in ("cls_macro_f1", "cls_weighted_f1"):
+        labels = sorted({label for rows in (candidate, baseline) for gold, pred in rows for label in (*gold, *pred)})
+        forms = []
+        for rows in (candidate, baseline):
+            counts, n_labels = _cls_counts(rows)
+            own = sorted({label for gold, pred in rows for label in (*gold, *pred)})
+            full = np.zeros((len(rows), 4 * len(labels)))
+            position = {label: i for i, label in enumerate(labels)}
+            for j, label in enumerate(own):
+                for block in range(4):
+                    full[:, block * len(labels) + position[label]] = counts[:, block * n_labels + j]
+            formula = _cls_macro(len(labels)) if aggregation == "cls_macro_f1" else _cls_weighted(len(labels))
+            forms.append(CountForm(full, formula))
+        return forms[0], forms[1]
+    c, b = count_form(aggregation, candidate), count_form(aggregation, baseline)
+    return (c, b) if c is not None and b is not None else None
+
+
+def is_binary(form: CountForm) -> bool:
+    """A ``mean`` metric whose every per-document value is 0 or 1 (accuracy, exact match)."""
+    if not form.mean:
+        return False
+    x = form.counts[:, 0]
+    return bool(np.all((x == 0) | (x == 1)))
