@@ -58,6 +58,10 @@ def check_record(record: Any, where: str) -> dict[str, Any]:
                 raise UserError(f"{where}: metrics.{task} must be a mapping of metric -> {{value, stderr}}")
             for metric, measure in values.items():
                 check_measure(measure, f"{where}: metrics.{task}.{metric}")
+        reference = record.get("per_document")
+        if reference is not None and not (isinstance(reference, dict) and isinstance(reference.get("file"), str)
+                                          and isinstance(reference.get("sha256"), str)):
+            raise UserError(f"{where}: 'per_document' must be {{file, bytes, sha256}}, got {reference!r}")
     return record
 
 
