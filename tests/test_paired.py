@@ -73,13 +73,17 @@ def test_lm_eval_proposal_example_paired_beats_unpaired():
     assert unpaired_p > 0.05 > paired.p and paired.p < 0.002
 
 
-def test_cross_checks_are_scipys_paired_t_and_wilcoxon():
+def test_cross_checks_match_scipys_paired_t_and_wilcoxon():
     rng = np.random.default_rng(2)
-    c, b = rng.random(80), rng.random(80)
-    result = paired_test([(mean_form(c), mean_form(b), 1.0)], resamples=2000)
-    assert result.test == "paired-bootstrap"
-    assert result.details["p_paired_t"] == pytest.approx(stats.ttest_rel(c, b).pvalue)
-    assert result.details["p_wilcoxon"] == pytest.approx(stats.wilcoxon(c - b).pvalue)
+    for n in (3, 12, 80, 500):
+        c, b = rng.random(n), rng.random(n)
+        b[: n // 4] = c[: n // 4]  # zero differences, dropped by Wilcoxon
+        c = np.round(c, 1)  # tied magnitudes
+        result = paired_test([(mean_form(c), mean_form(b), 1.0)], resamples=200)
+        assert result.test == "paired-bootstrap"
+        assert result.details["p_paired_t"] == pytest.approx(stats.ttest_rel(c, b).pvalue, rel=1e-9)
+        assert result.details["p_wilcoxon"] == pytest.approx(
+            stats.wilcoxon(c - b, method="approx", correction=False).pvalue, rel=1e-9)
 
 
 def test_paired_bootstrap_interval_agrees_with_scipy():

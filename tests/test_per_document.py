@@ -112,3 +112,26 @@ def test_eval_results_reference_their_per_document_scores_and_gate_pairs_two_res
     result = run_cli("gate", "--policy", str(policy), "--candidate", str(outputs["ecom-empty"]),
                      "--baseline", str(outputs["ecom-oracle"]))
     assert result.returncode == 1 and "mcnemar-exact-midp" in result.stdout + result.stderr
+
+
+def test_compare_and_plan_on_a_ledger(tmp_path, offline_task_data):
+    ledger = _ledger(tmp_path, ("ecom_icl_cls",))
+    run = str(ledger.parent.parent)
+    result = run_cli("compare", run, run, "--tasks", "ecom_icl_*", "--metrics", "score,macro_f1",
+                     "--json", str(tmp_path / "c.json"), "--resamples", "2000")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {(r["task"], r["metric"]): r for r in json.loads((tmp_path / "c.json").read_text())["rows"]}
+    assert rows[("ecom_icl_pdc", "score")]["test"] == "mcnemar-exact-midp"
+    assert rows[("ecom_icl_pdc", "macro_f1")]["test"] == "paired-bootstrap"
+    assert rows[("ecom_icl_cls", "score")]["test"] == "stratified-paired-bootstrap"
+    assert "| ecom_icl_pdc | score |" in result.stdout
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules:\n  - {kind: max_drop, tasks: [ecom_icl_pdc], threshold: 0.05, alpha: 0.05}\n",
+                      encoding="utf-8")
+    plan = run_cli("gate", "--policy", str(policy), "--ledger", run, "--plan", "--json", str(tmp_path / "p.json"))
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    [row] = json.loads((tmp_path / "p.json").read_text())["rows"]
+    assert row["n"] == 12 and row["needed"] > 12 and row["target"] == 0.05
+    assert "documents needed" in plan.stdout
+    bad = run_cli("compare", run, str(tmp_path / "nope"))
+    assert bad.returncode == 2 and "nope" in bad.stderr

@@ -15,6 +15,7 @@ examples:
   ecomharness gate --policy train/gates/default.yaml --candidate results/cpt --baseline results/base
   ecomharness gate --policy P --ledger runs/cpt --checkpoint last          # baseline: the run's init
   ecomharness gate --policy P --ledger runs/cpt --checkpoint best-passing --junit gate.xml
+  ecomharness gate --policy P --ledger runs/cpt --plan      # documents each check would need
 inputs: an lm-eval results JSON (or a directory of them), or a run directory / ledger with
 --checkpoint last | best | best-passing | init | STEP
 """
@@ -33,6 +34,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--junit", help="write JUnit XML here")
     parser.add_argument("--markdown", help="write the markdown summary here")
     parser.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    parser.add_argument("--plan", action="store_true",
+                        help="do not gate: print how many documents each comparing rule would need to detect its "
+                             "threshold (or max_detectable_effect), from the variance observed between the two sides")
 
 
 def run(args) -> int:
@@ -67,6 +71,8 @@ def run(args) -> int:
             baseline = load_evidence(source_path, "init", ledger=True)
         except (UserError, NoCandidate):
             baseline = None  # rules that need one fail closed, saying so
+    if args.plan:
+        return _plan(policy, source_path, baseline, args, as_ledger)
     if args.checkpoint == "best-passing":
         if not as_ledger:
             raise UserError("--checkpoint best-passing needs a ledger or run directory")
@@ -89,6 +95,26 @@ def run(args) -> int:
     print(f"[gate] {'PASSED' if verdict.passed else 'FAILED'}: {len(verdict.checks) - failed} of "
           f"{len(verdict.checks)} checks passed")
     return 0 if verdict.passed else 1
+
+
+def _plan(policy, source_path, baseline, args, as_ledger: bool) -> int:
+    from ecomharness.errors import UserError
+    from ecomharness.gate.compare import plan, plan_markdown
+    from ecomharness.gate.evidence import NoCandidate, load_evidence
+    from ecomharness.util import write_json_atomic
+
+    if baseline is None:
+        raise UserError("--plan needs a baseline: --baseline, or a ledger with an init record")
+    try:
+        candidate = load_evidence(source_path, args.checkpoint if args.checkpoint != "best-passing" else None,
+                                  policy.rank_by, ledger=as_ledger)
+    except NoCandidate as exc:
+        raise UserError(f"{source_path}: {exc}") from exc
+    rows = plan(policy, candidate, baseline)
+    print(plan_markdown(rows))
+    if args.json_out:
+        write_json_atomic(args.json_out, {"candidate": candidate.label, "baseline": baseline.label, "rows": rows})
+    return 0
 
 
 def write_outputs(verdict, args) -> None:

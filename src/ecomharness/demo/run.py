@@ -180,7 +180,10 @@ def evaluate_base(cache: Path, base: Path, settings, log=print) -> dict:
     path = cache / "base_eval.json"
     if path.is_file():
         record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("task_set") == settings.key():
+        # A record from before per-document scores existed (or whose file is gone) is
+        # evaluated again: the gate needs them for its paired tests.
+        reference = record.get("per_document") or {}
+        if record.get("task_set") == settings.key() and (cache / reference.get("file", "-")).is_file():
             log("[demo] base model evaluation: cached")
             return record
     done = _stage("evaluate the base model on ecom_icl and general_icl", log)
@@ -260,6 +263,7 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
     verdict = against_init(policy, records[-1], base_record, f"cpt_graph@{records[-1]['checkpoint']}",
                            folder=ledger_path(out / "cpt_graph").parent)
     (out / "report" / "gate.md").write_text(to_markdown(verdict), encoding="utf-8")
+    ecom_test = _paired_gain(records[-1], base_record, ledger_path(out / "cpt_graph").parent)
     done()
 
     rows = {"base": base_record, "graph (2:1)": records[-1]}
@@ -275,22 +279,34 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
             rows[label] = run_cpt(out, f"cpt_{slug}", base, base_record, tokenizer, data, cfg,
                                   every_checkpoint=False, log=log, base_folder=cache)[-1]
     seconds = time.perf_counter() - total
-    return _summarise(out, rows, verdict, report, seconds, compare, log)
+    return _summarise(out, rows, verdict, report, seconds, compare, log, ecom_test)
 
 
-def _summarise(out: Path, rows: dict, verdict, report: dict, seconds: float, compare: bool, log) -> dict:
-    from ecomharness.gate.evidence import Measure
-    from ecomharness.gate.rules import z_test
+def _paired_gain(record: dict, base_record: dict, folder: Path):
+    """The paired test of the CPT record's ecom_icl score against the base's, on the same
+    documents (a stratified paired bootstrap over the group's tasks), or None when the
+    records carry no per-document scores."""
+    from ecomharness.gate.evidence import from_record
+    from ecomharness.gate.paired import paired_test
+    from ecomharness.gate.pairing import Unpaired, strata
 
+    candidate, baseline = from_record(record, "cpt", folder), from_record(base_record, "base", folder)
+    try:
+        return paired_test(strata("ecom_icl", "score", candidate, baseline).parts, label="ecom_icl/score")
+    except Unpaired:
+        return None
+
+
+def _summarise(out: Path, rows: dict, verdict, report: dict, seconds: float, compare: bool, log,
+               ecom_test=None) -> dict:
     base_ecom, base_ecom_se = _score(rows["base"], "ecom_icl")
     cpt_ecom, cpt_ecom_se = _score(rows["graph (2:1)"], "ecom_icl")
     base_gen, _ = _score(rows["base"], "general_icl")
     cpt_gen, _ = _score(rows["graph (2:1)"], "general_icl")
     stderr = (base_ecom_se ** 2 + cpt_ecom_se ** 2) ** 0.5 if base_ecom_se is not None and cpt_ecom_se is not None else None
     gain = cpt_ecom - base_ecom
-    # The gate's own z statistic: the gain exceeds its standard error when z > 1.
-    test = z_test(Measure(cpt_ecom, cpt_ecom_se), Measure(base_ecom, base_ecom_se))
-    shown = test is not None and test[0] > 1
+    # The gate's own paired test: the gain is shown when it is significant at 0.05.
+    shown = ecom_test is not None and ecom_test.p < 0.05 and ecom_test.difference > 0
     if compare:
         table = ["| CPT data | ecom_icl score | general_icl score | gate vs base |", "|---|--:|--:|---|"]
         for label, record in rows.items():
@@ -302,19 +318,25 @@ def _summarise(out: Path, rows: dict, verdict, report: dict, seconds: float, com
         (out / "report" / "compare.md").write_text(text, encoding="utf-8")
         log("")
         log(text)
+    tested = [c for c in verdict.checks if c.inputs.get("test")]
+    paired = "no per-document scores: no paired test" if ecom_test is None else (
+        f"{ecom_test.test} over {ecom_test.n} documents: 95% CI [{ecom_test.ci[0]:+.4f}, {ecom_test.ci[1]:+.4f}], "
+        f"p={ecom_test.p:.3g}; a gain smaller than {ecom_test.mde:.4f} could not have been detected")
     lines = [
-        f"ecom_icl score: base {base_ecom:.4f} -> CPT {cpt_ecom:.4f} (gain {gain:+.4f}, stderr of the difference "
-        f"{'n/a' if stderr is None else f'{stderr:.4f}'})",
+        f"ecom_icl score: base {base_ecom:.4f} -> CPT {cpt_ecom:.4f} (gain {gain:+.4f}; {paired})",
         f"general_icl score: base {base_gen:.4f} -> CPT {cpt_gen:.4f} ({cpt_gen - base_gen:+.4f})",
         f"gate (train/gates/default.yaml) vs the base: {'PASSED' if verdict.passed else 'FAILED'}"
+        + "".join(f"; {c.rule} decided by {c.inputs['test']} (detectable {c.inputs['mde']:.4f})"
+                  for c in tested if c.inputs.get("mde") is not None)
         + ("" if verdict.passed else ": " + "; ".join(c.reason for c in verdict.checks if not c.passed)),
-        ("the domain gain exceeds its standard error: CPT had the intended effect" if shown else
-         "this run did NOT show a domain gain beyond its standard error"),
+        ("the domain gain is significant on paired evidence: CPT had the intended effect" if shown else
+         "this run did NOT show a significant domain gain on paired evidence"),
         f"report: {report['report']} (curves: {report['curves']}); total {seconds:.0f}s",
     ]
     log("")
     for line in lines:
         log(f"[demo] {line}")
-    return {"ecom_gain": gain, "ecom_stderr": stderr, "gain_shown": shown, "gate_passed": verdict.passed,
+    return {"ecom_gain": gain, "ecom_stderr": stderr, "gain_shown": shown,
+            "ecom_test": None if ecom_test is None else ecom_test.as_dict(), "gate_passed": verdict.passed,
             "base_ecom": base_ecom, "cpt_ecom": cpt_ecom, "base_general": base_gen, "cpt_general": cpt_gen,
             "seconds": seconds, "summary": lines}
