@@ -131,12 +131,31 @@ def _ie_rows(rng: random.Random, n: int) -> list:
     return [[rng.sample(spans, rng.randint(0, 3)), rng.sample(spans, rng.randint(0, 3))] for _ in range(n)]
 
 
-@pytest.mark.parametrize("aggregation", ["cls_macro_f1", "cls_weighted_f1", "ie_precision", "ie_recall", "ie_f1"])
+def _finben_rows(rng: random.Random, n: int) -> list:
+    return [[rng.choice(("positive", "negative", "neutral")), rng.choice(("positive", "negative", "missing"))]
+            for _ in range(n)]
+
+
+def _headlines_rows(rng: random.Random, n: int) -> list:
+    return [[rng.choice(("price up", "price down", "past")), *row] for row in _cls_rows(rng, n, ("yes", "no"))]
+
+
+def _headlines_finben_rows(rng: random.Random, n: int) -> list:
+    return [[rng.choice(("price up", "price down", "past")), rng.choice(("yes", "no")), rng.choice(("yes", "no"))]
+            for _ in range(n)]
+
+
+ROWS = {"cls_macro_f1": _cls_rows, "cls_weighted_f1": _cls_rows, "ie_precision": _ie_rows, "ie_recall": _ie_rows,
+        "ie_f1": _ie_rows, "f1_finben": _finben_rows, "headlines_avg_f1": _headlines_rows,
+        "avg_f1_finben": _headlines_finben_rows}
+
+
+@pytest.mark.parametrize("aggregation", sorted(ROWS))
 def test_count_forms_equal_the_aggregations_on_every_subset(aggregation):
     rng = random.Random(aggregation)
     function = getattr(lmeval, aggregation)
     for _ in range(30):
-        rows = (_cls_rows if aggregation.startswith("cls") else _ie_rows)(rng, rng.randint(1, 40))
+        rows = ROWS[aggregation](rng, rng.randint(1, 40))
         form = count_form(aggregation, rows)
         assert form.value() == pytest.approx(function(rows), abs=1e-12)
         # a resample: documents drawn with repetition, as weights
@@ -151,6 +170,11 @@ def test_paired_count_forms_share_one_label_set():
     forms = paired_count_forms("cls_macro_f1", c, b)
     assert forms[0].value() == pytest.approx(lmeval.cls_macro_f1(c))
     assert forms[1].value() == pytest.approx(lmeval.cls_macro_f1(b))
+    c, b = _headlines_rows(rng, 30), _headlines_rows(rng, 30)
+    c = [[row[0], *rest] for row, (_, *rest) in zip(b, c)]  # the same documents: the same label types
+    forms = paired_count_forms("headlines_avg_f1", c, b)
+    assert forms[0].value() == pytest.approx(lmeval.headlines_avg_f1(c))
+    assert forms[1].value() == pytest.approx(lmeval.headlines_avg_f1(b))
 
 
 # ---------------------------------------------------------------- pairing

@@ -111,7 +111,7 @@ class CheckpointEvaluator:
         # are not kept: the ledger records scores, not transcripts.
         from ecomharness.evaluation.per_document import collect
 
-        results["per_document"] = collect(results, self.task_manager)
+        results["per_document"] = collect(results, self.task_manager, self.loaded.get("tasks"))
         results.pop("samples", None)
         return results
 

@@ -21,6 +21,7 @@ repeated inside one task gets ``#2``, ``#3``... after its hash.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -51,11 +52,29 @@ def _value(value: Any):
     return value
 
 
-def collect(results: dict, task_manager=None) -> dict[str, Any]:
+def _aggregations(task: str, configs: dict, tasks: dict | None) -> tuple[dict[str, str], dict[str, bool]]:
+    """Each metric's aggregation name and direction: from the built task when given (it
+    knows lm-eval's defaults for tasks without a ``metric_list``), else from the
+    results' config."""
+    built = (tasks or {}).get(task)
+    if built is not None:
+        with contextlib.suppress(Exception):
+            aggregation = {m: getattr(fn, "__name__", str(fn)) for m, fn in built.aggregation().items()}
+            higher = {m: bool(v) for m, v in built.higher_is_better().items()}
+            return aggregation, higher
+    metric_list = (configs.get(task) or {}).get("metric_list") or []
+    aggregation = {m["metric"]: m.get("aggregation", "mean") for m in metric_list
+                   if isinstance(m, dict) and isinstance(m.get("aggregation", "mean"), str)}
+    higher = {m["metric"]: bool(m.get("higher_is_better", True)) for m in metric_list if isinstance(m, dict)}
+    return aggregation, higher
+
+
+def collect(results: dict, task_manager=None, tasks: dict | None = None) -> dict[str, Any]:
     """The per-document table of lm-eval results run with ``log_samples=True``
     (``results["samples"]``): per task, document ids and each metric's value per
-    document, with the aggregation lm-eval applied (from the task's config); per group
-    (from ``task_manager``'s index, when given), its members and how it aggregates."""
+    document, with the aggregation lm-eval applied (from the built ``tasks``, name ->
+    Task, when given; else the task's config); per group (from ``task_manager``'s index,
+    when given), its members and how it aggregates."""
     samples = results.get("samples") or {}
     configs = results.get("configs") or {}
     tasks: dict[str, Any] = {}
@@ -65,10 +84,7 @@ def collect(results: dict, task_manager=None) -> dict[str, Any]:
         first_filter = entries[0].get("filter", "none")
         entries = [e for e in entries if e.get("filter", "none") == first_filter]
         entries.sort(key=lambda e: e.get("doc_id", 0))
-        metric_list = (configs.get(task) or {}).get("metric_list") or []
-        aggregation = {m["metric"]: m.get("aggregation", "mean") for m in metric_list
-                       if isinstance(m, dict) and isinstance(m.get("aggregation", "mean"), str)}
-        higher = {m["metric"]: bool(m.get("higher_is_better", True)) for m in metric_list if isinstance(m, dict)}
+        aggregation, higher = _aggregations(task, configs, tasks)
         names = [m for m in entries[0].get("metrics", []) if m in aggregation]
         seen: dict[str, int] = {}
         ids = []

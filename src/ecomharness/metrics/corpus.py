@@ -8,8 +8,10 @@ documents of small per-document count vectors:
 - ``mean``: the value and a 1 per document; the metric is sum(value) / sum(1);
 - ``ie_precision`` / ``ie_recall`` / ``ie_f1``: true positives, predicted and gold
   spans per document; micro P/R/F1 from their sums;
-- ``cls_macro_f1`` / ``cls_weighted_f1``: per label, whether the document is a true
-  positive, false positive, false negative, and gold support.
+- ``cls_macro_f1`` / ``cls_weighted_f1`` / ``f1_finben``: per label, whether the
+  document is a true positive, false positive, false negative, and gold support;
+- ``headlines_avg_f1`` / ``avg_f1_finben``: the same per label type, plus a count of
+  the type's documents (the mean runs over the types a resample contains).
 
 So a resample is a weight vector ``w`` (how often each document was drawn) and its
 metric is ``formula(w @ counts)``: one matrix product for thousands of resamples.
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from ecomharness.metrics.finben import FINBEN_MISSING
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,12 @@ def _ie_f1(s: np.ndarray) -> np.ndarray:
     return np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-300), 0.0)
 
 
-def _cls_counts(rows) -> tuple[np.ndarray, int]:
-    """Columns per label: tp, fp, fn, support (gold); labels in sorted order."""
-    labels = sorted({label for gold, pred in rows for label in (*gold, *pred)})
+def _labels(rows) -> list[str]:
+    return sorted({label for gold, pred in rows for label in (*gold, *pred)})
+
+
+def _cls_counts(rows, labels: list[str]) -> np.ndarray:
+    """Columns per label (in ``labels`` order): tp, fp, fn, then gold support."""
     index = {label: i for i, label in enumerate(labels)}
     n_labels = len(labels)
     out = np.zeros((len(rows), 4 * n_labels))
@@ -88,32 +95,89 @@ def _cls_counts(rows) -> tuple[np.ndarray, int]:
                 out[i, 2 * n_labels + j] = 1
         for label in gold:
             out[i, 3 * n_labels + index[label]] += 1
-    return out, n_labels
+    return out
 
 
 def _per_label_f1(s: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     tp, fp, fn = s[:, :n_labels], s[:, n_labels:2 * n_labels], s[:, 2 * n_labels:3 * n_labels]
     denominator = 2 * tp + fp + fn
     f1 = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-300), 0.0)
-    return f1, denominator > 0, s[:, 3 * n_labels:]
+    return f1, denominator > 0, s[:, 3 * n_labels:4 * n_labels]
 
 
-def _cls_macro(n_labels: int):
+def _macro(s: np.ndarray, n_labels: int) -> np.ndarray:
+    f1, present, _ = _per_label_f1(s, n_labels)
+    count = present.sum(axis=1)
+    return np.where(count > 0, (f1 * present).sum(axis=1) / np.maximum(count, 1), 0.0)
+
+
+def _weighted(s: np.ndarray, n_labels: int) -> np.ndarray:
+    f1, _, support = _per_label_f1(s, n_labels)
+    total = support.sum(axis=1)
+    return np.where(total > 0, (f1 * support).sum(axis=1) / np.maximum(total, 1e-300), 0.0)
+
+
+def _typed_counts(rows, labels: list[str], types: list[str]) -> np.ndarray:
+    """One block per label type: the label columns of the type's documents (zero for the
+    others), then a column counting the type's documents."""
+    width = 4 * len(labels) + 1
+    out = np.zeros((len(rows), width * len(types)))
+    plain = _cls_counts([(gold, pred) for _, gold, pred in rows], labels)
+    for k, label_type in enumerate(types):
+        mine = np.array([row[0] == label_type for row in rows])
+        out[mine, k * width:k * width + width - 1] = plain[mine]
+        out[mine, k * width + width - 1] = 1
+    return out
+
+
+def _typed_weighted(n_labels: int, n_types: int):
+    """Mean over the label types present of each type's weighted F1 (FinBen Headlines)."""
+    width = 4 * n_labels + 1
+
     def formula(s: np.ndarray) -> np.ndarray:
-        f1, present, _ = _per_label_f1(s, n_labels)
-        count = present.sum(axis=1)
-        return np.where(count > 0, (f1 * present).sum(axis=1) / np.maximum(count, 1), 0.0)
+        total = np.zeros(len(s))
+        present = np.zeros(len(s))
+        for k in range(n_types):
+            block = s[:, k * width:(k + 1) * width]
+            here = block[:, -1] > 0
+            total += np.where(here, _weighted(block[:, :-1], n_labels), 0.0)
+            present += here
+        return np.where(present > 0, total / np.maximum(present, 1), 0.0)
 
     return formula
 
 
-def _cls_weighted(n_labels: int):
-    def formula(s: np.ndarray) -> np.ndarray:
-        f1, _, support = _per_label_f1(s, n_labels)
-        total = support.sum(axis=1)
-        return np.where(total > 0, (f1 * support).sum(axis=1) / np.maximum(total, 1e-300), 0.0)
+def _finben_row(gold: str, pred: str) -> tuple[list[str], list[str]]:
+    # FinBen's "missing" is no class: an answer naming nothing (metrics/finben.py).
+    return [gold], ([] if pred == FINBEN_MISSING else [pred])
 
-    return formula
+
+def _as_cls_rows(aggregation: str, values: list):
+    """``(rows, types)``: label-set rows ``(gold, pred)`` (typed rows ``(type, gold,
+    pred)`` when ``types`` is not None) for an aggregation over labels, else None."""
+    if aggregation in ("cls_macro_f1", "cls_weighted_f1"):
+        return [(list(g), list(p)) for g, p in values], None
+    if aggregation == "f1_finben":
+        return [_finben_row(g, p) for g, p in values], None
+    if aggregation == "headlines_avg_f1":
+        rows = [(str(v[0]), list(v[1]), list(v[2])) for v in values]
+        return rows, sorted({r[0] for r in rows})
+    if aggregation == "avg_f1_finben":
+        rows = [(str(v[0]), *_finben_row(v[1], v[2])) for v in values]
+        return rows, sorted({r[0] for r in rows})
+    return None
+
+
+def _label_form(aggregation: str, rows, types, labels: list[str]) -> CountForm:
+    if types is not None:
+        return CountForm(_typed_counts(rows, labels, types), _typed_weighted(len(labels), len(types)))
+    n = len(labels)
+    formula = (lambda s: _macro(s, n)) if aggregation == "cls_macro_f1" else (lambda s: _weighted(s, n))
+    return CountForm(_cls_counts(rows, labels), formula)
+
+
+def _row_labels(rows, types) -> list[str]:
+    return _labels([(g, p) for *_, g, p in rows] if types is not None else rows)
 
 
 def count_form(aggregation: str, values: list) -> CountForm | None:
@@ -127,32 +191,23 @@ def count_form(aggregation: str, values: list) -> CountForm | None:
     if aggregation in ("ie_precision", "ie_recall", "ie_f1"):
         formula = {"ie_precision": _ie_precision, "ie_recall": _ie_recall, "ie_f1": _ie_f1}[aggregation]
         return CountForm(_ie_counts(values), formula)
-    if aggregation in ("cls_macro_f1", "cls_weighted_f1"):
-        counts, n_labels = _cls_counts(values)
-        formula = _cls_macro(n_labels) if aggregation == "cls_macro_f1" else _cls_weighted(n_labels)
-        return CountForm(counts, formula)
-    return None
+    found = _as_cls_rows(aggregation, values)
+    if found is None:
+        return None
+    rows, types = found
+    return _label_form(aggregation, rows, types, _row_labels(rows, types))
 
 
 def paired_count_forms(aggregation: str, candidate: list, baseline: list) -> tuple[CountForm, CountForm] | None:
     """Count forms of two sides' values on the same documents, over one label set (a
-    label seen on one side only is a column of zeros on the other, so macro F1 is
-    computed over the labels each side's resample actually contains, as the
-    aggregation itself does)."""
-    if aggregation in ("cls_macro_f1", "cls_weighted_f1"):
-        labels = sorted({label for rows in (candidate, baseline) for gold, pred in rows for label in (*gold, *pred)})
-        forms = []
-        for rows in (candidate, baseline):
-            counts, n_labels = _cls_counts(rows)
-            own = sorted({label for gold, pred in rows for label in (*gold, *pred)})
-            full = np.zeros((len(rows), 4 * len(labels)))
-            position = {label: i for i, label in enumerate(labels)}
-            for j, label in enumerate(own):
-                for block in range(4):
-                    full[:, block * len(labels) + position[label]] = counts[:, block * n_labels + j]
-            formula = _cls_macro(len(labels)) if aggregation == "cls_macro_f1" else _cls_weighted(len(labels))
-            forms.append(CountForm(full, formula))
-        return forms[0], forms[1]
+    label seen on one side only is a column of zeros on the other, and each resample's
+    F1 counts only the labels that resample contains, as the aggregation itself does)."""
+    c_found, b_found = _as_cls_rows(aggregation, candidate), _as_cls_rows(aggregation, baseline)
+    if c_found is not None and b_found is not None:
+        (c_rows, c_types), (b_rows, b_types) = c_found, b_found
+        labels = sorted(set(_row_labels(c_rows, c_types)) | set(_row_labels(b_rows, b_types)))
+        types = None if c_types is None else sorted(set(c_types) | set(b_types))
+        return _label_form(aggregation, c_rows, types, labels), _label_form(aggregation, b_rows, types, labels)
     c, b = count_form(aggregation, candidate), count_form(aggregation, baseline)
     return (c, b) if c is not None and b is not None else None
 
