@@ -119,14 +119,26 @@ def leaf(path: Path, task: str, includes: list[str], ecom: dict, **fields) -> No
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def group(path: Path, name: str, members: list[str], note: str) -> None:
-    """Write a group whose score is the unweighted mean of its members' `score`."""
+def group(path: Path, name: str, members: list[str], note: str, metrics: tuple[str, ...] = ("score",)) -> None:
+    """Write a group whose metrics are the unweighted means of its members' (`score`)."""
+    aggregate = "".join(f"  - metric: {m}\n    aggregation: mean\n    weight_by_size: false\n" for m in metrics)
     text = (
         f"{HEADER}# {note}\ngroup: {name}\ntask: {_dump(members)}\n"
-        "aggregate_metric_list:\n  - metric: score\n    aggregation: mean\n    weight_by_size: false\n"
+        f"aggregate_metric_list:\n{aggregate}"
         f"metadata:\n  version: {VERSION}\n"
     )
     path.write_text(text, encoding="utf-8")
+
+
+RC_METRICS = ("acc", "acc_norm")
+
+
+def ranked_choice(path: Path, task: str, includes: list[str], ecom: dict, **fields) -> None:
+    """Write the ranked-choice variant of a classification task: the same data and
+    prompt, the metric file swapped for the choice scoring (tasks/_common/_choice_yaml)."""
+    choice_includes = [inc for inc in includes if "_metrics_yaml" not in inc] + ["../_common/_choice_yaml"]
+    fields = {k: v for k, v in fields.items() if k != "generation_kwargs"}
+    leaf(path, task, choice_includes, {**ecom, "task": task}, **fields)
 
 
 def main() -> None:
@@ -142,14 +154,20 @@ def main() -> None:
     common = "../_common/"
 
     by_type: dict[str, list[str]] = {"cls": [], "gen": [], "ie": []}
+    rc_members = []
     for short, (kind, lang, kind_group, folder, description, prompt) in ECOM.items():
         task = f"ecom_icl_{short}"
         by_type[kind_group].append(task)
-        leaf(ROOT / "ecom_icl" / f"{task}.yaml", task,
-             [common + "_data_yaml", common + f"_{lang}_icl_yaml", common + METRICS[kind]],
-             {"family": "ecominstruct", "kind": kind, "sample": f"_samples/ecominstruct/{short}",
-              "folder": folder, "extraction_format": "spans" if short == "ned" else "typed_lines"},
-             description=description + ("\n\n" if lang == "zh" else "\n\n"), doc_to_text=prompt)
+        args = ([common + "_data_yaml", common + f"_{lang}_icl_yaml", common + METRICS[kind]],
+                {"family": "ecominstruct", "kind": kind, "sample": f"_samples/ecominstruct/{short}",
+                 "folder": folder, "extraction_format": "spans" if short == "ned" else "typed_lines"})
+        fields = {"description": description + "\n\n", "doc_to_text": prompt}
+        leaf(ROOT / "ecom_icl" / f"{task}.yaml", task, *args, **fields)
+        if kind == "classification":
+            rc_members.append(f"{task}_rc")
+            ranked_choice(ROOT / "ecom_icl_rc" / f"{task}_rc.yaml", f"{task}_rc", *args, **fields)
+    group(ROOT / "ecom_icl_rc" / "_ecom_icl_rc.yaml", "ecom_icl_rc", rc_members,
+          "EcomICL classification tasks scored by ranked choice (log-likelihood of each label)", RC_METRICS)
     for kind_group, members in by_type.items():
         group(ROOT / "ecom_icl" / f"_ecom_icl_{kind_group}.yaml", f"ecom_icl_{kind_group}", members,
               f"EcomICL {kind_group} tasks")
@@ -183,7 +201,7 @@ def main() -> None:
     group(ROOT / "ecominstruct_public" / "_ecominstruct_public.yaml", "ecominstruct_public", members,
           "The 13 test folders of the public EcomGPT release, zero-shot in its instruction layout")
 
-    members = []
+    members, rc_members = [], []
     for name, (kind, lang, hub, labels, display, prompt) in GENERAL.items():
         task = f"general_icl_{name}"
         members.append(task)
@@ -193,24 +211,34 @@ def main() -> None:
             ecom["label_names"] = labels
         if display:
             ecom["label_display"] = display
-        leaf(ROOT / "general_icl" / f"{task}.yaml", task,
-             [common + "_data_yaml", common + f"_{lang}_icl_yaml", common + METRICS[kind]], ecom,
-             doc_to_text=prompt)
+        includes = [common + "_data_yaml", common + f"_{lang}_icl_yaml", common + METRICS[kind]]
+        leaf(ROOT / "general_icl" / f"{task}.yaml", task, includes, ecom, doc_to_text=prompt)
+        if kind == "classification":
+            rc_members.append(f"{task}_rc")
+            ranked_choice(ROOT / "general_icl_rc" / f"{task}_rc.yaml", f"{task}_rc", includes, ecom,
+                          doc_to_text=prompt)
     group(ROOT / "general_icl" / "_general_icl.yaml", "general_icl", members,
           "GeneralICL: general ability in English and Chinese")
+    group(ROOT / "general_icl_rc" / "_general_icl_rc.yaml", "general_icl_rc", rc_members,
+          "GeneralICL classification tasks scored by ranked choice (log-likelihood of each label)", RC_METRICS)
 
-    members = []
+    members, rc_members = [], []
     for name, (kind, hub_path) in FLARE.items():
         task = f"flare_{name}"
         members.append(task)
-        leaf(ROOT / "flare" / f"{task}.yaml", task,
-             [common + "_data_yaml", common + "_en_icl_yaml",
-              common + METRICS["finben_classification" if kind == "classification" else kind]],
-             {"family": "finben", "kind": kind, "sample": f"_samples/finben/{name}", "folder": name,
-              "hub": {"path": hub_path, "test_split": "test", "fewshot_split": "train"}, "fewshot_pool": False},
-             num_fewshot=0, doc_to_text="{{query}}",
+        includes = [common + "_data_yaml", common + "_en_icl_yaml",
+                    common + METRICS["finben_classification" if kind == "classification" else kind]]
+        ecom = {"family": "finben", "kind": kind, "sample": f"_samples/finben/{name}", "folder": name,
+                "hub": {"path": hub_path, "test_split": "test", "fewshot_split": "train"}, "fewshot_pool": False}
+        leaf(ROOT / "flare" / f"{task}.yaml", task, includes, ecom, num_fewshot=0, doc_to_text="{{query}}",
              generation_kwargs={"until": ["\n\n"], "max_gen_toks": 64 if kind == "ner" else 16, "do_sample": False})
+        if kind in ("classification", "headlines"):
+            rc_members.append(f"{task}_rc")
+            ranked_choice(ROOT / "flare_rc" / f"{task}_rc.yaml", f"{task}_rc", includes, ecom, num_fewshot=0,
+                          doc_to_text="{{query}}")
     group(ROOT / "flare" / "_flare.yaml", "flare", members, "FLARE (FinBen): finance tasks, zero-shot as FinBen runs them")
+    group(ROOT / "flare_rc" / "_flare_rc.yaml", "flare_rc", rc_members,
+          "FLARE classification tasks scored by ranked choice (log-likelihood of each label)", RC_METRICS)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import lm_eval.models  # noqa: F401 - lm-eval fills its model registry only whil
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from ecomharness.metrics.text import normalize_label
+
 # Log-likelihoods the oracle reports: the gold continuation is certain, others are not.
 _GOLD_LOGPROB = 0.0
 _OTHER_LOGPROB = -100.0
@@ -60,8 +62,10 @@ class OracleLM(_ReferenceLM):
     """Answers with each document's gold output (``doc["target_text"]``)."""
 
     def _is_gold(self, request) -> bool:
+        # Folded as the classification metric folds labels: a choice "negative" is the
+        # gold answer "Negative" (FinBen's FiQA-SA writes them so).
         continuation = request.args[1]
-        return continuation.strip() == _gold_text(request).strip()
+        return normalize_label(continuation) == normalize_label(_gold_text(request))
 
     def generate_until(self, requests, disable_tqdm: bool = False):
         """The gold output of each request's document."""
