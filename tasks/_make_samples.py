@@ -570,6 +570,24 @@ def public_release(root: Path, rng: random.Random) -> None:
         title_generate)
 
 
+def heldout_text(root: Path, rng: random.Random) -> None:
+    """Held-out text for the bits-per-byte tasks: general paragraphs in Chinese and
+    English (the demo's general-text generator) and product text (titles with their
+    descriptions, and English product lines), ``{"text"}`` per line."""
+    from ecomharness.demo.general import general_paragraph
+
+    for folder, zh in (("general_zh", True), ("general_en", False)):
+        write_jsonl(root / folder / "test.jsonl", [{"text": general_paragraph(rng, zh)} for _ in range(N_TEST)])
+    domain = []
+    for i in range(N_TEST):
+        if i % 4 == 3:
+            domain.append({"text": f"{rng.choice(EN_BRANDS)} {rng.choice(EN_MODIFIERS)} {rng.choice(EN_PRODUCTS)}"})
+            continue
+        title, spans, noun = attribute_title(rng)
+        domain.append({"text": f"{title}\n{description(spans, noun)}"})
+    write_jsonl(root / "domain" / "test.jsonl", domain)
+
+
 def main() -> None:
     """Regenerate every sample, deterministically."""
     rng = random.Random(SEED)
@@ -578,6 +596,7 @@ def main() -> None:
     flare_tasks(ROOT / "_samples" / "finben", rng)
     # Its own generator, so that adding it left every older sample byte-identical.
     public_release(ROOT / "_samples" / "ecominstruct_public", random.Random(SEED + 1))
+    heldout_text(ROOT / "_samples" / "heldout", random.Random(SEED + 2))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,10 @@ GENERAL = {
               ["neutral", "entailment", "contradiction"], {"neutral": "中立", "entailment": "蕴含", "contradiction": "矛盾"},
               "前提：{{premise}}\n假设：{{hypothesis}}\n关系（蕴含、中立或矛盾）："),
 }
+# Held-out text for bits-per-byte, one task per folder (also the sub-folder name under
+# --metadata heldout_dir and in a data build's heldout/ output): general Chinese, general
+# English, and domain (e-commerce) text.
+HELDOUT = ("general_zh", "general_en", "domain")
 FLARE = {
     "fpb": ("classification", "TheFinAI/flare-fpb"),
     "fiqasa": ("classification", "TheFinAI/flare-fiqasa"),
@@ -237,6 +241,12 @@ def main() -> None:
             ranked_choice(ROOT / "flare_rc" / f"{task}_rc.yaml", f"{task}_rc", includes, ecom, num_fewshot=0,
                           doc_to_text="{{query}}")
     group(ROOT / "flare" / "_flare.yaml", "flare", members, "FLARE (FinBen): finance tasks, zero-shot as FinBen runs them")
+    for folder in HELDOUT:
+        task = f"heldout_bpb_{folder}"
+        leaf(ROOT / "heldout" / f"{task}.yaml", task, [common + "_data_yaml", common + "_bpb_yaml"],
+             {"family": "heldout", "kind": "text", "sample": f"_samples/heldout/{folder}", "folder": folder,
+              "fewshot_pool": False},
+             tag="heldout_bpb")
     group(ROOT / "flare_rc" / "_flare_rc.yaml", "flare_rc", rc_members,
           "FLARE classification tasks scored by ranked choice (log-likelihood of each label)", RC_METRICS)
 

@@ -245,3 +245,18 @@ def test_plugins_add_rule_kinds():
     policy = parse({"rules": [{"kind": "ratio", "at_least": 1.1}]}, known_kinds=set(gate_rules.names()))
     verdict = run_gate(policy, evidence(a=(0.6, None)), evidence("b", a=(0.5, None)))
     assert verdict.passed and verdict.checks[0].reason == "ratio 1.20"
+
+
+def test_lower_is_better_metrics_turn_drops_and_floors_around():
+    base = evidence("base", bpb=(1.50, None))
+    rule = {"kind": "max_drop", "tasks": ["bpb"], "threshold": 0.05, "direction": "lower"}
+    assert gate([rule], evidence(bpb=(1.40, None)), base).passed  # bpb fell: better
+    assert gate([rule], evidence(bpb=(1.54, None)), base).passed  # rose by 0.04: within
+    worse = gate([rule], evidence(bpb=(1.60, None)), base)
+    assert not worse.passed and "drop +0.1000 exceeds the allowed 0.0500" in worse.checks[0].reason
+    assert "lower is better" in worse.checks[0].reason
+    ceiling = {"kind": "min", "tasks": ["bpb"], "threshold": 1.55, "direction": "lower"}
+    assert gate([ceiling], evidence(bpb=(1.50, None))).passed
+    assert not gate([ceiling], evidence(bpb=(1.56, None))).passed
+    with pytest.raises(UserError, match="direction: expected higher or lower"):
+        parse_policy({"rules": [{**rule, "direction": "down"}]})

@@ -10,6 +10,7 @@ seed give byte-identical files.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ecomharness.data import layout, pack, ratio
+from ecomharness.data.heldout import combine_masks, split_heldout
 from ecomharness.data.recipe import DataRecipe
 from ecomharness.data.records import build_table
 from ecomharness.data.samples import GENERAL, SampleTable, sample_table, sample_texts
@@ -65,17 +67,28 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
 
         curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options), where="curriculum")
 
+    heldout = None
+    rendered = rendered_records(recipe, readers)
+    if recipe.heldout is not None:
+        start = time.perf_counter()
+        heldout = split_heldout(recipe, recipe.heldout, rendered)
+        timings["heldout"] = time.perf_counter() - start
+        log(f"[data] held out " + ", ".join(f"{n} {c:,}" for n, c in heldout.held.items())
+            + " records; writing " + ", ".join(f"{f} {len(d):,}" for f, d in sorted(heldout.documents.items()))
+            + f" documents to {layout.HELDOUT}/")
+        rendered = _kept(rendered, heldout.keep)
     selection = None
     if recipe.select is not None:
         from ecomharness.select.stage import run_selection
 
         start = time.perf_counter()
-        selection = run_selection(recipe, recipe.select, rendered_records(recipe, readers), log=log)
+        selection = run_selection(recipe, recipe.select, rendered, log=log)
         timings["select"] = time.perf_counter() - start
         score_cache["selection"] = selection.cache
+    keep = combine_masks(heldout.keep if heldout else None, selection.kept if selection else None)
     start = time.perf_counter()
     with _progress("read+tokenize") as bar:
-        table, reports = build_table(recipe, readers, progress=bar, keep=selection.kept if selection else None)
+        table, reports = build_table(recipe, readers, progress=bar, keep=keep)
     timings["read_tokenize"] = time.perf_counter() - start
     log(f"[data] read, rendered, tokenized {len(table):,} records ({int(table.n_tokens.sum()):,} tokens) "
         f"in {timings['read_tokenize']:.1f}s")
@@ -134,6 +147,13 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
             stats["selection"] = selection.stats
         if curriculum_stats is not None:
             stats["curriculum"] = curriculum_stats
+        if heldout is not None:
+            stats["heldout"] = heldout.stats(recipe.heldout)
+            for folder, documents in heldout.documents.items():
+                target = tmp / layout.HELDOUT / folder / "test.jsonl"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents),
+                                  encoding="utf-8")
         write_json_atomic(tmp / layout.STATS, stats)
         (tmp / layout.STATS_MD).write_text(stats_markdown(stats), encoding="utf-8")
         if recipe.source_file is not None:
@@ -168,6 +188,18 @@ def _write_output(out: Path, write, log) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+def _kept(rendered, keep: dict[str, np.ndarray]):
+    """``rendered`` without the records ``keep`` masks out (the held-out slice)."""
+
+    def kept(source):
+        mask = keep.get(source.name)
+        for ordinal, pair in enumerate(rendered(source)):
+            if mask is None or (ordinal < len(mask) and mask[ordinal]):
+                yield pair
+
+    return kept
 
 
 def rendered_records(recipe: DataRecipe, readers: dict):

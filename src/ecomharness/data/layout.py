@@ -5,6 +5,7 @@
       stats.json    what the build did (records, bad records, tokens, ratios, packing)
       stats.md      the same as a readable report
       recipe.yaml   the recipe the build ran (when it came from a file)
+      heldout/      held-out text for the bits-per-byte tasks (with a heldout block)
 
 Training may be pointed at OUTPUT or at OUTPUT/dataset; both resolve here.
 """
@@ -17,6 +18,7 @@ DATASET = "dataset"
 STATS = "stats.json"
 STATS_MD = "stats.md"
 RECIPE = "recipe.yaml"
+HELDOUT = "heldout"  # held-out text per folder (data/heldout.py): heldout/FOLDER/test.jsonl
 STATE = "state.json"  # written by datasets' save_to_disk layout (pack.write_blocks)
 
 

@@ -18,6 +18,7 @@
     ratio: {general_to_domain: 2.0, general_languages: {zh: 1, en: 1}}
     select: {...}                       # optional: ecomharness.select.stage
     curriculum: {by: perplexity, model: path/to/proxy, stages: 3}   # optional
+    heldout: {share: 0.01, max_documents: 1000}   # optional: ecomharness.data.heldout
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
+from ecomharness.data.heldout import HeldoutSpec, parse_heldout
 from ecomharness.select.curriculum import CurriculumSpec, parse_curriculum
 from ecomharness.select.stage import SelectionSpec, parse_selection
 from ecomharness.util import check_value, load_yaml_file, reject_unknown_keys
@@ -84,6 +86,7 @@ class DataRecipe:
     ratio: RatioSpec = field(default_factory=RatioSpec)
     select: SelectionSpec | None = None  # see ecomharness.select.stage
     curriculum: CurriculumSpec | None = None  # see ecomharness.select.curriculum
+    heldout: HeldoutSpec | None = None  # see ecomharness.data.heldout
     source_file: Path | None = None
 
     def fingerprint(self) -> str:
@@ -91,6 +94,8 @@ class DataRecipe:
         payload = dataclasses.asdict(self)
         payload.pop("source_file", None)
         payload.pop("output", None)
+        if payload.get("heldout") is None:  # recipes without one keep their fingerprint
+            payload.pop("heldout", None)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -207,6 +212,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
         select=parse_selection(_resolve_paths(raw.get("select"), base), where, names,
                                [s.name for s in sources if s.kind == "domain"]),
         curriculum=parse_curriculum(_resolve_paths(raw.get("curriculum"), base), where),
+        heldout=parse_heldout(raw.get("heldout"), where),
     )
     if not 8 <= recipe.seq_len <= MAX_SEQ_LEN:
         raise UserError(f"{where}.seq_len: must be between 8 and {MAX_SEQ_LEN}, got {recipe.seq_len}")

@@ -16,6 +16,7 @@
         tasks: [general_icl]
         threshold: 0.02
         alpha: 0.05               # max_drop: a drop fails only when significant
+        # direction: lower       # for metrics where lower is better (bits_per_byte)
         max_detectable_effect: 0.05  # optional: fail (underpowered) when the documents
                                      # could not have detected a difference this large
     correction: holm             # optional: Holm-Bonferroni across the significance tests
@@ -85,6 +86,7 @@ class Rule:
     allow: tuple[str, ...] = ()
     parts: tuple[Rule, ...] = ()  # joint rules
     max_detectable_effect: float | None = None
+    direction: str = "higher"  # which way is better: "lower" for bits_per_byte, perplexity
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,7 +110,8 @@ class Policy:
 
 
 COMMON = {"name", "kind", "tasks", "metric", "threshold", "alpha", "significant", "allow", "parts",
-          "max_detectable_effect"}
+          "max_detectable_effect", "direction"}
+DIRECTIONS = ("higher", "lower")
 BUILTIN_KINDS = ("min", "max_drop", "min_gain", "joint")
 
 
@@ -181,6 +184,9 @@ def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
     if builtin and "threshold" not in raw:
         raise UserError(f"{where}: missing required key 'threshold'")
     alpha = raw.get("alpha")
+    direction = raw.get("direction", "higher")
+    if direction not in DIRECTIONS:
+        raise UserError(f"{where}.direction: expected higher or lower (which way is better), got {direction!r}")
     mde = raw.get("max_detectable_effect")
     if mde is not None and (isinstance(mde, bool) or not isinstance(mde, (int, float)) or not math.isfinite(mde)
                             or mde <= 0):
@@ -190,7 +196,7 @@ def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
         threshold=_threshold(raw["threshold"], where, kind) if "threshold" in raw else None,
         alpha=None if alpha is None else _alpha(alpha, f"{where}.alpha"), significant=significant,
         allow=_allow(raw.get("allow"), where), max_detectable_effect=None if mde is None else float(mde),
-        options={k: v for k, v in raw.items() if k not in COMMON},
+        direction=direction, options={k: v for k, v in raw.items() if k not in COMMON},
     )
 
 

@@ -169,7 +169,8 @@ def _fmt(x: float | None) -> str:
 
 
 def rule_min(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy: Policy) -> list[Check]:
-    """Absolute floor: the candidate's metric must be at least the threshold."""
+    """Absolute floor: the candidate's metric must be at least the threshold (at most,
+    for ``direction: lower``)."""
     checks = []
     for task in _tasks(rule, candidate):
         failed = provenance(rule, task, candidate, None, policy)
@@ -177,11 +178,16 @@ def rule_min(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
         if failed or c is None or not c.finite:
             checks.append(failed or _allowed_check(rule, task, c))
             continue
-        floor = rule.threshold.of(None)
-        passed = c.value >= floor
-        checks.append(Check(rule.name, rule.kind, task, rule.metric, passed,
-                            f"{task} {rule.metric} {_fmt(c.value)} {'>=' if passed else '<'} floor {floor:g}",
-                            {"candidate": c.value, "candidate_stderr": c.stderr}, {"min": floor}))
+        bound = rule.threshold.of(None)
+        if rule.direction == "lower":  # a ceiling: bits per byte, perplexity
+            passed = c.value <= bound
+            reason = f"{task} {rule.metric} {_fmt(c.value)} {'<=' if passed else '>'} ceiling {bound:g}"
+        else:
+            passed = c.value >= bound
+            reason = f"{task} {rule.metric} {_fmt(c.value)} {'>=' if passed else '<'} floor {bound:g}"
+        checks.append(Check(rule.name, rule.kind, task, rule.metric, passed, reason,
+                            {"candidate": c.value, "candidate_stderr": c.stderr},
+                            {"max" if rule.direction == "lower" else "min": bound}))
     return checks
 
 
@@ -281,9 +287,12 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
             checks.append(failed or _allowed_check(rule, task, c, b))
             continue
         amount = rule.threshold.of(b.value)
-        diff = c.value - b.value
+        # ``diff`` is the change in quality: for a lower-is-better metric (bits per
+        # byte, perplexity) a rise is a drop.
+        lower = rule.direction == "lower"
+        diff = (b.value - c.value) if lower else (c.value - b.value)
         inputs = {"candidate": c.value, "candidate_stderr": c.stderr, "baseline": b.value,
-                  "baseline_stderr": b.stderr, "difference": diff}
+                  "baseline_stderr": b.stderr, "difference": c.value - b.value}
         settings = {"threshold": str(rule.threshold), "threshold_abs": amount}
         uses_test = (gain and rule.significant) or (not gain and rule.alpha is not None) \
             or rule.max_detectable_effect is not None
@@ -296,7 +305,8 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
                 inputs["unpaired_because"] = test.unpaired_because
             if (rule.name, task) in policy.adjusted_p:
                 inputs["p_holm"] = p
-        head = f"{task} {rule.metric} {_fmt(b.value)} -> {_fmt(c.value)} ({diff:+.4f})"
+        head = f"{task} {rule.metric} {_fmt(b.value)} -> {_fmt(c.value)} ({c.value - b.value:+.4f}" \
+            + (", lower is better)" if lower else ")")
         shown = _describe(test, p) if test is not None and p is not None else ""
         no_test = test.why_none if test is not None and test.why_none else "a stderr is missing or not finite"
         if gain:

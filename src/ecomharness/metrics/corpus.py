@@ -11,7 +11,9 @@ documents of small per-document count vectors:
 - ``cls_macro_f1`` / ``cls_weighted_f1`` / ``f1_finben``: per label, whether the
   document is a true positive, false positive, false negative, and gold support;
 - ``headlines_avg_f1`` / ``avg_f1_finben``: the same per label type, plus a count of
-  the type's documents (the mean runs over the types a resample contains).
+  the type's documents (the mean runs over the types a resample contains);
+- ``bits_per_byte`` / ``weighted_perplexity``: each document's log-likelihood and its
+  byte (or word) count.
 
 So a resample is a weight vector ``w`` (how often each document was drawn) and its
 metric is ``formula(w @ counts)``: one matrix product for thousands of resamples.
@@ -21,6 +23,7 @@ against the aggregation functions themselves).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -76,6 +79,14 @@ def _ie_f1(s: np.ndarray) -> np.ndarray:
 
 def _labels(rows) -> list[str]:
     return sorted({label for gold, pred in rows for label in (*gold, *pred)})
+
+
+def _bits_per_byte(s: np.ndarray) -> np.ndarray:
+    return -s[:, 0] / np.maximum(s[:, 1], 1e-300) / math.log(2)
+
+
+def _weighted_perplexity(s: np.ndarray) -> np.ndarray:
+    return np.exp(-s[:, 0] / np.maximum(s[:, 1], 1e-300))
 
 
 def _cls_counts(rows, labels: list[str]) -> np.ndarray:
@@ -191,6 +202,11 @@ def count_form(aggregation: str, values: list) -> CountForm | None:
     if aggregation in ("ie_precision", "ie_recall", "ie_f1"):
         formula = {"ie_precision": _ie_precision, "ie_recall": _ie_recall, "ie_f1": _ie_f1}[aggregation]
         return CountForm(_ie_counts(values), formula)
+    if aggregation in ("bits_per_byte", "weighted_perplexity"):
+        # lm-eval's loglikelihood_rolling values: (log-likelihood, words or bytes).
+        counts = np.asarray([[float(v[0]), float(v[1])] for v in values]).reshape(-1, 2)
+        formula = _bits_per_byte if aggregation == "bits_per_byte" else _weighted_perplexity
+        return CountForm(counts, formula)
     found = _as_cls_rows(aggregation, values)
     if found is None:
         return None

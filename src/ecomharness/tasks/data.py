@@ -40,6 +40,7 @@ from ecomharness.formats.common import ReadResult, RecordError, check_on_error, 
 from ecomharness.formats.finben import finben_doc
 from ecomharness.formats.general import CONVERTERS as GENERAL_CONVERTERS
 from ecomharness.formats.general import general_doc
+from ecomharness.formats.text import read_text_lines, text_doc
 from ecomharness.registry import record_formats
 from ecomharness.resources import bundled_path
 
@@ -60,6 +61,7 @@ ENV_DIRS = {
     "ecominstruct": "ECOMHARNESS_ECOMINSTRUCT_DIR",
     "finben": "ECOMHARNESS_FINBEN_DIR",
     "general": "ECOMHARNESS_GENERAL_DIR",
+    "heldout": "ECOMHARNESS_HELDOUT_DIR",
 }
 FAMILIES = tuple(ENV_DIRS)
 
@@ -69,7 +71,7 @@ class TaskDataSpec:
     """The ``metadata.ecom`` block of a task YAML, validated."""
 
     task: str
-    family: str  # ecominstruct | finben | general
+    family: str  # ecominstruct | finben | general | heldout
     kind: str
     sample: str  # bundled sample, relative to tasks/
     folder: str = ""  # EcomInstruct folder / FinBen or general sub-directory name
@@ -133,6 +135,8 @@ def _convert(record: dict, spec: TaskDataSpec, path, line) -> dict | None:
         return general_doc(record, spec.converter, spec.label_names, spec.label_display, path, line)
     if spec.family == "finben":
         return finben_doc(record, path, line, headlines=spec.kind == "headlines")
+    if spec.family == "heldout":
+        return text_doc(record, path, line)
     raise UserError(f"task {spec.task}: the {spec.family} family has no row converter")
 
 
@@ -174,6 +178,8 @@ def _read_local(directory: Path, spec: TaskDataSpec, on_error: str) -> tuple[Rea
                 fewshot = read_ecominstruct(directory, split=split, **options)
                 break
         return test, fewshot
+    if spec.family == "heldout" and not (directory / "test.jsonl").is_file() and (directory / "test.txt").is_file():
+        return read_text_lines(directory / "test.txt", on_error), None
     return _read_jsonl_dir(directory, spec, on_error)
 
 
