@@ -141,15 +141,30 @@ def test_two_processes_with_the_deepspeed_launcher(built, tmp_path):
     run_dir = tmp_path / "ds2"
     args = [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", "29631", str(BIN / "ecomharness"),
             "train", str(RECIPE)]
-    for item in _overrides(built, run_dir, "training.max_steps=20", "training.per_device_train_batch_size=4"):
+    overrides = _overrides(built, run_dir, "training.max_steps=20", "training.per_device_train_batch_size=4",
+                           "eval.batch_size=1")
+    for item in overrides:
         args += ["--set", item]
     env = {**os.environ, "DS_ACCELERATOR": "cpu"}
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     records = read_ledger(run_dir / "eval" / "ledger.jsonl")
-    # rank 0 alone evaluates: one record per checkpoint, no duplicates
+    # rank 0 alone records: one record per checkpoint, no duplicates
     assert [r["checkpoint"] for r in records] == ["init", "checkpoint-10", "checkpoint-20"]
     assert records[-1]["tokens_seen"] == 20 * 4 * 2 * 64  # two processes' batches per step
+    # Both ranks evaluated, each a shard of the documents; the scores are those of one
+    # process evaluating every document of the same checkpoint.
+    assert all(r["eval_ranks"] == 2 for r in records)
+    from ecomharness.evaluation.checkpoint import CheckpointEvaluator
+    from ecomharness.evaluation.ledger import metrics_of
+
+    settings = load_recipe(RECIPE, overrides).eval.settings()
+    alone = metrics_of(CheckpointEvaluator(settings).evaluate_path(str(run_dir / "checkpoint-20")))
+    assert alone.keys() == records[-1]["metrics"].keys()
+    for task, metrics in alone.items():
+        for metric, measure in metrics.items():
+            assert records[-1]["metrics"][task][metric]["value"] == pytest.approx(measure["value"], abs=1e-12), \
+                (task, metric)
 
 
 @pytest.mark.parametrize("name", ["tiny_cpu", "bloom_3b_cpt", "bloom_7b1_cpt", "sft"])

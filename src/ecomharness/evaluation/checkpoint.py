@@ -115,13 +115,20 @@ class CheckpointEvaluator:
         results.pop("samples", None)
         return results
 
-    def evaluate_model(self, model, tokenizer) -> dict:
-        """Evaluate an in-memory model (the unwrapped module, not a DeepSpeed engine)."""
+    def evaluate_model(self, model, tokenizer, data_parallel: bool = False) -> dict:
+        """Evaluate an in-memory model (the unwrapped module, not a DeepSpeed engine).
+
+        ``data_parallel``: every rank of the training job calls this at once and
+        evaluates its shard of the documents (``evaluation/data_parallel.py``); rank 0
+        gets the results, the other ranks an empty dict."""
         from lm_eval.models.huggingface import HFLM
+
+        from ecomharness.evaluation.data_parallel import DataParallelHFLM
 
         with preserved_training_state(model):
             # A copy: lm-eval may add a pad token or change padding on the tokenizer.
-            lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=self.settings.batch_size)
+            kind = DataParallelHFLM if data_parallel else HFLM
+            lm = kind(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=self.settings.batch_size)
             return self._evaluate(lm)
 
     def evaluate_path(self, checkpoint_dir: str, device: str = "cpu", dtype: str = "float32") -> dict:

@@ -247,7 +247,8 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
 def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int, evaluate: Callable[[], dict], *,
                         epoch: float | None = None, tokens_seen: int | None = None,
                         judge: Callable[[dict], dict] | None = None, record: bool = True,
-                        data_sources: dict | None = None, log_fn: Callable[[str], None] = log.info) -> dict | None:
+                        data_sources: dict | None = None, log_fn: Callable[[str], None] = log.info,
+                        ranks: int = 1) -> dict | None:
     """Evaluate one checkpoint once per task set and append its record: the one path the
     inline callback, its resume catch-up and ``watch`` all take, so their records are
     the same. Returns the record, or None when the checkpoint was already recorded.
@@ -255,7 +256,8 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
     ``evaluate`` returns lm-eval results (an exception is recorded as a failed record);
     ``judge`` adds a ``gate`` verdict to a successful record; ``data_sources`` is the
     evaluator's snapshot of where each task's documents came from. ``record=False`` (ranks
-    other than 0 under ZeRO-3) evaluates without writing. The ledger lock is held from
+    other than 0 under ZeRO-3 or data-parallel evaluation) evaluates without writing;
+    ``ranks`` (data-parallel evaluation) is recorded as ``eval_ranks``. The ledger lock is held from
     the check to the append, so concurrent processes evaluate each checkpoint once. A
     failure is not appended again when the checkpoint's latest record already is one.
     """
@@ -275,6 +277,8 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
         entry = ledger_record(checkpoint, step, settings, epoch=epoch, tokens_seen=tokens_seen, results=results,
                               error=error, seconds=time.perf_counter() - start, data_sources=data_sources,
                               record_folder=Path(ledger).parent if record else None)
+        if ranks > 1:
+            entry["eval_ranks"] = ranks  # evaluated data-parallel: each rank a shard
         if error is None and judge is not None:
             entry["gate"] = judge(entry)
         if record and not (error is not None and previous and previous[-1]["status"] == "failed"):

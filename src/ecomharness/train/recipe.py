@@ -79,6 +79,7 @@ class EvalSpec:
     gate: str | None = None
     include_path: tuple[str, ...] = ()
     seed: int = 1234
+    data_parallel: bool = True  # ZeRO 0-2 with 2+ ranks: each rank evaluates a shard
 
     def settings(self) -> EvalSettings:
         """The fields that shape a score, as every ledger record keeps them (and whose

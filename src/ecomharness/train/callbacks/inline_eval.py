@@ -8,8 +8,11 @@ The tasks are built once at the start (``CheckpointEvaluator``); at each chosen 
 unwrapped model is evaluated with train mode, tokenizer and RNG states restored, the
 result is appended to the ledger, and the metrics go to the Trainer's loggers as
 ``eval/<task>/<metric>`` (with ``eval/time_s``, so evaluation time is seen apart from
-training time). With ZeRO stages 0-2 only the main process evaluates; under ZeRO-3 the
-parameters are sharded, so every rank must join the forward passes.
+training time). With ZeRO stages 0-2 and several ranks, every rank evaluates its own
+shard of the documents on its own replica (``eval.data_parallel``, on by default) and
+rank 0 gathers the per-document results and records them, so N ranks take about 1/N of
+the time; under ZeRO-3 the parameters are sharded, so every rank joins the forward
+passes of every document.
 
 Which saves are evaluated depends on the step alone (``chosen_for_evaluation``), not on
 how many saves this process has seen, so a resumed run evaluates the same checkpoints
@@ -99,17 +102,24 @@ class InlineEvalCallback(TrainerCallback):
         self._log = None
         self.eval_seconds = 0.0
         self.failures: list[dict] = []
+        self.data_parallel = False  # set when training begins, from the job's world size
+        self.ranks = 1
 
     def attach(self, trainer) -> None:
         """Log metrics through ``trainer.log`` so TensorBoard / W&B callbacks see them."""
         self._log = trainer.log
 
-    def _participates(self, state) -> bool:
-        return self.zero_stage == 3 or state.is_world_process_zero
+    def _data_parallel(self, args) -> bool:
+        return self.spec.data_parallel and self.zero_stage != 3 and getattr(args, "world_size", 1) > 1
+
+    def _participates(self, args, state) -> bool:
+        return self.zero_stage == 3 or state.is_world_process_zero or self._data_parallel(args)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         """Build the tasks once; evaluate the starting model if asked; catch up on resume."""
-        if self._participates(state):
+        self.data_parallel = self._data_parallel(args)
+        self.ranks = getattr(args, "world_size", 1)
+        if self._participates(args, state):
             self.begin(model, state.save_steps, state.max_steps, self.spec.on_start and state.global_step == 0,
                        state.is_world_process_zero, control, init_epoch=state.epoch)
 
@@ -136,7 +146,7 @@ class InlineEvalCallback(TrainerCallback):
 
     def on_save(self, args, state, control, model=None, **kwargs):
         """Evaluate the saves the schedule chooses."""
-        if not self._participates(state):
+        if not self._participates(args, state):
             return
         if chosen_for_evaluation(state.global_step, state.save_steps, self.spec.every_n_saves, state.max_steps):
             self._evaluate(f"checkpoint-{state.global_step}", state.global_step, state.epoch, model,
@@ -144,12 +154,13 @@ class InlineEvalCallback(TrainerCallback):
 
     def _evaluate(self, checkpoint: str, step: int, epoch, model, is_main: bool, control) -> dict | None:
         def evaluate():
-            return self.evaluator.evaluate_model(model, self.tokenizer)
+            return self.evaluator.evaluate_model(model, self.tokenizer, data_parallel=self.data_parallel)
 
         record = evaluate_and_record(ledger_path(self.run_dir), self.settings, checkpoint, step, evaluate,
                                      epoch=epoch, tokens_seen=step * self.tokens_per_step,
                                      judge=self._judge if checkpoint != "init" else None,
-                                     record=is_main, data_sources=self.evaluator.data_sources)
+                                     record=is_main, data_sources=self.evaluator.data_sources,
+                                     ranks=self.ranks if self.data_parallel else 1)
         if record is None:
             return None
         self.eval_seconds += record["eval_seconds"]
