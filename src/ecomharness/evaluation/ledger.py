@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ecomharness.errors import UserError
+from ecomharness.evaluation import per_document
 from ecomharness.util import is_number
 
 log = logging.getLogger("ecomharness.ledger")
@@ -58,10 +59,8 @@ def check_record(record: Any, where: str) -> dict[str, Any]:
                 raise UserError(f"{where}: metrics.{task} must be a mapping of metric -> {{value, stderr}}")
             for metric, measure in values.items():
                 check_measure(measure, f"{where}: metrics.{task}.{metric}")
-        reference = record.get("per_document")
-        if reference is not None and not (isinstance(reference, dict) and isinstance(reference.get("file"), str)
-                                          and isinstance(reference.get("sha256"), str)):
-            raise UserError(f"{where}: 'per_document' must be {{file, bytes, sha256}}, got {reference!r}")
+        if record.get("per_document") is not None:
+            per_document.check_reference(record["per_document"], where)
     return record
 
 
@@ -237,8 +236,6 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
     sources = DATA_SOURCES if data_sources is None else data_sources
     record["data_sources"] = {t: sources[t] for t in sorted(results.get("results", {})) if t in sources}
     if record_folder is not None and results.get("per_document"):
-        from ecomharness.evaluation import per_document
-
         record["per_document"] = per_document.write(record_folder, f"{checkpoint}-{record['task_set']}",
                                                     results["per_document"])
     return record

@@ -26,12 +26,11 @@ import gzip
 import hashlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
+from ecomharness.util import write_bytes_atomic
 
 FORMAT = "ecomharness-per-document"
 VERSION = 1
@@ -121,23 +120,13 @@ def write(record_folder: str | Path, prefix: str, table: dict) -> dict[str, Any]
     the reference a record keeps: ``{"file", "bytes", "sha256"}``, ``file`` relative to
     ``record_folder``."""
     folder = Path(record_folder) / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(table, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     # mtime=0: the same table gives the same bytes, so the same hash.
     data = gzip.compress(payload, compresslevel=6, mtime=0)
     digest = hashlib.sha256(data).hexdigest()
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in prefix)
     target = folder / f"{safe}-{digest[:16]}.json.gz"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(target, data)
     return {"file": f"{FOLDER}/{target.name}", "bytes": len(data), "sha256": digest}
 
 
@@ -151,12 +140,17 @@ def copy_reference(reference: dict, source_folder: str | Path, record_folder: st
     shutil.copyfile(Path(source_folder) / reference["file"], target)
 
 
+def check_reference(reference: Any, where: str) -> None:
+    """``UserError`` naming ``where`` unless ``reference`` has the shape ``write`` returns."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("file"), str) \
+            or not isinstance(reference.get("sha256"), str):
+        raise UserError(f"{where}: 'per_document' must be {{file, bytes, sha256}}, got {reference!r}")
+
+
 def read(base: str | Path, reference: Any, where: str) -> dict:
     """Read the table a record references (``reference`` from ``write``), relative to
     ``base``; ``UserError`` naming ``where`` when it is missing, altered or malformed."""
-    if not isinstance(reference, dict) or not isinstance(reference.get("file"), str) \
-            or not isinstance(reference.get("sha256"), str):
-        raise UserError(f"{where}: per_document must be {{file, bytes, sha256}}, got {reference!r}")
+    check_reference(reference, where)
     path = Path(base) / reference["file"]
     try:
         data = path.read_bytes()

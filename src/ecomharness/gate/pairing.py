@@ -50,17 +50,15 @@ def _leaf(task: str, metric: str, candidate: Evidence, baseline: Evidence) -> tu
         raise Unpaired(f"{task}/{metric} is aggregated differently on the two sides")
     c_ids, b_ids = c_task["doc_ids"], b_task["doc_ids"]
     c_values, b_values = c_task["metrics"][metric], b_task["metrics"][metric]
-    if set(c_ids) != set(b_ids):
-        only_c, only_b = len(set(c_ids) - set(b_ids)), len(set(b_ids) - set(c_ids))
-        shared = [i for i in c_ids if i in set(b_ids)]
-        b_index = {doc: i for i, doc in enumerate(b_ids)}
-        c_index = {doc: i for i, doc in enumerate(c_ids)}
+    b_index = {doc: i for i, doc in enumerate(b_ids)}
+    if len(c_ids) != len(b_ids) or any(doc not in b_index for doc in c_ids):
+        shared = [i for i, doc in enumerate(c_ids) if doc in b_index]
+        only_c, only_b = len(c_ids) - len(shared), len(b_ids) - len(shared)
         intersection = None
         if aggregation == "mean" and shared:
-            intersection = ([c_values[c_index[d]] for d in shared], [b_values[b_index[d]] for d in shared])
+            intersection = ([c_values[i] for i in shared], [b_values[b_index[c_ids[i]]] for i in shared])
         raise Unpaired(f"{task} was scored on different documents ({only_c} only in the candidate, {only_b} only in "
                        f"the baseline, {len(shared)} shared)", intersection)
-    b_index = {doc: i for i, doc in enumerate(b_ids)}
     b_values = [b_values[b_index[doc]] for doc in c_ids]
     if any(v is None for v in (*c_values, *b_values)):
         raise Unpaired(f"{task}/{metric} has a per-document value that is not a finite number")
