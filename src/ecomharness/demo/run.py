@@ -287,12 +287,11 @@ def _paired_gain(record: dict, base_record: dict, folder: Path):
     documents (a stratified paired bootstrap over the group's tasks), or None when the
     records carry no per-document scores."""
     from ecomharness.gate.evidence import from_record
-    from ecomharness.gate.paired import paired_test
-    from ecomharness.gate.pairing import Unpaired, strata
+    from ecomharness.gate.pairing import Unpaired, paired_result
 
     candidate, baseline = from_record(record, "cpt", folder), from_record(base_record, "base", folder)
     try:
-        return paired_test(strata("ecom_icl", "score", candidate, baseline).parts, label="ecom_icl/score")
+        return paired_result("ecom_icl", "score", candidate, baseline)
     except Unpaired:
         return None
 

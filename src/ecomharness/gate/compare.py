@@ -8,8 +8,8 @@ import math
 from typing import Any
 
 from ecomharness.gate.evidence import Evidence
-from ecomharness.gate.paired import documents_needed, paired_test
-from ecomharness.gate.pairing import Unpaired, strata
+from ecomharness.gate.paired import documents_needed
+from ecomharness.gate.pairing import Unpaired, paired_result
 from ecomharness.gate.policy import Policy
 
 
@@ -33,9 +33,7 @@ def compare(candidate: Evidence, baseline: Evidence, tasks: list[str] | None = N
             row: dict[str, Any] = {"task": task, "metric": metric, "baseline": b.value, "candidate": c.value,
                                    "difference": c.value - b.value}
             try:
-                found = strata(task, metric, candidate, baseline)
-                result = paired_test(found.parts, alpha, resamples, seed, label=f"{task}/{metric}")
-                row.update(result.as_dict())
+                row.update(paired_result(task, metric, candidate, baseline, alpha, resamples, seed).as_dict())
             except Unpaired as exc:
                 row["unpaired"] = str(exc)
             rows.append(row)
@@ -85,8 +83,7 @@ def plan(policy: Policy, candidate: Evidence, baseline: Evidence) -> list[dict[s
             row: dict[str, Any] = {"rule": rule.name, "task": task, "metric": rule.metric, "target": target,
                                    "alpha": alpha}
             try:
-                found = strata(task, rule.metric, candidate, baseline)
-                result = paired_test(found.parts, alpha, policy.resamples, policy.seed, label=f"{task}/{rule.metric}")
+                result = paired_result(task, rule.metric, candidate, baseline, alpha, policy.resamples, policy.seed)
                 row.update(n=result.n, mde=result.mde, test=result.test,
                            needed=documents_needed(result.mde, result.n, target))
             except Unpaired as exc:

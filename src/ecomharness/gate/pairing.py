@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ecomharness.gate.evidence import Evidence
+from ecomharness.gate.paired import DEFAULT_RESAMPLES, PairedResult, paired_test
 from ecomharness.metrics.corpus import CountForm, paired_count_forms
 
 
@@ -92,3 +93,12 @@ def strata(task: str, metric: str, candidate: Evidence, baseline: Evidence) -> S
     else:
         weights = [1 / len(forms)] * len(forms)
     return Strata([(c, b, w) for (c, b, _), w in zip(forms, weights)], leaves)
+
+
+def paired_result(task: str, metric: str, candidate: Evidence, baseline: Evidence, alpha: float = 0.05,
+                  resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> PairedResult:
+    """The paired test of ``metric`` on ``task`` (``gate/paired.py``), seeded per task
+    and metric; ``Unpaired`` says why there is none. The gate, ``compare``, ``gate
+    --plan`` and the demo all test through here."""
+    return paired_test(strata(task, metric, candidate, baseline).parts, alpha, resamples, seed,
+                       label=f"{task}/{metric}")

@@ -226,16 +226,14 @@ def significance(rule: Rule, task: str, c: Measure, b: Measure, candidate: Evide
     """Test candidate against baseline on ``task``: paired when both sides' per-document
     scores pair up (``gate/pairing.py``, ``gate/paired.py``); otherwise the unpaired
     z-test, only where the rule or policy allows ``unpaired``; otherwise no test."""
-    from ecomharness.gate.paired import paired_test
-    from ecomharness.gate.pairing import Unpaired, strata
+    from ecomharness.gate.pairing import Unpaired, paired_result
 
     allowed = _unpaired_allowed(rule, policy)
     key = (candidate.label, baseline.label, task, rule.metric, alpha, allowed)
     if key in policy.test_cache:
         return policy.test_cache[key]
     try:
-        found = strata(task, rule.metric, candidate, baseline)
-        result = paired_test(found.parts, alpha, policy.resamples, policy.seed, label=f"{task}/{rule.metric}")
+        result = paired_result(task, rule.metric, candidate, baseline, alpha, policy.resamples, policy.seed)
         outcome = Significance(result.test, result.p, result.as_dict(), mde=result.mde)
     except Unpaired as exc:
         if not allowed:
