@@ -47,8 +47,8 @@ def _versions() -> dict:
 def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     """Build the packed dataset of ``recipe``; return the stats written to stats.json.
 
-    Steps: select (optional) -> read, render, tokenize -> mix -> samples -> ratio draw
-    -> order (shuffle or curriculum) -> pack and write, atomically."""
+    Steps: held-out slice and selection (optional) -> read, render, tokenize -> mix ->
+    samples -> ratio draw -> order (shuffle or curriculum) -> pack and write, atomically."""
     from ecomharness.registry import data_sources, mixers
 
     out = recipe.output

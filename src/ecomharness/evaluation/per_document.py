@@ -21,7 +21,6 @@ repeated inside one task gets ``#2``, ``#3``... after its hash.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import json
@@ -57,10 +56,9 @@ def _aggregations(task: str, configs: dict, tasks: dict | None) -> tuple[dict[st
     results' config."""
     built = (tasks or {}).get(task)
     if built is not None:
-        with contextlib.suppress(Exception):
-            aggregation = {m: getattr(fn, "__name__", str(fn)) for m, fn in built.aggregation().items()}
-            higher = {m: bool(v) for m, v in built.higher_is_better().items()}
-            return aggregation, higher
+        aggregation = {m: getattr(fn, "__name__", str(fn)) for m, fn in built.aggregation().items()}
+        higher = {m: bool(v) for m, v in built.higher_is_better().items()}
+        return aggregation, higher
     metric_list = (configs.get(task) or {}).get("metric_list") or []
     aggregation = {m["metric"]: m.get("aggregation", "mean") for m in metric_list
                    if isinstance(m, dict) and isinstance(m.get("aggregation", "mean"), str)}

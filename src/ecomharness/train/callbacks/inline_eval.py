@@ -102,8 +102,9 @@ class InlineEvalCallback(TrainerCallback):
         self._log = None
         self.eval_seconds = 0.0
         self.failures: list[dict] = []
-        self.data_parallel = False  # set when training begins, from the job's world size
-        self.ranks = 1
+        # Ranks sharing each evaluation's documents: the job's world size when evaluating
+        # data-parallel (set when training begins), else 1.
+        self.eval_ranks = 1
 
     def attach(self, trainer) -> None:
         """Log metrics through ``trainer.log`` so TensorBoard / W&B callbacks see them."""
@@ -117,8 +118,7 @@ class InlineEvalCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         """Build the tasks once; evaluate the starting model if asked; catch up on resume."""
-        self.data_parallel = self._data_parallel(args)
-        self.ranks = getattr(args, "world_size", 1)
+        self.eval_ranks = args.world_size if self._data_parallel(args) else 1
         if self._participates(args, state):
             self.begin(model, state.save_steps, state.max_steps, self.spec.on_start and state.global_step == 0,
                        state.is_world_process_zero, control, init_epoch=state.epoch)
@@ -154,13 +154,13 @@ class InlineEvalCallback(TrainerCallback):
 
     def _evaluate(self, checkpoint: str, step: int, epoch, model, is_main: bool, control) -> dict | None:
         def evaluate():
-            return self.evaluator.evaluate_model(model, self.tokenizer, data_parallel=self.data_parallel)
+            return self.evaluator.evaluate_model(model, self.tokenizer, data_parallel=self.eval_ranks > 1)
 
         record = evaluate_and_record(ledger_path(self.run_dir), self.settings, checkpoint, step, evaluate,
                                      epoch=epoch, tokens_seen=step * self.tokens_per_step,
                                      judge=self._judge if checkpoint != "init" else None,
                                      record=is_main, data_sources=self.evaluator.data_sources,
-                                     ranks=self.ranks if self.data_parallel else 1)
+                                     ranks=self.eval_ranks)
         if record is None:
             return None
         self.eval_seconds += record["eval_seconds"]
