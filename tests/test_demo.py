@@ -11,7 +11,7 @@ from ecomharness.evaluation.ledger import read_ledger
 pytestmark = pytest.mark.slow
 
 SMALL = DemoConfig(n_products=400, n_general=1500, vocab_size=1500, seq_len=64, hidden_size=32, n_layer=2,
-                   base_steps=10, cpt_steps=15, checkpoints=3, eval_limit=3, max_gen_toks=8)
+                   base_steps=10, cpt_steps=15, checkpoints=3, eval_limit=3, inline_subset=3, max_gen_toks=8)
 
 
 def test_shop_corpus_keeps_test_titles_out(tmp_path):
@@ -29,15 +29,37 @@ def test_shop_corpus_keeps_test_titles_out(tmp_path):
 def test_demo_runs_every_stage_and_caches(tmp_path):
     lines: list[str] = []
     result = run_demo(tmp_path / "demo", cfg=SMALL, log=lines.append)
-    assert len(result["summary"]) == 5
+    assert len(result["summary"]) == 9
     assert any("pre-train the base model" in line for line in lines)
     ledger = read_ledger(tmp_path / "demo" / "cpt_graph" / "eval" / "ledger.jsonl")
-    assert [r["checkpoint"] for r in ledger] == ["init", "checkpoint-5", "checkpoint-10", "checkpoint-15"]
-    assert all("gate" in r for r in ledger[1:])
+    inline, asynchronous = (set(r["task_set"] for r in ledger if set(r["metrics"]) & names)
+                            for names in ({"ecom_icl_rc"}, {"ecom_icl"}))
+    assert len(inline) == len(asynchronous) == 1 and inline != asynchronous
+    # The cheap profile at every checkpoint; the generative one on init and by `watch`
+    # on the first and last saves (the schedule's every_n_saves is past the run's end).
+    assert [r["checkpoint"] for r in ledger if r["task_set"] in inline] == [
+        "init", "checkpoint-5", "checkpoint-10", "checkpoint-15"]
+    assert [r["checkpoint"] for r in ledger if r["task_set"] in asynchronous] == [
+        "init", "checkpoint-5", "checkpoint-15"]
+    inline_record = next(r for r in ledger if r["checkpoint"] == "checkpoint-5" and r["task_set"] in inline)
+    # The seeded subset is recorded: 3 documents of each task, the same for every checkpoint.
+    subset = inline_record["subset"]
+    assert subset["ecom_icl_pdc_rc"]["documents"] == 3 and len(subset["ecom_icl_pdc_rc"]["indices"]) == 3
+    assert all(r["subset"] == subset for r in ledger if r["task_set"] in inline)
+    # Judged with only its own profile in: the generative rules are pending, not failed.
+    assert inline_record["gate"]["passed"] is None and inline_record["gate"]["pending"]
+    assert all(r["checkpoint"] == "init" or "gate" in r for r in ledger)
+    # Bits per byte and ranked choice reach the summary, with the chance level.
+    figures = result["figures"]
+    assert figures["heldout_bpb_domain"]["cpt"] is not None and 0 < result["chance"]["ecom_icl_rc"] < 1
+    assert 0 <= result["inline_share"] < 1
     for name in ("report.md", "curves.png", "gate.md"):
         assert (tmp_path / "demo" / "report" / name).is_file()
+    report = (tmp_path / "demo" / "report" / "report.md").read_text(encoding="utf-8")
+    assert "heldout_bpb_domain (bits_per_byte)" in report and "ecom_icl_rc (acc)" in report and "| ecom_icl |" in report
     again: list[str] = []
     second = run_demo(tmp_path / "demo", cfg=SMALL, log=again.append)
     cached = [line for line in again if line.endswith(": cached")]
     assert len(cached) == 6  # corpus, tokenizer, 2 data builds, base model, its evaluation
     assert second["cpt_ecom"] == result["cpt_ecom"]  # seeded: the same run again
+    assert second["figures"] == figures

@@ -53,7 +53,7 @@ def test_recipe_validation():
         parse_recipe({"run_dir": "r", "model": {"path": "m"}, "data": {"path": "d"}, "deepspeed": "zero9",
                       "eval": {"mode": "off"}})
     recipe = load_recipe(RECIPE, ["training.max_steps=5", "eval.limit=2"])
-    assert recipe.training["max_steps"] == 5 and recipe.eval.limit == 2
+    assert recipe.training["max_steps"] == 5 and recipe.eval.inline.limit == 2
     assert recipe.deepspeed.endswith("zero2_offload.json")
     assert parse_recipe(recipe.to_raw()) == recipe.__class__(**{**recipe.__dict__, "source_file": None})
 
@@ -158,7 +158,7 @@ def test_two_processes_with_the_deepspeed_launcher(built, tmp_path):
     from ecomharness.evaluation.checkpoint import CheckpointEvaluator
     from ecomharness.evaluation.ledger import metrics_of
 
-    settings = load_recipe(RECIPE, overrides).eval.settings()
+    settings = load_recipe(RECIPE, overrides).eval.inline.settings()
     alone = metrics_of(CheckpointEvaluator(settings).evaluate_path(str(run_dir / "checkpoint-20")))
     assert alone.keys() == records[-1]["metrics"].keys()
     for task, metrics in alone.items():
@@ -170,7 +170,7 @@ def test_two_processes_with_the_deepspeed_launcher(built, tmp_path):
 @pytest.mark.parametrize("name", ["tiny_cpu", "bloom_3b_cpt", "bloom_7b1_cpt", "sft"])
 def test_bundled_recipes_are_valid(name):
     recipe = load_recipe(REPO / "train" / "recipes" / f"{name}.yaml", ["data.instruction_dirs=[x]"] if name == "sft" else [])
-    assert recipe.eval.tasks and recipe.deepspeed.endswith("zero2_offload.json")
+    assert recipe.eval.inline.tasks and recipe.deepspeed.endswith("zero2_offload.json")
     assert recipe.deepspeed_config()["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
 
 

@@ -36,7 +36,7 @@ def test_training_recipe_values_are_validated(raw, message):
 
 def test_eval_tasks_as_a_string_is_a_list_of_names_not_characters():
     recipe = parse_recipe(_with("eval", tasks="ecom_icl,general_icl"))
-    assert recipe.eval.tasks == ("ecom_icl", "general_icl")
+    assert recipe.eval.inline.tasks == ("ecom_icl", "general_icl")
 
 
 def test_data_recipe_seq_len_has_an_upper_bound():

@@ -20,7 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--domain", default="ecom_icl", help="domain group for --compare (default ecom_icl)")
     parser.add_argument("--general", default="general_icl", help="general group for --compare (default general_icl)")
     parser.add_argument("--policy", default=None, help="gate policy for --compare (default train/gates/default.yaml)")
-    parser.add_argument("--metric", default="score", help="metric to plot (default: score, each task's primary)")
+    parser.add_argument("--metric", default=None,
+                        help="metric to plot (default: each task's headline: score, else acc, else bits_per_byte)")
     parser.add_argument("--out", default=None, help="output directory (default: RUN_DIR/report)")
 
 

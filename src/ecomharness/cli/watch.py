@@ -1,7 +1,7 @@
 """Evaluate a training run's checkpoints as they appear (asynchronous evaluation).
 
-Use with ``eval.mode: async`` in the training recipe, in another process or on another
-GPU. Safe to restart: checkpoints already in the ledger are skipped. Exit code 0 when every
+It evaluates the recipe's ``eval.async`` profile (or ``eval.inline`` when that is the
+only one, or the one ``--profile`` names), in another process or on another GPU. Safe to restart: checkpoints already in the ledger are skipped. Exit code 0 when every
 evaluation succeeded, 3 when one failed (recorded in the ledger), 2 on bad input.
 """
 
@@ -13,6 +13,7 @@ EPILOG = """\
 examples:
   ecomharness watch runs/my_cpt                # until training is done
   ecomharness watch runs/my_cpt --once         # evaluate what is there, then exit
+  ecomharness watch runs/my_cpt --profile inline --once   # catch up on the inline profile
   CUDA_VISIBLE_DEVICES=1 ecomharness watch runs/my_cpt --device cuda
 """
 
@@ -24,6 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--poll", type=float, default=10.0, help="seconds between looks (default 10)")
     parser.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+    parser.add_argument("--profile", choices=("inline", "async"), default=None,
+                        help="which of the recipe's eval profiles (default: async if it has one, else inline)")
 
 
 def run(args) -> int:
@@ -32,7 +35,7 @@ def run(args) -> int:
     from ecomharness.train.watch import watch_run
 
     result = watch_run(args.run_dir, once=args.once, poll_seconds=args.poll, timeout_seconds=args.timeout,
-                       device=args.device)
+                       device=args.device, profile=args.profile)
     print(f"[watch] evaluated {result.evaluated} checkpoint(s)")
     if result.failed:
         import sys

@@ -2,9 +2,12 @@
 
 Stages (each prints its time): a synthetic shop corpus and general text; a tokenizer
 trained on them; a small Bloom pre-trained briefly on general text (the base model);
-data builds with graph mixing at general:domain 2:1; CPT of the base with DeepSpeed
-ZeRO-2 + CPU offload, every checkpoint evaluated inline on ecom_icl and general_icl
-(bundled samples) and gated against the base with the default policy; the report.
+data builds with graph mixing at general:domain 2:1, each setting aside a held-out
+slice; CPT of the base with DeepSpeed ZeRO-2 + CPU offload, every checkpoint evaluated
+inline on the cheap profile (held-out bits per byte on domain and general text, and
+the ranked-choice classification tasks) and the final one on the generative suite
+(ecom_icl and general_icl, the async profile, by ``watch``), each gated against the
+base with the default policy; the report.
 The corpus, tokenizer, data, base model and its evaluation are cached under
 ``OUT/cache`` (each with a completion marker), so a second run starts at CPT.
 ``--compare`` adds the paper's baselines: Separate mixing, domain-only and
@@ -21,7 +24,11 @@ from pathlib import Path
 
 from ecomharness.resources import bundled_path
 
-EVAL_TASKS = ("ecom_icl", "general_icl")
+# The in-loop profile: signals that move for a small model, at a small share of training
+# (general_icl_rc is left out: its long English prompts cost more than all of these).
+INLINE_TASKS = ("heldout_bpb", "ecom_icl_rc")
+# The generative suite: evaluated out of the loop, on the final checkpoint.
+ASYNC_TASKS = ("ecom_icl", "general_icl")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,9 @@ class DemoConfig:
     cpt_steps: int = 240
     checkpoints: int = 3
     eval_limit: int = 40  # documents per task: all 40 of each bundled sample
+    inline_subset: int = 24  # documents per task in the loop, drawn with the seed
+    heldout_share: float = 0.01  # of products and general documents, kept out of training
+    heldout_documents: int = 40  # per held-out folder (domain, general_zh, general_en)
     max_gen_toks: int = 24
     seed: int = 0
 
@@ -118,12 +128,17 @@ def build_data(cache: Path, name: str, sources: list[dict], tokenizer: Path, cfg
     from ecomharness.data.recipe import parse_recipe
 
     out = cache / "data" / name
-    if layout.stats_file(out) is not None:
+    stats_file = layout.stats_file(out)
+    if stats_file is not None and "heldout" in json.loads(stats_file.read_text(encoding="utf-8")):
         log(f"[demo] data {name}: cached")
         return out
+    if name == "general":  # a base model trained on a build without a held-out slice saw that text
+        shutil.rmtree(cache / "base", ignore_errors=True)
     done = _stage(f"data build: {name}", log)
     raw = {"output": str(out), "tokenizer": str(tokenizer), "seq_len": cfg.seq_len, "seed": cfg.seed,
-           "sources": sources, "mixer": mixer or {"name": "graph", "min_records": 2, "max_records": 8}}
+           "sources": sources, "mixer": mixer or {"name": "graph", "min_records": 2, "max_records": 8},
+           # The same seed and share in every build hold out the same products and texts.
+           "heldout": {"share": cfg.heldout_share, "max_documents": cfg.heldout_documents}}
     if ratio is not None:
         raw["ratio"] = ratio
     stats = build_dataset(parse_recipe(raw), force=True, log=lambda *_: None)
@@ -146,9 +161,13 @@ def _train_recipe(run_dir: Path, model: dict, tokenizer: Path, data: Path, steps
                      "warmup_steps": max(steps // 20, 1), "weight_decay": 0.0, "save_steps": save_steps,
                      "logging_steps": 10, "seed": cfg.seed, "save_total_limit": cfg.checkpoints + 1},
         "deepspeed": "zero2_offload",
-        "eval": {"tasks": list(EVAL_TASKS), "mode": eval_mode, "on_start": on_start, "limit": cfg.eval_limit,
-                 "max_gen_toks": cfg.max_gen_toks, "batch_size": 16, "gate": gate,
-                 "samples": None},
+        "eval": {"mode": "off"} if eval_mode == "off" else {"on_start": on_start, "gate": gate,
+                 # Zero-shot: the few-shot prompts cost 5x more, for a signal no better here.
+                 "inline": {"tasks": list(INLINE_TASKS), "subset": cfg.inline_subset, "num_fewshot": 0,
+                            "batch_size": 16},
+                 # Past max_steps: only the final checkpoint (always chosen) is evaluated.
+                 "async": {"tasks": list(ASYNC_TASKS), "limit": cfg.eval_limit, "max_gen_toks": cfg.max_gen_toks,
+                           "batch_size": 16, "every_n_saves": steps + 1}},
     }
     return parse_recipe(raw)
 
@@ -172,37 +191,64 @@ def pretrain_base(cache: Path, tokenizer: Path, data: Path, cfg: DemoConfig, log
     return final
 
 
-def evaluate_base(cache: Path, base: Path, settings, log=print) -> dict:
-    """The base model's ledger record (``init``), evaluated once and cached."""
+def evaluate_base(cache: Path, base: Path, spec, log=print) -> list[dict]:
+    """The base model's ledger records (``init``), one per eval profile of ``spec``,
+    evaluated once and cached."""
     from ecomharness.evaluation.checkpoint import CheckpointEvaluator
     from ecomharness.evaluation.ledger import ledger_record
 
     path = cache / "base_eval.json"
+    keys = [profile.settings().key() for profile in spec.profiles().values()]
     if path.is_file():
-        record = json.loads(path.read_text(encoding="utf-8"))
-        # A record from before per-document scores existed (or whose file is gone) is
+        records = json.loads(path.read_text(encoding="utf-8"))
+        # Records from another task set, or whose per-document files are gone, are
         # evaluated again: the gate needs them for its paired tests.
-        reference = record.get("per_document") or {}
-        if record.get("task_set") == settings.key() and (cache / reference.get("file", "-")).is_file():
+        if isinstance(records, list) and [r.get("task_set") for r in records] == keys and all(
+                (cache / (r.get("per_document") or {}).get("file", "-")).is_file() for r in records):
             log("[demo] base model evaluation: cached")
-            return record
-    done = _stage("evaluate the base model on ecom_icl and general_icl", log)
-    start = time.perf_counter()
-    evaluator = CheckpointEvaluator(settings)
-    results = evaluator.evaluate_path(str(base))
-    record = ledger_record("init", 0, settings, results=results, seconds=time.perf_counter() - start,
-                           data_sources=evaluator.data_sources, record_folder=cache)
-    path.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+            return records
+    done = _stage("evaluate the base model on both profiles", log)
+    records = []
+    for profile in spec.profiles().values():
+        start = time.perf_counter()
+        evaluator = CheckpointEvaluator(profile.settings())
+        results = evaluator.evaluate_path(str(base))
+        record = ledger_record("init", 0, evaluator.settings, results=results, seconds=time.perf_counter() - start,
+                               data_sources=evaluator.data_sources, record_folder=cache)
+        chance = _chance(evaluator, record)
+        if chance:
+            record["chance"] = chance  # a field of the demo's cache, not of the ledger's schema
+        records.append(record)
+    path.write_text(json.dumps(records, ensure_ascii=False, indent=2), encoding="utf-8")
     done()
-    return record
+    return records
 
 
-def run_cpt(out: Path, name: str, base: Path, base_record: dict, tokenizer: Path, data: Path, cfg: DemoConfig,
-            every_checkpoint: bool, log=print, base_folder: Path | None = None) -> list[dict]:
-    """CPT of the base on ``data``; returns the run's ledger records (init first).
-    ``base_folder`` holds the files ``base_record`` references (its per-document scores)."""
-    from ecomharness.evaluation.ledger import append_record, ledger_path, read_ledger
+def _chance(evaluator, record: dict) -> dict[str, float]:
+    """Chance accuracy of each ranked-choice task on the documents scored, and of each
+    group as its (unweighted) mean over leaves, as lm-eval aggregates the group."""
+    from ecomharness.tasks.choice import chance_accuracy
+
+    chance = {}
+    for name, task in evaluator.loaded["tasks"].items():
+        if task.get_config("output_type") == "multiple_choice":
+            chance[name] = chance_accuracy(task, (evaluator.subset.get(name) or {}).get("indices"))
+    for group, members in record.get("group_subtasks", {}).items():
+        if members and all(m in chance for m in members):
+            chance[group] = sum(chance[m] for m in members) / len(members)
+    return chance
+
+
+def run_cpt(out: Path, name: str, base: Path, base_records: list[dict], tokenizer: Path, data: Path,
+            cfg: DemoConfig, every_checkpoint: bool, log=print,
+            base_folder: Path | None = None) -> tuple[list[dict], dict]:
+    """CPT of the base on ``data``, the inline profile evaluated in the loop and the async
+    one by ``watch`` after it; returns the run's records, one per checkpoint with both
+    profiles read together (init first), and the training summary. ``base_folder`` holds the files
+    ``base_records`` reference (their per-document scores)."""
+    from ecomharness.evaluation.ledger import append_record, latest_ok_records, ledger_path, read_ledger
     from ecomharness.train.run import run_training
+    from ecomharness.train.watch import watch_run
 
     run_dir = out / name
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -210,30 +256,35 @@ def run_cpt(out: Path, name: str, base: Path, base_record: dict, tokenizer: Path
     gate = str(bundled_path("train") / "gates" / "default.yaml")
     recipe = _train_recipe(run_dir, {"path": str(base)}, tokenizer, data, cfg.cpt_steps, save, cfg, "inline",
                            True, gate=gate)
-    # The base was evaluated once (cached): its record is this run's `init`, not redone;
-    # its per-document scores travel with it, for the paired gate.
-    if "per_document" in base_record and base_folder is not None:
-        from ecomharness.evaluation.per_document import copy_reference
+    # The base was evaluated once (cached): its records are this run's `init`, not
+    # redone; their per-document scores travel with them, for the paired gate.
+    for record in base_records:
+        if "per_document" in record and base_folder is not None:
+            from ecomharness.evaluation.per_document import copy_reference
 
-        copy_reference(base_record["per_document"], base_folder, ledger_path(run_dir).parent)
-    append_record(ledger_path(run_dir), base_record)
+            copy_reference(record["per_document"], base_folder, ledger_path(run_dir).parent)
+        append_record(ledger_path(run_dir), {k: v for k, v in record.items() if k != "chance"})
     done = _stage(f"CPT '{name}' ({cfg.cpt_steps} steps, "
                   f"{'a checkpoint every ' + str(save) + ' steps' if every_checkpoint else 'final checkpoint'}"
-                  ", each evaluated and gated)", log)
+                  ", each evaluated inline and gated)", log)
     summary = run_training(recipe, log=lambda *_: None)
-    done(f"(training {summary['train_seconds']:.0f}s, evaluation {summary['eval_seconds']:.0f}s)")
-    return [r for r in read_ledger(ledger_path(run_dir)) if r.get("status") == "ok"]
+    done(f"(training {summary['train_seconds']:.0f}s, inline evaluation {summary['eval_seconds']:.0f}s, "
+         f"{summary['eval_seconds'] / max(summary['seconds'], 1e-9):.0%} of the run)")
+    done = _stage(f"watch '{name}': the generative suite (async profile) on the final checkpoint", log)
+    watched = watch_run(run_dir, once=True, profile="async", log_fn=lambda *_: None)
+    done(f"({watched.evaluated} checkpoint(s))")
+    return latest_ok_records(read_ledger(ledger_path(run_dir))), summary
 
 
-def _score(record: dict, group: str) -> tuple[float, float | None]:
-    metric = record["metrics"][group]["score"]
-    return metric["value"], metric["stderr"]
+def _score(record: dict, group: str, metric: str = "score") -> tuple[float, float | None]:
+    measure = record["metrics"][group][metric]
+    return measure["value"], measure["stderr"]
 
 
 def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None, log=print) -> dict:
     """Run every stage into ``out_dir``; return the figures the summary prints."""
     from ecomharness.demo.shop import shop_sources
-    from ecomharness.evaluation.ledger import ledger_path
+    from ecomharness.evaluation.ledger import checkpoint_records, ledger_path
     from ecomharness.gate.policy import load_policy
     from ecomharness.gate.select import against_init
     from ecomharness.gate.verdict import to_markdown
@@ -252,10 +303,11 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
                            log=log)
     cpt_data = build_data(cache, "graph_2to1", shop_sources(paths), tokenizer, cfg, ratio=ratio_2_1, log=log)
     base = pretrain_base(cache, tokenizer, base_data, cfg, log)
-    settings = _train_recipe(out / "x", {"path": str(base)}, tokenizer, cpt_data, 1, 1, cfg, "inline", True).eval.settings()
-    base_record = evaluate_base(cache, base, settings, log)
+    spec = _train_recipe(out / "x", {"path": str(base)}, tokenizer, cpt_data, 1, 1, cfg, "inline", True).eval
+    base_records = evaluate_base(cache, base, spec, log)
+    base_record = checkpoint_records(base_records)[0]  # both profiles' init, read as one
 
-    records = run_cpt(out, "cpt_graph", base, base_record, tokenizer, cpt_data, cfg, every_checkpoint=True, log=log,
+    records, summary = run_cpt(out, "cpt_graph", base, base_records, tokenizer, cpt_data, cfg, every_checkpoint=True, log=log,
                       base_folder=cache)
     done = _stage("report and gate", log)
     report = write_report(out / "cpt_graph", out / "report")
@@ -267,6 +319,7 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
     done()
 
     rows = {"base": base_record, "graph (2:1)": records[-1]}
+    gates = {"graph (2:1)": verdict.passed}
     if compare:
         variants = {
             "separate (2:1)": (shop_sources(paths), {"name": "separate"}, ratio_2_1),
@@ -276,10 +329,14 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
         for label, (sources, mixer, ratio) in variants.items():
             slug = label.split(" ")[0]
             data = build_data(cache, slug, sources, tokenizer, cfg, mixer=mixer, ratio=ratio, log=log)
-            rows[label] = run_cpt(out, f"cpt_{slug}", base, base_record, tokenizer, data, cfg,
-                                  every_checkpoint=False, log=log, base_folder=cache)[-1]
+            rows[label] = run_cpt(out, f"cpt_{slug}", base, base_records, tokenizer, data, cfg,
+                                  every_checkpoint=False, log=log, base_folder=cache)[0][-1]
+            gates[label] = against_init(policy, rows[label], base_record,
+                                        folder=ledger_path(out / f"cpt_{slug}").parent).passed
     seconds = time.perf_counter() - total
-    return _summarise(out, rows, verdict, report, seconds, compare, log, ecom_test)
+    chance = {k: v for r in base_records for k, v in (r.get("chance") or {}).items()}
+    inline_share = summary["eval_seconds"] / max(summary["seconds"], 1e-9)
+    return _summarise(out, rows, gates, verdict, report, seconds, compare, log, ecom_test, chance, inline_share)
 
 
 def _paired_gain(record: dict, base_record: dict, folder: Path):
@@ -296,8 +353,30 @@ def _paired_gain(record: dict, base_record: dict, folder: Path):
         return None
 
 
-def _summarise(out: Path, rows: dict, verdict, report: dict, seconds: float, compare: bool, log,
-               ecom_test=None) -> dict:
+def _cell(record: dict, task: str, metric: str) -> str:
+    measure = record.get("metrics", {}).get(task, {}).get(metric)
+    if measure is None:
+        return "n/a"
+    return f"{measure['value']:.4f}" + (f" ± {measure['stderr']:.4f}" if measure["stderr"] is not None else "")
+
+
+def _change(rows: dict, task: str, metric: str) -> str:
+    base, cpt = rows["base"], rows["graph (2:1)"]
+    if task not in base.get("metrics", {}) or task not in cpt.get("metrics", {}):
+        return f"{task}: not measured"
+    b, c = _score(base, task, metric)[0], _score(cpt, task, metric)[0]
+    return f"{task} {metric}: base {b:.4f} -> CPT {c:.4f} ({c - b:+.4f})"
+
+
+# The demo's table: each profile's headline numbers, the metric each is read by.
+TABLE = (("ecom_icl", "score"), ("general_icl", "score"), ("ecom_icl_rc", "acc"),
+         ("heldout_bpb_domain", "bits_per_byte"), ("heldout_bpb_general_zh", "bits_per_byte"),
+         ("heldout_bpb_general_en", "bits_per_byte"))
+
+
+def _summarise(out: Path, rows: dict, gates: dict, verdict, report: dict, seconds: float, compare: bool, log,
+               ecom_test=None, chance: dict | None = None, inline_share: float | None = None) -> dict:
+    chance = chance or {}
     base_ecom, base_ecom_se = _score(rows["base"], "ecom_icl")
     cpt_ecom, cpt_ecom_se = _score(rows["graph (2:1)"], "ecom_icl")
     base_gen, _ = _score(rows["base"], "general_icl")
@@ -307,12 +386,11 @@ def _summarise(out: Path, rows: dict, verdict, report: dict, seconds: float, com
     # The gate's own paired test: the gain is shown when it is significant at 0.05.
     shown = ecom_test is not None and ecom_test.p < 0.05 and ecom_test.difference > 0
     if compare:
-        table = ["| CPT data | ecom_icl score | general_icl score | gate vs base |", "|---|--:|--:|---|"]
+        header = " | ".join(f"{task} {'bpb' if metric == 'bits_per_byte' else metric}" for task, metric in TABLE)
+        table = [f"| CPT data | {header} | gate vs base |", "|---|" + "--:|" * len(TABLE) + "---|"]
         for label, record in rows.items():
-            e, e_se = _score(record, "ecom_icl")
-            g, g_se = _score(record, "general_icl")
-            gate = "-" if label == "base" else ("pass" if record.get("gate", {}).get("passed") else "FAIL")
-            table.append(f"| {label} | {e:.4f} ± {e_se or 0:.4f} | {g:.4f} ± {g_se or 0:.4f} | {gate} |")
+            gate = "-" if label == "base" else ("pass" if gates.get(label) else "FAIL")
+            table.append(f"| {label} | " + " | ".join(_cell(record, t, m) for t, m in TABLE) + f" | {gate} |")
         text = "\n".join(table) + "\n"
         (out / "report" / "compare.md").write_text(text, encoding="utf-8")
         log("")
@@ -321,21 +399,34 @@ def _summarise(out: Path, rows: dict, verdict, report: dict, seconds: float, com
     paired = "no per-document scores: no paired test" if ecom_test is None else (
         f"{ecom_test.test} over {ecom_test.n} documents: 95% CI [{ecom_test.ci[0]:+.4f}, {ecom_test.ci[1]:+.4f}], "
         f"p={ecom_test.p:.3g}; a gain smaller than {ecom_test.mde:.4f} could not have been detected")
+    rc = _change(rows, "ecom_icl_rc", "acc")
+    if "ecom_icl_rc" in chance:
+        rc += f"; chance {chance['ecom_icl_rc']:.4f}"
     lines = [
         f"ecom_icl score: base {base_ecom:.4f} -> CPT {cpt_ecom:.4f} (gain {gain:+.4f}; {paired})",
         f"general_icl score: base {base_gen:.4f} -> CPT {cpt_gen:.4f} ({cpt_gen - base_gen:+.4f})",
+        f"held-out {_change(rows, 'heldout_bpb_domain', 'bits_per_byte')} (lower is better)",
+        f"held-out {_change(rows, 'heldout_bpb_general_zh', 'bits_per_byte')}; "
+        f"{_change(rows, 'heldout_bpb_general_en', 'bits_per_byte')}",
+        f"ranked choice: {rc}",
         f"gate (train/gates/default.yaml) vs the base: {'PASSED' if verdict.passed else 'FAILED'}"
-        + "".join(f"; {c.rule} decided by {c.inputs['test']} (detectable {c.inputs['mde']:.4f})"
+        + "".join(f"; {c.rule} ({c.task}) decided by {c.inputs['test']} (detectable {c.inputs['mde']:.4f})"
                   for c in tested if c.inputs.get("mde") is not None)
         + ("" if verdict.passed else ": " + "; ".join(c.reason for c in verdict.checks if not c.passed)),
         ("the domain gain is significant on paired evidence: CPT had the intended effect" if shown else
          "this run did NOT show a significant domain gain on paired evidence"),
+        (f"inline evaluation took {inline_share:.0%} of the CPT run's wall time" if inline_share is not None else ""),
         f"report: {report['report']} (curves: {report['curves']}); total {seconds:.0f}s",
     ]
+    lines = [line for line in lines if line]
     log("")
     for line in lines:
         log(f"[demo] {line}")
+    figures = {task: {"base": rows["base"].get("metrics", {}).get(task, {}).get(metric, {}).get("value"),
+                      "cpt": rows["graph (2:1)"].get("metrics", {}).get(task, {}).get(metric, {}).get("value"),
+                      "metric": metric} for task, metric in TABLE}
     return {"ecom_gain": gain, "ecom_stderr": stderr, "gain_shown": shown,
             "ecom_test": None if ecom_test is None else ecom_test.as_dict(), "gate_passed": verdict.passed,
             "base_ecom": base_ecom, "cpt_ecom": cpt_ecom, "base_general": base_gen, "cpt_general": cpt_gen,
+            "figures": figures, "chance": chance, "inline_share": inline_share,
             "seconds": seconds, "summary": lines}

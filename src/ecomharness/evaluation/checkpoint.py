@@ -29,6 +29,7 @@ class EvalSettings:
     tasks: tuple[str, ...]
     limit: int | None = None
     samples: dict[str, list[int]] | None = None
+    subset: int | None = None  # documents per task, drawn with ``seed`` (see ``seeded_subset``)
     num_fewshot: int | None = None
     batch_size: int = 8
     max_gen_toks: int | None = None
@@ -38,8 +39,20 @@ class EvalSettings:
 
     def key(self) -> str:
         """Identifies the task set and settings: a checkpoint is evaluated once per key."""
-        payload = json.dumps(asdict(self), sort_keys=True, default=str)
+        fields = asdict(self)
+        if fields["subset"] is None:  # added later: the keys of ledgers written before stay the same
+            del fields["subset"]
+        payload = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def seeded_subset(task: str, size: int, documents: int, seed: int) -> list[int]:
+    """``size`` document indices out of ``documents``, drawn at random with ``seed`` and
+    the task's name: the same for every checkpoint and every process, independent for
+    each task, sorted (lm-eval scores them in file order)."""
+    if size >= documents:
+        return list(range(documents))
+    return sorted(random.Random(f"{seed}/{task}").sample(range(documents), size))
 
 
 @contextlib.contextmanager
@@ -96,13 +109,24 @@ class CheckpointEvaluator:
             task.set_fewshot_seed(seed=settings.seed)
             if settings.max_gen_toks and task.get_config("output_type") == "generate_until":
                 task.set_config(key="generation_kwargs", value={"max_gen_toks": settings.max_gen_toks}, update=True)
+        # The seeded subset, drawn once from each task's document count; recorded in
+        # every ledger record (``subset``) beside the settings that chose it.
+        self.subset: dict[str, dict[str, Any]] = {}
+        if settings.subset is not None:
+            for name, task in self.loaded["tasks"].items():
+                total = len(task.eval_docs)
+                self.subset[name] = {"documents": min(settings.subset, total), "of": total, "seed": settings.seed,
+                                     "indices": seeded_subset(name, settings.subset, total, settings.seed)}
         self.setup_seconds = time.perf_counter() - start
 
     def _evaluate(self, lm) -> dict:
         from lm_eval.evaluator import evaluate
 
+        samples = self.settings.samples
+        if self.subset:
+            samples = {name: chosen["indices"] for name, chosen in self.subset.items()}
         results = evaluate(
-            lm=lm, task_dict=self.loaded, limit=self.settings.limit, samples=self.settings.samples,
+            lm=lm, task_dict=self.loaded, limit=self.settings.limit, samples=samples,
             log_samples=True, verbosity="WARNING",
         )
         if results is None:  # non-zero rank
@@ -113,6 +137,8 @@ class CheckpointEvaluator:
 
         results["per_document"] = collect(results, self.task_manager, self.loaded.get("tasks"))
         results.pop("samples", None)
+        if self.subset:
+            results["subset"] = self.subset
         return results
 
     def evaluate_model(self, model, tokenizer, data_parallel: bool = False) -> dict:
@@ -131,9 +157,12 @@ class CheckpointEvaluator:
             lm = kind(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=self.settings.batch_size)
             return self._evaluate(lm)
 
-    def evaluate_path(self, checkpoint_dir: str, device: str = "cpu", dtype: str = "float32") -> dict:
-        """Evaluate a checkpoint directory (asynchronous evaluation)."""
+    def evaluate_path(self, checkpoint_dir: str, device: str = "cpu", dtype: str = "float32",
+                      tokenizer: str | None = None) -> dict:
+        """Evaluate a checkpoint directory (asynchronous evaluation); ``tokenizer``: its
+        own directory when the checkpoint has none (a recipe's starting model)."""
         from lm_eval.models.huggingface import HFLM
 
-        lm = HFLM(pretrained=checkpoint_dir, device=device, dtype=dtype, batch_size=self.settings.batch_size)
+        lm = HFLM(pretrained=checkpoint_dir, device=device, dtype=dtype, batch_size=self.settings.batch_size,
+                  **({"tokenizer": tokenizer} if tokenizer else {}))
         return self._evaluate(lm)

@@ -155,16 +155,65 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def latest_records(records: list[dict]) -> list[dict]:
-    """One record per checkpoint, the last one written (ok or failed), ordered by step."""
-    by_checkpoint: dict[str, dict] = {}
-    for record in records:
-        by_checkpoint[record["checkpoint"]] = record
-    return sorted(by_checkpoint.values(), key=lambda r: r.get("step", 0))
+    """One record per checkpoint (``checkpoint_records``): the latest record of each task
+    set it was evaluated on, read together; failed when any of them failed. By step."""
+    return checkpoint_records(records)
 
 
 def latest_ok_records(records: list[dict]) -> list[dict]:
-    """One record per checkpoint (the last successful one), ordered by step."""
-    return latest_records([r for r in records if r.get("status") == "ok"])
+    """One record per checkpoint from its latest successful record of each task set
+    (a failed evaluation of one task set leaves the others' scores), by step."""
+    return checkpoint_records([r for r in records if r.get("status") == "ok"])
+
+
+# What a combined record takes from its parts: mappings are merged, a later task set's
+# entry for the same task replacing an earlier one's (as re-evaluating would).
+_MERGED = ("metrics", "group_subtasks", "n_samples", "n_shot", "task_versions", "data_sources", "subset")
+
+
+def checkpoint_records(records: list[dict]) -> list[dict]:
+    """One record per checkpoint, ordered by step: its latest record of each task set
+    (``task_set``), in the order they were written, read as one.
+
+    A checkpoint evaluated on two profiles (the inline bits-per-byte and ranked-choice
+    tasks, then the async generative suite) is one row of a report and one candidate of
+    a gate. The combined record is ``failed`` when any task set's latest record failed
+    (a gate must not pass on half the evidence); its ``task_sets`` lists the keys read,
+    and ``per_document`` is a list of sidecar references when there are several. A
+    checkpoint with one task set is its record, unchanged.
+    """
+    parts: dict[str, dict[str, dict]] = {}
+    for record in records:
+        parts.setdefault(record["checkpoint"], {}).pop(record.get("task_set"), None)
+        parts[record["checkpoint"]][record.get("task_set")] = record  # re-inserted: written order
+    combined = [_combine(list(by_set.values())) for by_set in parts.values()]
+    return sorted(combined, key=lambda r: r.get("step", 0))
+
+
+def _combine(parts: list[dict]) -> dict:
+    if len(parts) == 1:
+        return parts[0]
+    last = parts[-1]
+    record = {key: last.get(key) for key in ("checkpoint", "step", "epoch", "tokens_seen", "wall_time", "versions")}
+    record["task_sets"] = [p.get("task_set") for p in parts]
+    record["eval_seconds"] = round(sum(p.get("eval_seconds", 0.0) for p in parts), 3)
+    failed = [p for p in parts if p["status"] != "ok"]
+    if failed:
+        record["status"] = "failed"
+        record["error"] = "; ".join(f"task set {p.get('task_set')}: {p.get('error', 'no error recorded')}"
+                                    for p in failed)
+        return record
+    record["status"] = "ok"
+    for key in _MERGED:
+        merged: dict = {}
+        for part in parts:
+            merged.update(part.get(key) or {})
+        record[key] = merged
+    record["groups"] = sorted({g for p in parts for g in p.get("groups", [])})
+    references = [p["per_document"] for p in parts if p.get("per_document") is not None]
+    if references:
+        record["per_document"] = references
+    return record
 
 
 # --- the record ---------------------------------------------------------------------------
@@ -233,6 +282,8 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
     record["n_samples"] = results.get("n-samples", {})
     record["n_shot"] = results.get("n-shot", {})
     record["task_versions"] = results.get("versions", {})
+    if results.get("subset"):
+        record["subset"] = results["subset"]
     sources = DATA_SOURCES if data_sources is None else data_sources
     record["data_sources"] = {t: sources[t] for t in sorted(results.get("results", {})) if t in sources}
     if record_folder is not None and results.get("per_document"):

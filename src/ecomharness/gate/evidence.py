@@ -136,11 +136,20 @@ def _groups(value: Any, where: str) -> dict[str, list[str]]:
 
 
 def _per_document(reference: Any, folder: Path | None, where: str) -> dict | None:
+    """The per-document table a record references; a combined record (several task sets,
+    ``ledger.checkpoint_records``) references one table per task set, read as one."""
     if reference is None or folder is None:
         return None
     from ecomharness.evaluation.per_document import read
 
-    return read(folder, reference, where)
+    if not isinstance(reference, list):
+        return read(folder, reference, where)
+    tables = [read(folder, part, f"{where}[{i}]") for i, part in enumerate(reference)]
+    merged = dict(tables[0], tasks={}, groups={})
+    for table in tables:
+        merged["tasks"].update(table["tasks"])
+        merged["groups"].update(table.get("groups", {}))
+    return merged
 
 
 def from_results(results: dict, label: str, folder: Path | None = None) -> Evidence:

@@ -77,6 +77,7 @@ def _closed(rule, task, reason_key, text, policy, inputs=None) -> Check | None:
 
 def provenance(rule: Rule, task: str, candidate: Evidence, baseline: Evidence | None, policy: Policy) -> Check | None:
     """The fail-closed checks before any comparison; the first failing one, or None."""
+    absent = False
     for label, evidence in (("candidate", candidate), ("baseline", baseline)):
         if evidence is None:
             continue
@@ -84,6 +85,7 @@ def provenance(rule: Rule, task: str, candidate: Evidence, baseline: Evidence | 
             found = _closed(rule, task, "missing", f"task {task!r} is not in the {label} results", policy)
             if found:
                 return found
+            absent = True
             continue
         if rule.metric not in evidence.metrics[task]:
             known = ", ".join(sorted(evidence.metrics[task])) or "none"
@@ -91,13 +93,14 @@ def provenance(rule: Rule, task: str, candidate: Evidence, baseline: Evidence | 
                             policy)
             if found:
                 return found
+            absent = True
             continue
         measure = evidence.metrics[task][rule.metric]
         if not measure.finite:
             found = _closed(rule, task, "nan", f"{label} {task}/{rule.metric} is {measure.value} (not finite)", policy)
             if found:
                 return found
-    if baseline is None:
+    if baseline is None or absent:  # an allowed missing score: nothing to compare, whatever its data
         return None
     c_leaves, b_leaves = sorted(candidate.leaves(task)), sorted(baseline.leaves(task))
     if c_leaves != b_leaves:

@@ -44,24 +44,45 @@ def against_init(policy: Policy, record: dict, init: dict | None, label: str | N
 
 
 def init_record(records: list[dict]) -> dict | None:
-    """The latest successful ``init`` record among ledger records, or None."""
-    found = [r for r in records if r.get("checkpoint") == INIT and r.get("status") == "ok"]
+    """The ``init`` evaluation among ledger records (its latest successful record of each
+    task set, read as one), or None."""
+    from ecomharness.evaluation.ledger import latest_ok_records
+
+    found = [r for r in latest_ok_records(records) if r["checkpoint"] == INIT]
     return found[-1] if found else None
 
 
-def ledger_judge(policy_path: str, ledger: Path):
-    """A function ``record -> short verdict`` for the records training writes: the policy
-    is read once, here; the run's ``init`` record is looked up at each call (it is
-    written before the first checkpoint, or by a resumed run)."""
-    from ecomharness.evaluation.ledger import read_ledger
+def ledger_judge(policy_path: str, ledger: Path, profiles: int = 1):
+    """A function ``record -> short verdict`` for the records training and ``watch``
+    write: the policy is read once, here; the run's ``init`` record is looked up at each
+    call (it is written before the first checkpoint, or by a resumed run).
+
+    The record is judged together with the checkpoint's records of other task sets
+    already in the ledger (the inline and the async profile). When the recipe has more
+    than one profile (``profiles``), a rule whose task this checkpoint has not been
+    evaluated on yet is ``pending``, not failed: the other profile may still evaluate
+    it, and ``passed`` is None (undecided) unless a check already failed. With one
+    profile a missing task fails, as it does in ``ecomharness gate``, the decision."""
+    from ecomharness.evaluation.ledger import checkpoint_records, read_ledger
     from ecomharness.gate.policy import load_policy
     from ecomharness.registry import gate_rules
 
     policy = load_policy(policy_path, known_kinds=set(gate_rules.names()))
 
     def judge(record: dict) -> dict:
-        verdict = against_init(policy, record, init_record(read_ledger(ledger)), folder=Path(ledger).parent)
-        return {"policy": policy_path, "passed": verdict.passed,
-                "failed": [f"{c.rule}: {c.reason}" for c in verdict.checks if not c.passed]}
+        records = read_ledger(ledger)
+        same = [r for r in records if r["checkpoint"] == record["checkpoint"] and r.get("status") == "ok"]
+        candidate = checkpoint_records(same + [record])[0]
+        init = init_record(records)
+        verdict = against_init(policy, candidate, init, folder=Path(ledger).parent)
+        measured = set(candidate.get("metrics", {}))
+        if init is not None:
+            measured &= set(init.get("metrics", {}))
+        pending = [c for c in verdict.checks if not c.passed and c.task != "*" and c.task not in measured
+                   and profiles > 1]
+        failed = [c for c in verdict.checks if not c.passed and c not in pending]
+        return {"policy": policy_path, "passed": False if failed else (None if pending else True),
+                "failed": [f"{c.rule}: {c.reason}" for c in failed],
+                **({"pending": [f"{c.rule}: {c.task}" for c in pending]} if pending else {})}
 
     return judge

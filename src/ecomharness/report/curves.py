@@ -1,4 +1,11 @@
-"""Per-task metric-vs-step curves (EcomGPT-CT's Figure 3 view) and a markdown table."""
+"""Per-task metric-vs-step curves (EcomGPT-CT's Figure 3 view) and a markdown table.
+
+A checkpoint's records of every task set are read together (``checkpoint_records``), so
+the report draws the inline profile's tasks (held-out bits per byte, ranked choice) and
+the async profile's (the generative suite) side by side. Without ``--metric`` each task
+is drawn by its headline metric: ``score`` for our generative tasks, ``acc`` for ranked
+choice, ``bits_per_byte`` for held-out text (lower is better).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +15,43 @@ from ecomharness.errors import UserError
 from ecomharness.evaluation.ledger import latest_ok_records, ledger_path, read_ledger
 
 
-def series(records: list[dict], metric: str = "score") -> dict[str, list[tuple[int, float, float | None]]]:
-    """``{task: [(step, value, stderr), ...]}`` for every task/group reporting ``metric``."""
+HEADLINE_METRICS = ("score", "acc", "bits_per_byte")
+
+
+def headline_metric(metrics: dict, metric: str | None = None) -> str | None:
+    """``metric`` if the task reports it; without one, the task's headline metric
+    (the first of ``HEADLINE_METRICS`` it reports); else None."""
+    if metric is not None:
+        return metric if metric in metrics else None
+    return next((m for m in HEADLINE_METRICS if m in metrics), None)
+
+
+def series(records: list[dict], metric: str | None = None) -> dict[str, list[tuple[int, float, float | None]]]:
+    """``{task: [(step, value, stderr), ...]}`` for every task/group reporting ``metric``
+    (without one: each task's headline metric, see ``metric_names``)."""
     out: dict[str, list[tuple[int, float, float | None]]] = {}
     for record in records:
         for task, metrics in record.get("metrics", {}).items():
-            if metric in metrics:
-                out.setdefault(task, []).append((record["step"], metrics[metric]["value"], metrics[metric]["stderr"]))
+            chosen = headline_metric(metrics, metric)
+            if chosen is not None:
+                out.setdefault(task, []).append((record["step"], metrics[chosen]["value"], metrics[chosen]["stderr"]))
     return out
 
 
-def plot_curves(data: dict[str, list], path: Path, groups: set[str], metric: str) -> Path:
-    """One panel per task or group, the metric against the training step, stderr bands."""
+def metric_names(records: list[dict], metric: str | None = None) -> dict[str, str]:
+    """The metric drawn for each task: ``metric``, or the task's headline metric."""
+    names: dict[str, str] = {}
+    for record in records:
+        for task, metrics in record.get("metrics", {}).items():
+            chosen = headline_metric(metrics, metric)
+            if chosen is not None:
+                names.setdefault(task, chosen)
+    return names
+
+
+def plot_curves(data: dict[str, list], path: Path, groups: set[str], metric: str | dict[str, str]) -> Path:
+    """One panel per task or group, the metric (one name, or one per task) against the
+    training step, stderr bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,7 +71,7 @@ def plot_curves(data: dict[str, list], path: Path, groups: set[str], metric: str
                             alpha=0.2, color="tab:red" if name in groups else "tab:blue")
         ax.set_title(name + (" (group)" if name in groups else ""), fontsize=9)
         ax.set_xlabel("step", fontsize=8)
-        ax.set_ylabel(metric, fontsize=8)
+        ax.set_ylabel(metric if isinstance(metric, str) else metric[name], fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
@@ -50,17 +82,20 @@ def plot_curves(data: dict[str, list], path: Path, groups: set[str], metric: str
     return path
 
 
-def markdown_table(records: list[dict], metric: str = "score") -> str:
-    """Checkpoints as rows, tasks and groups as columns: value ± stderr."""
+def markdown_table(records: list[dict], metric: str | None = None) -> str:
+    """Checkpoints as rows, tasks and groups as columns: value ± stderr (the column
+    names the metric where it is not ``score``)."""
     data = series(records, metric)
+    chosen = metric_names(records, metric)
     groups = {g for r in records for g in r.get("groups", [])}
     names = sorted(data, key=lambda n: (n not in groups, n))
-    header = "| checkpoint | step | tokens seen | " + " | ".join(names) + " |"
+    titles = [name if chosen[name] == "score" else f"{name} ({chosen[name]})" for name in names]
+    header = "| checkpoint | step | tokens seen | " + " | ".join(titles) + " |"
     lines = [header, "|" + "---|" * (3 + len(names))]
     for record in records:
         cells = []
         for name in names:
-            m = record.get("metrics", {}).get(name, {}).get(metric)
+            m = record.get("metrics", {}).get(name, {}).get(chosen[name])
             if m is None:
                 cells.append("")
             else:
@@ -71,7 +106,7 @@ def markdown_table(records: list[dict], metric: str = "score") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric: str = "score") -> dict[str, Path]:
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric: str | None = None) -> dict[str, Path]:
     """Write ``curves.png`` and ``report.md`` for a run; return their paths."""
     run_dir = Path(run_dir)
     records = latest_ok_records(read_ledger(ledger_path(run_dir), strict=True))
@@ -80,13 +115,16 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric:
     out = Path(out_dir) if out_dir else run_dir / "report"
     data = series(records, metric)
     if not data:
-        raise UserError(f"no task reports the metric {metric!r} (try --metric acc)")
+        raise UserError(f"no task reports the metric {metric!r} (try --metric acc)" if metric else
+                        f"no task reports {', '.join(HEADLINE_METRICS)} (name a metric with --metric)")
     groups = {g for r in records for g in r.get("groups", [])}
-    png = plot_curves(data, out / "curves.png", groups, metric)
+    png = plot_curves(data, out / "curves.png", groups, metric or metric_names(records))
     failed = [r for r in read_ledger(ledger_path(run_dir), strict=True) if r.get("status") == "failed"]
     md = out / "report.md"
-    text = [f"# Evaluation report: {run_dir.name}", "", f"Metric: `{metric}` per checkpoint (value ± stderr "
-            "where lm-eval reports one).", "", markdown_table(records, metric), "![curves](curves.png)", ""]
+    what = f"`{metric}`" if metric else "each task's headline metric (`score`, else `acc`, else `bits_per_byte`)"
+    text = [f"# Evaluation report: {run_dir.name}", "", f"Metric: {what} per checkpoint (value ± stderr "
+            "where lm-eval reports one; a blank cell: not evaluated at that checkpoint).", "",
+            markdown_table(records, metric), "![curves](curves.png)", ""]
     if failed:
         text += ["## Failed evaluations", ""] + [f"- {r['checkpoint']}: {r.get('error')}" for r in failed] + [""]
     md.write_text("\n".join(text), encoding="utf-8")

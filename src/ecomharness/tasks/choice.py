@@ -26,3 +26,13 @@ def gold_index(doc: dict) -> int | list[int]:
     if not found:
         raise ValueError(f"gold label {targets!r} is not among the choices {labels!r}")
     return found[0] if len(found) == 1 else sorted(set(found))
+
+
+def chance_accuracy(task, indices=None) -> float:
+    """The accuracy of guessing uniformly among each document's choices, averaged over
+    the documents scored (``indices``, default all): the floor a ranked-choice score must
+    clear before it says anything."""
+    docs = task.eval_docs
+    chosen = range(len(docs)) if indices is None else indices
+    shares = [1.0 / len(task.doc_to_choice(docs[i])) for i in chosen]
+    return sum(shares) / len(shares) if shares else float("nan")

@@ -8,7 +8,9 @@
     data: {path: runs/data/x}       # a `data build` output (cpt) / instruction folders (sft)
     training: {max_steps: 30, save_steps: 10, learning_rate: 3.0e-3, ...}
     deepspeed: zero2_offload        # a file in train/deepspeed/ (name or path), or null
-    eval: {tasks: [ecom_icl], limit: 20, every_n_saves: 1, mode: inline}
+    eval:                           # see EvalSpec: an inline and an async profile
+      inline: {tasks: [heldout_bpb, ecom_icl_rc], subset: 50}
+      async: {tasks: [ecom_icl, general_icl], limit: 20}
 """
 
 from __future__ import annotations
@@ -59,38 +61,87 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
-class EvalSpec:
-    """Which tasks every checkpoint is evaluated on, and how (OLMo-core style fields).
+class EvalProfile:
+    """One task set and how it is scored: the recipe's ``eval.inline`` (evaluated in the
+    training process at each chosen save) or ``eval.async`` (evaluated by ``ecomharness
+    watch RUN_DIR`` on the saved checkpoints, in another process or on another GPU).
 
-    ``limit`` caps documents per task (a fixed, deterministic prefix in lm-eval's
-    order); ``samples`` pins exact document ids per task instead.
+    ``limit`` caps documents per task (a fixed prefix in lm-eval's order); ``subset``
+    draws that many documents per task at random with ``seed`` instead (the same
+    documents for every checkpoint, and not biased by how a file is ordered);
+    ``samples`` pins exact document indices per task. At most one of the three.
+    ``metadata`` is lm-eval's ``--metadata`` (``heldout_dir`` for the bits-per-byte
+    tasks); ``every_n_saves`` (default: the eval section's) thins this profile's
+    schedule, e.g. an expensive async suite on every 4th save and the final one.
     """
 
     tasks: tuple[str, ...] = ()
     limit: int | None = None
+    subset: int | None = None
     samples: dict[str, list[int]] | None = None
     num_fewshot: int | None = None
-    every_n_saves: int = 1
-    mode: str = "inline"  # inline | async | off
-    on_start: bool = True
     batch_size: int = 8
     max_gen_toks: int | None = None
-    on_failure: str = "continue"  # continue | stop
-    gate: str | None = None
     include_path: tuple[str, ...] = ()
     seed: int = 1234
-    data_parallel: bool = True  # ZeRO 0-2 with 2+ ranks: each rank evaluates a shard
+    metadata: dict[str, Any] = field(default_factory=dict)
+    every_n_saves: int | None = None
 
     def settings(self) -> EvalSettings:
         """The fields that shape a score, as every ledger record keeps them (and whose
         key says whether a checkpoint was already evaluated on this task set)."""
-        names = {f.name for f in dataclasses.fields(EvalSettings)} - {"metadata"}
-        return EvalSettings(**{name: getattr(self, name) for name in names})
+        return EvalSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvalSettings)})
 
-    @property
-    def inline(self) -> bool:
-        """Evaluated inside the training process (at all)."""
-        return self.mode == "inline" and bool(self.tasks)
+
+PROFILES = ("inline", "async")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Which task sets every checkpoint is evaluated on, when, and what follows.
+
+        eval:
+          inline: {tasks: [heldout_bpb, ecom_icl_rc], subset: 50}   # cheap, in the loop
+          async: {tasks: [ecom_icl, general_icl], limit: 200}       # `ecomharness watch`
+          every_n_saves: 1
+          gate: default
+
+    The older one-task-set form (``tasks``, ``limit``, ... beside ``mode: inline | async |
+    off``) is read as the profile ``mode`` names. A checkpoint's records from both
+    profiles are read together by the gate and the report (``ledger.checkpoint_records``).
+    """
+
+    inline: EvalProfile | None = None
+    asynchronous: EvalProfile | None = None
+    every_n_saves: int = 1
+    on_start: bool = True
+    on_failure: str = "continue"  # continue | stop
+    gate: str | None = None
+    data_parallel: bool = True  # ZeRO 0-2 with 2+ ranks: each rank evaluates a shard
+
+    def profiles(self) -> dict[str, EvalProfile]:
+        """The profiles the recipe sets, by their YAML name (``inline``, ``async``)."""
+        found = {"inline": self.inline, "async": self.asynchronous}
+        return {name: profile for name, profile in found.items() if profile is not None}
+
+    def profile(self, name: str) -> EvalProfile | None:
+        """The ``inline`` or ``async`` profile, or None when the recipe does not set it."""
+        return self.profiles().get(name)
+
+    def schedule(self, profile: EvalProfile) -> int:
+        """Every how many saves ``profile`` evaluates."""
+        return profile.every_n_saves or self.every_n_saves
+
+    def to_raw(self) -> dict[str, Any]:
+        """The section in its profile form (what the kept ``RUN_DIR/recipe.yaml`` holds)."""
+        raw: dict[str, Any] = {k: getattr(self, k) for k in ("every_n_saves", "on_start", "on_failure", "gate",
+                                                               "data_parallel")}
+        for name, profile in self.profiles().items():
+            raw[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(profile).items()
+                         if v is not None}
+        if not self.profiles():
+            raw["mode"] = "off"
+        return raw
 
 
 @dataclass(frozen=True)
@@ -142,7 +193,7 @@ class TrainRecipe:
             "data": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.data).items()
                      if v not in (None, ())},
             "tokenizer": self.tokenizer, "training": dict(self.training), "deepspeed": self.deepspeed,
-            "eval": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.eval).items()},
+            "eval": self.eval.to_raw(),
             "loss": {"lssd": dataclasses.asdict(self.lssd)},
         }
         return {k: v for k, v in raw.items() if v is not None}
@@ -238,6 +289,83 @@ def _check_model_init(init: Any, where: str) -> None:
         raise UserError(f"{where}: hidden_size {hidden} is not divisible by the {heads} attention heads")
 
 
+def _parse_profile(raw: Any, where: str, base: Path, data_path: str | None) -> EvalProfile:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping with at least `tasks`")
+    raw = dict(raw)
+    if isinstance(raw.get("tasks"), str):  # `tasks: ecom_icl,general_icl`, as lm-eval takes it
+        raw["tasks"] = [t.strip() for t in raw["tasks"].split(",") if t.strip()]
+    if isinstance(raw.get("include_path"), str):
+        raw["include_path"] = [raw["include_path"]]
+    reject_unknown_keys(raw, {f.name for f in dataclasses.fields(EvalProfile)}, where)
+    try:
+        profile = EvalProfile(**check_field_types(raw, EvalProfile, where))
+    except TypeError as exc:
+        raise UserError(f"{where}: {exc}") from exc
+    for key, low in (("limit", 1), ("subset", 1), ("batch_size", 1), ("max_gen_toks", 1), ("num_fewshot", 0),
+                     ("seed", 0), ("every_n_saves", 1)):
+        value = getattr(profile, key)
+        if value is not None and value < low:
+            raise UserError(f"{where}.{key}: must be at least {low}, got {value}")
+    chosen = [key for key in ("limit", "subset", "samples") if getattr(profile, key) is not None]
+    if len(chosen) > 1:
+        raise UserError(f"{where}: {' and '.join(chosen)} both choose documents; give one of limit, subset, samples")
+    if not profile.tasks:
+        raise UserError(f"{where}.tasks: name the tasks or groups to evaluate")
+    metadata = dict(profile.metadata)
+    # A data build with a held-out slice writes it beside the training data, where the
+    # heldout_bpb tasks then find it without being told; the path goes into the kept
+    # recipe, so `watch` (another process) evaluates the very same text.
+    heldout = Path(data_path) / "heldout" if data_path else None
+    if "heldout_dir" not in metadata and heldout is not None and heldout.is_dir():
+        metadata["heldout_dir"] = str(heldout)
+    elif isinstance(metadata.get("heldout_dir"), str):
+        metadata["heldout_dir"] = _resolve(metadata["heldout_dir"], base)
+    return dataclasses.replace(profile, metadata=metadata,
+                               include_path=tuple(_resolve(p, base) for p in profile.include_path))
+
+
+# The one-task-set form's keys, read as the profile that `mode` names.
+_SINGLE_SET_KEYS = {f.name for f in dataclasses.fields(EvalProfile)} - {"every_n_saves"}
+
+
+def _parse_eval(raw: Any, where: str, base: Path, data_path: str | None) -> EvalSpec:
+    where = f"{where}.eval"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping")
+    raw = dict(raw)
+    mode = raw.pop("mode", None)
+    if mode is False:  # YAML 1.1 reads a bare `off` as false
+        mode = "off"
+    single = {k: raw.pop(k) for k in list(raw) if k in _SINGLE_SET_KEYS}
+    named = {k: raw.pop(k) for k in list(raw) if k in PROFILES}
+    if single and named:
+        raise UserError(f"{where}: give either one task set ({', '.join(sorted(single))} beside `mode`) or the "
+                        f"profiles {', '.join(sorted(named))}, not both")
+    if mode is not None and mode not in ("inline", "async", "off"):
+        raise UserError(f"{where}.mode: expected inline, async or off, got {mode!r}")
+    if named and mode not in (None, "off"):
+        raise UserError(f"{where}.mode: with the inline / async profiles, `mode` may only be `off`")
+    reject_unknown_keys(raw, {"every_n_saves", "on_start", "on_failure", "gate", "data_parallel"}, where)
+    values = check_field_types(raw, EvalSpec, where)
+    profiles: dict[str, EvalProfile] = {}
+    if single:
+        if not single.get("tasks") and mode != "off":
+            raise UserError(f"{where}.tasks: name the tasks or groups to evaluate (or set mode: off)")
+        if mode != "off":
+            profiles[mode or "inline"] = _parse_profile(single, where, base, data_path)
+    elif mode != "off":
+        profiles = {name: _parse_profile(value, f"{where}.{name}", base, data_path) for name, value in named.items()}
+    spec = EvalSpec(inline=profiles.get("inline"), asynchronous=profiles.get("async"), **values)
+    if spec.on_failure not in ("continue", "stop"):
+        raise UserError(f"{where}.on_failure: expected continue or stop, got {spec.on_failure!r}")
+    if spec.every_n_saves < 1:
+        raise UserError(f"{where}.every_n_saves: must be at least 1")
+    return dataclasses.replace(spec, gate=_gate_path(spec.gate, base, where.rsplit(".eval", 1)[0]))
+
+
 def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> TrainRecipe:
     """Validate a parsed recipe mapping."""
     base = base or Path.cwd()
@@ -275,27 +403,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> T
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise UserError(f"{where}.training.{key}: expected {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
     _check_training_values(training, f"{where}.training")
-    if isinstance((raw.get("eval") or {}).get("tasks"), str):  # `tasks: ecom_icl,general_icl`, as lm-eval takes it
-        raw = {**raw, "eval": {**raw["eval"], "tasks": [t.strip() for t in raw["eval"]["tasks"].split(",") if t.strip()]}}
-    if isinstance((raw.get("eval") or {}).get("include_path"), str):
-        raw = {**raw, "eval": {**raw["eval"], "include_path": [raw["eval"]["include_path"]]}}
-    if (raw.get("eval") or {}).get("mode") is False:  # YAML 1.1 reads a bare `off` as false
-        raw = {**raw, "eval": {**raw["eval"], "mode": "off"}}
-    evals = _section(raw, "eval", EvalSpec, where)
-    for key, low in (("limit", 1), ("batch_size", 1), ("max_gen_toks", 1), ("num_fewshot", 0), ("seed", 0)):
-        value = getattr(evals, key)
-        if value is not None and value < low:
-            raise UserError(f"{where}.eval.{key}: must be at least {low}, got {value}")
-    if evals.mode not in ("inline", "async", "off"):
-        raise UserError(f"{where}.eval.mode: expected inline, async or off, got {evals.mode!r}")
-    if evals.on_failure not in ("continue", "stop"):
-        raise UserError(f"{where}.eval.on_failure: expected continue or stop, got {evals.on_failure!r}")
-    if evals.every_n_saves < 1:
-        raise UserError(f"{where}.eval.every_n_saves: must be at least 1")
-    if evals.mode != "off" and not evals.tasks:
-        raise UserError(f"{where}.eval.tasks: name the tasks or groups to evaluate (or set mode: off)")
-    evals = dataclasses.replace(evals, gate=_gate_path(evals.gate, base, where),
-                                include_path=tuple(_resolve(p, base) for p in evals.include_path))
+    evals = _parse_eval(raw.get("eval"), where, base, data.path)
     loss = raw.get("loss") or {}
     if not isinstance(loss, dict):
         raise UserError(f"{where}.loss: expected a mapping")

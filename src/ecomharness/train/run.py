@@ -20,7 +20,7 @@ from ecomharness.errors import UserError
 from ecomharness.train import components
 from ecomharness.train.callbacks.inline_eval import inline_callback
 from ecomharness.train.lssd import build_loss
-from ecomharness.train.recipe import TrainRecipe
+from ecomharness.train.recipe import TrainRecipe, parse_recipe
 from ecomharness.train.run_dir import (
     DONE_MARKER,
     complete_checkpoints,
@@ -84,6 +84,9 @@ def _keep_recipe(recipe: TrainRecipe, log) -> None:
         old = load_yaml_file(kept, "kept recipe")
         if not isinstance(old, dict):
             raise UserError(f"{kept}: not a recipe (expected a mapping); delete the old run or use another run_dir")
+        # Compared as read now: a recipe kept by an earlier release (the one-task-set eval
+        # form, say) is the same recipe if it reads the same.
+        old = {**parse_recipe(old, where=str(kept)).to_raw(), "run_dir": old.get("run_dir")}
         changed = sorted(k for k in set(old) | set(raw) if k != "run_dir" and old.get(k) != raw.get(k))
         if changed:
             raise UserError(f"{recipe.run_dir} holds a run of a different recipe (differs in {', '.join(changed)}); "
@@ -199,11 +202,12 @@ def check_recipe(recipe: TrainRecipe) -> list[str]:
     if recipe.eval.gate:
         load_policy(recipe.eval.gate, known_kinds=set(gate_rules.names()))
         lines.append(f"gate policy {recipe.eval.gate}: valid")
-    if recipe.eval.mode != "off":
-        settings = recipe.eval.settings()
-        resolved = open_tasks(list(settings.tasks), include_path=list(settings.include_path) or None,
-                              metadata=settings.metadata).names
-        lines.append(f"eval ({recipe.eval.mode}): {len(resolved)} task(s) or group(s) resolve, their data found")
+    for name, profile in recipe.eval.profiles().items():
+        resolved = open_tasks(list(profile.tasks), include_path=list(profile.include_path) or None,
+                              metadata=profile.metadata).names
+        lines.append(f"eval ({name}): {len(resolved)} task(s) or group(s) resolve, their data found")
+    if not recipe.eval.profiles():
+        lines.append("eval: off")
     return lines
 
 
@@ -246,6 +250,9 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
     zero_stage = (ds_config or {}).get("zero_optimization", {}).get("stage", 0)
     tokens_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * world * seq_len
     inline = inline_callback(recipe.eval, tokenizer, recipe.run_dir, tokens_per_step, zero_stage)
+    if recipe.eval.asynchronous is not None and is_main_process():
+        log(f"[train] the async evaluation profile is evaluated by another process: "
+            f"ecomharness watch {recipe.run_dir}")
     last = _resume_point(recipe.run_dir, log)
     finished = _finished_state(last)
     if finished is not None:

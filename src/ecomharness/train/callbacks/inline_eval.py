@@ -1,7 +1,8 @@
 """Evaluate every N-th saved checkpoint inside the training process.
 
 The recipe's ``eval`` section (``EvalSpec``) is this callback's configuration, used as
-it is: no second config is copied from it. What only a running Trainer knows (the run
+it is: no second config is copied from it. It evaluates the ``inline`` profile (the
+cheap one: bits per byte and ranked choice); the ``async`` profile is ``watch``'s. What only a running Trainer knows (the run
 directory, tokens per step, the ZeRO stage) is passed in beside it.
 
 The tasks are built once at the start (``CheckpointEvaluator``); at each chosen save the
@@ -48,19 +49,20 @@ def chosen_for_evaluation(step: int, save_steps: int, every_n_saves: int, max_st
 def record_judge(spec: EvalSpec, run_dir: Path):
     """The gate verdict function for a run's records (its policy read once, here), or
     None when the recipe names no ``eval.gate``."""
-    return ledger_judge(spec.gate, ledger_path(run_dir)) if spec.gate else None
+    return ledger_judge(spec.gate, ledger_path(run_dir), profiles=len(spec.profiles())) if spec.gate else None
 
 
-def catch_up(spec: EvalSpec, run_dir: Path, evaluator: CheckpointEvaluator, save_steps: int,
+def catch_up(every_n_saves: int, run_dir: Path, evaluator: CheckpointEvaluator, save_steps: int,
              max_steps: int | None, tokens_per_step: int = 0, device: str = "cpu", model=None,
              judge=None) -> list[dict]:
-    """Evaluate saved checkpoints that the schedule chose but the ledger lacks (a run
-    killed between a save and its evaluation), from their directories, with the same
-    record as in the loop: epoch from the checkpoint's trainer state, gate verdict."""
-    settings = spec.settings()
+    """Evaluate saved checkpoints that the schedule (every ``every_n_saves`` saves) chose
+    but the ledger lacks for the evaluator's task set (a run killed between a save and
+    its evaluation), from their directories, with the same record as in the loop: epoch
+    from the checkpoint's trainer state, gate verdict."""
+    settings = evaluator.settings
     recorded = []
     for step, directory in complete_checkpoints(Path(run_dir)):
-        if not chosen_for_evaluation(step, save_steps, spec.every_n_saves, max_steps):
+        if not chosen_for_evaluation(step, save_steps, every_n_saves, max_steps):
             continue
         state = trainer_state(directory)
 
@@ -80,9 +82,9 @@ def catch_up(spec: EvalSpec, run_dir: Path, evaluator: CheckpointEvaluator, save
 
 def inline_callback(spec: EvalSpec, tokenizer, run_dir: Path, tokens_per_step: int = 0,
                     zero_stage: int = 0) -> InlineEvalCallback | None:
-    """The callback for a recipe's ``eval`` section, or None when it does not evaluate
-    in the training process (``mode`` async or off, or no tasks)."""
-    if not spec.inline:
+    """The callback for a recipe's ``eval`` section, or None when it has no ``inline``
+    profile (nothing is evaluated in the training process)."""
+    if spec.inline is None:
         return None
     return InlineEvalCallback(spec, tokenizer, run_dir, tokens_per_step, zero_stage)
 
@@ -92,7 +94,8 @@ class InlineEvalCallback(TrainerCallback):
 
     def __init__(self, spec: EvalSpec, tokenizer, run_dir: Path, tokens_per_step: int = 0, zero_stage: int = 0):
         self.spec = spec
-        self.settings = spec.settings()
+        self.settings = spec.inline.settings()
+        self.every_n_saves = spec.schedule(spec.inline)
         self.tokenizer = tokenizer
         self.run_dir = Path(run_dir)
         self.tokens_per_step = tokens_per_step
@@ -138,7 +141,7 @@ class InlineEvalCallback(TrainerCallback):
             records.append(self._evaluate("init", 0, init_epoch, model, is_main, control))
         if is_main and self.zero_stage != 3:
             device = str(next(model.parameters()).device) if model is not None else "cpu"
-            for record in catch_up(self.spec, self.run_dir, self.evaluator, save_steps, max_steps,
+            for record in catch_up(self.every_n_saves, self.run_dir, self.evaluator, save_steps, max_steps,
                                    self.tokens_per_step, device, model, self._judge):
                 self._note(record, control)
                 records.append(record)
@@ -148,7 +151,7 @@ class InlineEvalCallback(TrainerCallback):
         """Evaluate the saves the schedule chooses."""
         if not self._participates(args, state):
             return
-        if chosen_for_evaluation(state.global_step, state.save_steps, self.spec.every_n_saves, state.max_steps):
+        if chosen_for_evaluation(state.global_step, state.save_steps, self.every_n_saves, state.max_steps):
             self._evaluate(f"checkpoint-{state.global_step}", state.global_step, state.epoch, model,
                            state.is_world_process_zero, control)
 
