@@ -145,8 +145,10 @@ def test_a_checkpoints_task_sets_read_as_one_record(tmp_path):
         _record(tmp_path, "checkpoint-10", 10, "inline", "ecom_icl_rc", 0.5),
         _record(tmp_path, "checkpoint-10", 10, "async", "ecom_icl", 0.1),
     ]
+    records[3]["tokens_seen"] = 5120  # the inline record knows; `watch`'s may not
     combined = checkpoint_records(records)
     assert [r["checkpoint"] for r in combined] == ["init", "checkpoint-5", "checkpoint-10"]
+    assert combined[2]["tokens_seen"] == 5120
     assert combined[1] is records[2]  # one task set: the record itself
     last = combined[2]
     assert last["status"] == "ok" and last["task_sets"] == ["inline", "async"]

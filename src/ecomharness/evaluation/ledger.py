@@ -194,7 +194,9 @@ def _combine(parts: list[dict]) -> dict:
     if len(parts) == 1:
         return parts[0]
     last = parts[-1]
-    record = {key: last.get(key) for key in ("checkpoint", "step", "epoch", "tokens_seen", "wall_time", "versions")}
+    record = {key: last.get(key) for key in ("checkpoint", "step", "wall_time", "versions")}
+    for key in ("epoch", "tokens_seen"):  # `watch` cannot always tell tokens seen: the latest that says
+        record[key] = next((p[key] for p in reversed(parts) if p.get(key) is not None), None)
     record["task_sets"] = [p.get("task_set") for p in parts]
     record["eval_seconds"] = round(sum(p.get("eval_seconds", 0.0) for p in parts), 3)
     failed = [p for p in parts if p["status"] != "ok"]
