@@ -17,12 +17,14 @@ STAMP := $(VENV)/.ecomharness-installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is required, found " + sys.version' 
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first: installing lm-eval or deepspeed first pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# The domain-benchmark plugins, installed as any user's plugin would be (plugins/*/README.md).
+	$(BIN)/python -m pip install --quiet -e plugins/ecomharness-ecinstruct
 	@touch $(STAMP)
 
 demo: $(STAMP)

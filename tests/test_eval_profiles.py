@@ -76,6 +76,8 @@ def test_a_data_builds_heldout_slice_is_found_without_being_named(tmp_path):
     named = _recipe({"inline": {"tasks": ["heldout_bpb"], "metadata": {"heldout_dir": "mine"}}}, base=tmp_path).eval
     assert named.inline.metadata == {"heldout_dir": str(tmp_path / "mine")}
     assert _recipe({"inline": {"tasks": ["heldout_bpb"]}}, base=tmp_path / "elsewhere").eval.inline.metadata == {}
+    # A profile without held-out tasks keeps its key whatever data the run trains on.
+    assert _recipe({"async": {"tasks": ["ecom_icl"]}}, base=tmp_path).eval.asynchronous.metadata == {}
 
 
 def test_settings_key_of_ledgers_written_before_subset_existed_is_unchanged():

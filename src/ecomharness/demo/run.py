@@ -164,7 +164,10 @@ def _train_recipe(run_dir: Path, model: dict, tokenizer: Path, data: Path, steps
         "eval": {"mode": "off"} if eval_mode == "off" else {"on_start": on_start, "gate": gate,
                  # Zero-shot: the few-shot prompts cost 5x more, for a signal no better here.
                  "inline": {"tasks": list(INLINE_TASKS), "subset": cfg.inline_subset, "num_fewshot": 0,
-                            "batch_size": 16},
+                            "batch_size": 16,
+                            # Every run reads the held-out text of the 2:1 build: the same
+                            # documents for all (a domain-only build has no general slice).
+                            "metadata": {"heldout_dir": str(Path(data).parent / "graph_2to1" / "heldout")}},
                  # Past max_steps: only the final checkpoint (always chosen) is evaluated.
                  "async": {"tasks": list(ASYNC_TASKS), "limit": cfg.eval_limit, "max_gen_toks": cfg.max_gen_toks,
                            "batch_size": 16, "every_n_saves": steps + 1}},

@@ -445,23 +445,38 @@ def load_task(**metadata):
     skipped as bad (``on_error: skip``), or without a gold label (hub rows marked so).
     Returns a ``DatasetDict`` with ``test`` and ``fewshot`` splits.
     """
-    import datasets
-
     spec = TaskDataSpec.from_metadata(metadata)
     on_error = metadata.get("on_error", "raise")
     check_on_error(on_error)
     seed = _int_option(metadata, "data_seed", DEFAULT_SEED, 0)
     max_docs = _int_option(metadata, "max_docs", DEFAULT_MAX_DOCS, 1)
     origin, test, fewshot = _resolve(spec, metadata, on_error)
+    return task_documents(spec.task, origin, test, fewshot, seed=seed, max_docs=max_docs,
+                          fewshot_pool=spec.fewshot_pool)
+
+
+def task_documents(task: str, origin: str, test: ReadResult, fewshot: ReadResult | None, *, seed: int = DEFAULT_SEED,
+                   max_docs: int = DEFAULT_MAX_DOCS, fewshot_pool: bool = True, provenance: dict | None = None):
+    """A task's ``DatasetDict`` (``test`` and ``fewshot`` splits) from what was read, with
+    every record accounted for: the few-shot pool held out when there is no separate
+    split (``fewshot_pool``), the seeded cap, skipped records and records without gold.
+    The data source is recorded (``DATA_SOURCES``, which ``ecomharness eval`` and the
+    ledger write into every result, and the gate compares) and a line printed.
+
+    The one ending of every task loader: the bundled tasks' ``load_task``, and plugins'
+    own loaders for layouts of their own (``origin``: ``explicit``, ``hub`` or
+    ``bundled``; ``provenance``: extra fields for the record, e.g. ``license``)."""
+    import datasets
+
     docs = list(test.docs)
     records_in_file = len(docs) + len(test.skipped) + test.meta.get("no_gold", 0)
     if not docs:
-        raise UserError(f"task {spec.task}: {test.source} holds no usable documents")
+        raise UserError(f"task {task}: {test.source} holds no usable documents")
     rng = random.Random(seed)
     held_out = 0
     if fewshot is not None and fewshot.docs:
         fewshot_docs, fewshot_source = fewshot.docs, fewshot.source
-    elif spec.fewshot_pool:
+    elif fewshot_pool:
         # A few-shot task on data without a separate split: hold out a seeded pool.
         order = sorted(range(len(docs)), key=lambda i: _doc_key(docs[i]))
         held = set(rng.sample(order, min(HOLDOUT_FEWSHOT, len(docs) // 5)))
@@ -500,13 +515,14 @@ def load_task(**metadata):
         if test.meta.get(key) is not None:
             source[key] = test.meta[key]
     for warning in test.meta.get("warnings", []):
-        log.warning("task %s: %s", spec.task, warning)
-    DATA_SOURCES[spec.task] = source
-    line = document_counts_line(spec.task, source)
+        log.warning("task %s: %s", task, warning)
+    source.update(provenance or {})
+    DATA_SOURCES[task] = source
+    line = document_counts_line(task, source)
     if "kind" in source:
         line += f" (kind {source['kind']}, from the {source['kind_source']})"
     print(line, file=sys.stderr, flush=True)
-    log.info("task %s: %s (%s, fingerprint %s)", spec.task, test.source, origin, test.fingerprint)
+    log.info("task %s: %s (%s, fingerprint %s)", task, test.source, origin, test.fingerprint)
     test_set = datasets.Dataset.from_list(docs)
     # A zero-shot task's few-shot split is empty but has the test columns.
     fewshot_set = datasets.Dataset.from_list(fewshot_docs) if fewshot_docs else test_set.select([])

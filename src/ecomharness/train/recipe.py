@@ -315,9 +315,12 @@ def _parse_profile(raw: Any, where: str, base: Path, data_path: str | None) -> E
     metadata = dict(profile.metadata)
     # A data build with a held-out slice writes it beside the training data, where the
     # heldout_bpb tasks then find it without being told; the path goes into the kept
-    # recipe, so `watch` (another process) evaluates the very same text.
+    # recipe, so `watch` (another process) evaluates the very same text. Only for a
+    # profile naming held-out tasks: the path is part of the settings' key, and a
+    # profile without them must keep its key whatever data it trains on.
     heldout = Path(data_path) / "heldout" if data_path else None
-    if "heldout_dir" not in metadata and heldout is not None and heldout.is_dir():
+    names_heldout = any(str(task).startswith("heldout") for task in profile.tasks)
+    if "heldout_dir" not in metadata and names_heldout and heldout is not None and heldout.is_dir():
         metadata["heldout_dir"] = str(heldout)
     elif isinstance(metadata.get("heldout_dir"), str):
         metadata["heldout_dir"] = _resolve(metadata["heldout_dir"], base)

@@ -1,0 +1,3 @@
+"""ECInstruct (NingLab, eCeLLM, ICML 2024) as lm-eval tasks, an ecomharness plugin."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The ECInstruct task YAML files (a package so that lm-eval's entry-point layout finds them)."""
