@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	# The domain-benchmark plugins, installed as any user's plugin would be (plugins/*/README.md).
-	$(BIN)/python -m pip install --quiet -e plugins/ecomharness-ecinstruct
+	$(BIN)/python -m pip install --quiet -e plugins/ecomharness-ecinstruct -e plugins/ecomharness-shopping-mmlu
 	@touch $(STAMP)
 
 demo: $(STAMP)

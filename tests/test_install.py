@@ -102,3 +102,60 @@ def test_non_editable_wheel_works_from_an_unrelated_directory(tiny_model_dir, tm
         "--limit", "2",
     )
     assert "ecom_icl_pdc" in out
+
+
+PLUGINS = {"ecomharness-ecinstruct": "ecinstruct", "ecomharness-shopping-mmlu": "shopping_mmlu"}
+
+
+def _bare_venv(tmp_path: Path) -> tuple[str, Path]:
+    """A fresh venv that sees this test environment's packages and the checkout's
+    source, but none of the plugins under plugins/ (a symlink view of site-packages
+    without them), so that installing and uninstalling them there is what a user does."""
+    venv = tmp_path / "venv"
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    view = tmp_path / "env_view"
+    view.mkdir()
+    hidden = ("ecinstruct", "shopping_mmlu", "_editable_impl_ecomharness")
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not any(word in entry.name for word in hidden):
+            (view / entry.name).symlink_to(entry)
+    Path(site, "_test_env.pth").write_text(f"{REPO / 'src'}\n{view}\n")
+    return python, site
+
+
+def _cli(python: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    code = "import sys; sys.argv[0] = 'ecomharness'; from ecomharness.cli import main; sys.exit(main())"
+    env = {**os.environ, "PYTHONPATH": "", "ECOMHARNESS_OFFLINE": "1"}
+    return subprocess.run([python, "-c", code, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_benchmark_plugins_install_list_and_uninstall_one_without_touching_the_other(tmp_path):
+    python, site = _bare_venv(tmp_path)
+    assert "ecinstruct" not in _cli(python, "plugins", cwd=tmp_path).stdout
+    for package in PLUGINS:
+        _pip("--target", str(site), str(REPO / "plugins" / package))
+    listing = _cli(python, "plugins", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert "ecinstruct  (ecomharness-ecinstruct 0.1.0" in listing.stdout
+    assert "shopping_mmlu  (ecomharness-shopping-mmlu 0.1.0" in listing.stdout
+
+    def task_names() -> set[str]:
+        result = _cli(python, "tasks", "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return {row["name"] for row in json.loads(result.stdout)["tasks"]}
+
+    before = task_names()
+    assert {"ecinstruct_ind", "ecinstruct_ood", "shopping_mmlu", "shopping_mmlu_concept", "ecom_icl"} <= before
+    # pip (from this environment, seen through the view) removes what it installed.
+    removed = subprocess.run([python, "-m", "pip", "uninstall", "--yes", "ecomharness-shopping-mmlu"],
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert removed.returncode == 0, removed.stderr
+    after = task_names()
+    assert not {name for name in after if name.startswith("shopping_mmlu")}
+    assert after == {name for name in before if not name.startswith("shopping_mmlu")}
+    assert "shopping_mmlu" not in _cli(python, "plugins", cwd=tmp_path).stdout
+    assert "ecinstruct  (ecomharness-ecinstruct 0.1.0" in _cli(python, "plugins", cwd=tmp_path).stdout

@@ -1,0 +1,155 @@
+"""Scoring of Shopping MMLU's answers, by each question's own ``metric`` field.
+
+A skill's score is the benchmark's: each task's metric over its questions, then the
+unweighted mean over the skill's tasks (``skill_score``). Per question, as the
+benchmark's skill-wise evaluation reads answers:
+
+- ``accuracy``: the answer's first character is the option's number (the ``_rc``
+  tasks instead rank the options by log-likelihood);
+- ``hit rate@3``: the first line, split on commas, its first three whole numbers; the
+  share of the gold items among them;
+- ``ndcg``: the first line's numbers (at most as many as there are candidates), each
+  worth its candidate's relevance weight; the ideal order is the weights sorted. A
+  number repeated or outside the candidates earns nothing (the benchmark's script wraps
+  0 around to the last candidate);
+- ``micro f1``: the first line's comma-separated entities, lower-cased; true and false
+  positives and false negatives summed over the task, then F1;
+- ``rougel``: ROUGE-L (ecomharness's ``rouge_l``);
+- ``bleu``: sentence BLEU on the first line, lower-cased (sacrebleu, 13a tokens), / 100;
+  ``jp-bleu`` wants sacrebleu's MeCab tokenizer (``pip install sacrebleu[ja]``);
+- ``sent-transformer`` and ``multilingual-sent-transformer`` compare sentence
+  embeddings of a model this offline evaluation does not load: those questions are
+  scored by ROUGE-L, and the task warns once that it did so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+
+from lm_eval.api.registry import register_aggregation
+
+from ecomharness.metrics.rouge import rouge_l
+
+log = logging.getLogger("ecomharness_shopping_mmlu")
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(message)
+
+
+def _answer(results) -> str:
+    value = results[0] if isinstance(results, (list, tuple)) and results else results
+    return value if isinstance(value, str) else ""
+
+
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.split("\n", 1)[0] if text else ""
+
+
+def _numbers(text: str) -> list[int]:
+    out = []
+    for piece in _first_line(text).split(","):
+        try:
+            out.append(int(piece.strip()))
+        except ValueError:
+            continue
+    return out
+
+
+def hit_rate_at_3(answer: str, gold: list) -> float:
+    """The share of gold items among the answer's first three numbers."""
+    predicted = set(_numbers(answer)[:3])
+    return len(predicted & set(gold)) / len(gold) if gold else 0.0
+
+
+def ndcg(answer: str, weights: list[float]) -> float:
+    """NDCG of the answer's order of candidates (numbered from 1)."""
+    seen, dcg, position = set(), 0.0, 0
+    for index in _numbers(answer)[: len(weights)]:
+        relevance = weights[index - 1] if 1 <= index <= len(weights) and index not in seen else 0.0
+        seen.add(index)
+        dcg += (2 ** relevance - 1) / math.log2(position + 2)
+        position += 1
+    ideal = sum((2 ** w - 1) / math.log2(i + 2) for i, w in enumerate(sorted(weights, reverse=True)))
+    return dcg / ideal if ideal > 0 else 0.0
+
+
+def entity_counts(answer: str, gold: list[str]) -> list[int]:
+    """``[true positives, false positives, false negatives]`` of one answer's entities."""
+    predicted = [p.strip().lower() for p in _first_line(answer.lstrip("\n")).split(",") if p.strip()]
+    truth = [g.strip().lower() for g in gold]
+    hits = len(set(predicted) & set(truth))
+    return [hits, len(predicted) - hits, len(truth) - hits]
+
+
+def _bleu(answer: str, references: list[str], japanese: bool) -> float:
+    import sacrebleu
+
+    try:
+        score = sacrebleu.sentence_bleu(_first_line(answer), references, lowercase=True,
+                                        tokenize="ja-mecab" if japanese else "13a").score
+    except Exception as exc:  # sacrebleu[ja] missing: a BLEU on other tokens would be another number
+        raise RuntimeError(f"jp-bleu needs sacrebleu's MeCab tokenizer (pip install 'sacrebleu[ja]'): {exc}") from exc
+    return score / 100
+
+
+def question_value(doc: dict, answer: str):
+    """The question's value under its metric: a number, or for ``micro f1`` its counts."""
+    gold = json.loads(doc["gold_json"])
+    metric = doc["metric"]
+    if metric == "accuracy":
+        text = answer.strip()
+        return float(bool(text) and text[0] == str(gold))
+    if metric == "hit rate@3":
+        return hit_rate_at_3(answer, gold)
+    if metric == "ndcg":
+        return ndcg(answer, [float(w) for w in gold])
+    if metric == "micro f1":
+        return entity_counts(answer, gold)
+    references = gold if isinstance(gold, list) else [gold]
+    if metric in ("bleu", "jp-bleu"):
+        return _bleu(answer, references, japanese=metric == "jp-bleu")
+    if metric != "rougel":
+        _warn_once(metric, f"shopping_mmlu: questions scored by {metric} (sentence embeddings of a model this offline "
+                           "evaluation does not load) are scored by ROUGE-L instead")
+    return max(rouge_l(answer.strip(), reference) for reference in references) if references else 0.0
+
+
+def process_generation(doc, results) -> dict:
+    """Every question of a skill, answered by generation; ``score`` rows for
+    ``skill_score``."""
+    value = question_value(doc, _answer(results))
+    return {"score": [doc["task_name"], doc["metric"], value]}
+
+
+def process_choice(doc, results) -> dict:
+    """A multiple-choice question ranked by log-likelihood: accuracy, and its row of the
+    skill score."""
+    likelihoods = [r[0] if isinstance(r, (list, tuple)) else r for r in results]
+    chosen = max(range(len(likelihoods)), key=likelihoods.__getitem__)
+    correct = float(chosen == doc["gold_index"])
+    return {"score": [doc["task_name"], "accuracy", correct], "acc": correct}
+
+
+@register_aggregation("skill_score")
+def skill_score(rows) -> float:
+    """Each task's metric over its questions (micro F1 from summed counts, else the mean),
+    then the unweighted mean over tasks: the benchmark's skill score."""
+    by_task: dict[str, list] = defaultdict(list)
+    for task, metric, value in rows:
+        by_task[task].append((metric, value))
+    scores = []
+    for values in by_task.values():
+        if values[0][0] == "micro f1":
+            tp, fp, fn = (sum(v[1][i] for v in values) for i in range(3))
+            scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+        else:
+            scores.append(sum(v[1] for v in values) / len(values))
+    return sum(scores) / len(scores) if scores else 0.0

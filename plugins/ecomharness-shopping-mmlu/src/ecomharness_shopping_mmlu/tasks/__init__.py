@@ -1,0 +1,1 @@
+"""The Shopping MMLU task YAML files (a package so that lm-eval's entry-point layout finds them)."""

@@ -1,0 +1,138 @@
+"""The Shopping MMLU plugin (plugins/ecomharness-shopping-mmlu): its reader of the
+skill files, its scoring, the oracle and the empty model on every task, and a tiny
+model through both command lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ecomharness.errors import UserError
+from ecomharness.formats.common import RecordError
+from tests.conftest import BIN, run_cli
+
+pytest.importorskip("ecomharness_shopping_mmlu", reason="`make setup` installs the plugin")
+
+from ecomharness_shopping_mmlu import data, metrics  # noqa: E402
+
+SKILLS = list(data.SKILLS)
+SAMPLE = Path(data.SAMPLE)
+
+
+def _load(skill: str, choice_only: bool = False, **metadata):
+    return data.load(shopping_mmlu={"skill": skill, "choice_only": choice_only}, **metadata)["test"]
+
+
+def _skill_records(skill: str) -> list[dict]:
+    path = data.skill_file(SAMPLE, skill)
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_each_skill_reads_its_file_found_by_number(tmp_path):
+    for skill in SKILLS:
+        records = _skill_records(skill)
+        docs = _load(skill)
+        assert len(docs) == len(records) and list(docs["task_name"]) == [r["task_name"] for r in records]
+        choices = _load(skill, choice_only=True)
+        assert len(choices) == sum(r["task_type"] == "multiple-choice" for r in records)
+    # The unpacked archive's `data/` folder, or the folder holding it; any name after the number.
+    (tmp_path / "data" / "skills").mkdir(parents=True)
+    (tmp_path / "data" / "skills" / "skill2_knowledge_reasoning.json").write_text(
+        (SAMPLE / "skills" / "skill2_reasoning.json").read_text(encoding="utf-8"), encoding="utf-8")
+    assert len(_load("reasoning", shopping_mmlu_dir=str(tmp_path))) == len(_skill_records("reasoning"))
+    assert len(_load("reasoning", shopping_mmlu_dir=str(tmp_path / "data"))) == len(_skill_records("reasoning"))
+
+
+def test_a_given_folder_without_the_skill_is_an_error_not_a_fallback(tmp_path):
+    with pytest.raises(UserError, match=r"no skills/skill1_\*\.json"):
+        _load("concept", shopping_mmlu_dir=str(tmp_path))
+    with pytest.raises(UserError, match="is not a directory"):
+        _load("concept", shopping_mmlu_dir=str(tmp_path / "nope"))
+
+
+def test_bad_records_name_the_line_and_field(tmp_path):
+    records = _skill_records("concept")
+    records[2] = {**records[2], "output_field": "three"}
+    records[4] = {**records[4], "metric": "f2"}
+    folder = tmp_path / "skills"
+    folder.mkdir()
+    (folder / "skill1_concept.json").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    index = next(i for i, r in enumerate(records) if r.get("output_field") == "three")
+    bad_type = "expected the option's number" if records[index]["task_type"] == "multiple-choice" else "expected"
+    with pytest.raises(RecordError, match=rf"skill1_concept.json:{index + 1}: field 'output_field' {bad_type}"):
+        _load("concept", shopping_mmlu_dir=str(tmp_path))
+    docs = _load("concept", shopping_mmlu_dir=str(tmp_path), on_error="skip")
+    assert len(docs) == len(records) - 2
+
+
+def test_question_metrics_read_answers_as_the_benchmark_does():
+    assert metrics.hit_rate_at_3("3, 7, 9, 1\nbecause", [1, 3, 9]) == pytest.approx(2 / 3)
+    assert metrics.hit_rate_at_3("three", [1]) == 0.0
+    weights = [1, 0.01, 0.1, 1, 0]
+    assert metrics.ndcg("1, 4, 3, 2, 5", weights) == pytest.approx(1.0)
+    assert metrics.ndcg("4, 1, 3, 2, 5", weights) == pytest.approx(1.0)  # ties in weight: either order is ideal
+    assert metrics.ndcg("5, 2", weights) < metrics.ndcg("2, 5", weights) < metrics.ndcg("1", weights)
+    assert metrics.ndcg("0, 0, 1", weights) == metrics.ndcg("9, 9, 1", weights)  # no wrap-around of 0
+    assert metrics.entity_counts("\nNorthwind, alder ,, x", ["northwind", "Alder"]) == [2, 1, 0]
+    doc = {"gold_json": "2", "metric": "accuracy"}
+    assert metrics.question_value(doc, " 2. the third") == 1.0 and metrics.question_value(doc, "3") == 0.0
+
+
+def test_skill_score_is_the_mean_over_tasks_with_micro_f1_from_summed_counts():
+    rows = [["a", "accuracy", 1.0], ["a", "accuracy", 0.0], ["a", "accuracy", 0.0], ["a", "accuracy", 0.0],
+            ["b", "micro f1", [1, 0, 1]], ["b", "micro f1", [0, 1, 0]]]
+    # task a: 0.25; task b: tp 1, fp 1, fn 1 -> F1 0.5; the skill: their mean, not the question mean
+    assert metrics.skill_score(rows) == pytest.approx((0.25 + 0.5) / 2)
+
+
+@pytest.mark.parametrize("model", ["ecom-oracle", "ecom-empty"])
+def test_oracle_and_empty_model_on_every_task_and_group(tmp_path, model):
+    out = tmp_path / "out"
+    result = run_cli("eval", "--model", model, "--tasks", "shopping_mmlu,shopping_mmlu_rc", "--output_path", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    [file] = list(out.rglob("results_*.json"))
+    results = json.loads(file.read_text(encoding="utf-8"))
+    scores = {name: values["score,none"] for name, values in results["results"].items()}
+    generative = {name: v for name, v in scores.items() if not name.endswith("_rc")}
+    assert len(scores) == 14 and set(generative) == {"shopping_mmlu", *(f"shopping_mmlu_{s}" for s in SKILLS),
+                                                     *(f"shopping_mmlu_{s}_gen" for s in SKILLS)}
+    if model == "ecom-oracle":
+        assert all(value == 1.0 for value in scores.values()), scores
+    else:
+        assert all(value == 0.0 for value in generative.values()), generative
+        # The empty model prefers no option: lm-eval takes the first of equal choices.
+        for skill in SKILLS:
+            docs = _load(skill, choice_only=True)
+            by_task: dict[str, list] = {}
+            for name, gold in zip(docs["task_name"], docs["gold_index"]):
+                by_task.setdefault(name, []).append(gold == 0)
+            expected = sum(sum(v) / len(v) for v in by_task.values()) / len(by_task)
+            assert scores[f"shopping_mmlu_{skill}_rc"] == pytest.approx(expected)
+    source = results["ecomharness"]["data_sources"]["shopping_mmlu_concept_gen"]
+    assert source["origin"] == "bundled" and "no data shipped" in source["license"]
+
+
+@pytest.mark.slow
+def test_tiny_model_scores_the_same_through_ecomharness_and_plain_lm_eval(tiny_model_dir, tmp_path):
+    args = ["--model", "hf", "--model_args", f"pretrained={tiny_model_dir},dtype=float32", "--tasks",
+            "shopping_mmlu_concept,shopping_mmlu_concept_rc"]
+    ours = run_cli("eval", *args, "--output_path", str(tmp_path / "ours"))
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    tasks_path = run_cli("tasks-path").stdout.strip()
+    plain = subprocess.run([str(BIN / "lm_eval"), *args, "--device", "cpu", "--include_path", tasks_path,
+                            "--output_path", str(tmp_path / "plain")], capture_output=True, text=True,
+                           env=dict(os.environ), timeout=900)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+
+    def scores(folder: Path) -> dict:
+        [file] = list(folder.rglob("results_*.json"))
+        found = json.loads(file.read_text(encoding="utf-8"))["results"]
+        return {name: (values["score,none"], values.get("acc,none")) for name, values in found.items()}
+
+    assert scores(tmp_path / "ours") == scores(tmp_path / "plain")
+    assert set(scores(tmp_path / "ours")) == {"shopping_mmlu_concept", "shopping_mmlu_concept_gen",
+                                              "shopping_mmlu_concept_rc"}
