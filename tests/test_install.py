@@ -70,8 +70,12 @@ def test_non_editable_wheel_works_from_an_unrelated_directory(tiny_model_dir, tm
         check=True, capture_output=True, text=True,
     ).stdout.strip()
     # Dependencies come from the test environment (appended after the new venv's own
-    # site-packages), so the fresh wheel, not the editable checkout, is what runs.
-    Path(site, "_deps_from_test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # site-packages), so the fresh wheel, not the editable checkout, is what runs. The
+    # editable benchmark plugins found there need their source folders on the path too
+    # (their own import hooks are .pth files, which run only in their environment).
+    plugin_sources = [str(REPO / "plugins" / name / "src") for name in PLUGINS]
+    Path(site, "_deps_from_test_env.pth").write_text(
+        "\n".join([sysconfig.get_paths()["purelib"], *plugin_sources]) + "\n")
     _pip(str(wheel), python=python)
 
     elsewhere = tmp_path / "elsewhere"
@@ -117,14 +121,24 @@ def _bare_venv(tmp_path: Path) -> tuple[str, Path]:
     python = str(venv / "bin" / "python")
     site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
-    view = tmp_path / "env_view"
-    view.mkdir()
-    hidden = ("ecinstruct", "shopping_mmlu", "_editable_impl_ecomharness")
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not any(word in entry.name for word in hidden):
-            (view / entry.name).symlink_to(entry)
-    Path(site, "_test_env.pth").write_text(f"{REPO / 'src'}\n{view}\n")
+    Path(site, "_test_env.pth").write_text(f"{REPO / 'src'}\n{_env_view(tmp_path)}\n")
     return python, site
+
+
+def _env_view(tmp_path: Path) -> Path:
+    """This environment's site-packages as symlinks, without the plugins of plugins/
+    and the editable installs' import hooks (``.pth`` files do not run from a path
+    added this way, so an editable install seen through it would be listed but fail
+    to import). Enough to list plugins and tasks; evaluating through it is not tested
+    (datasets' pickling of pyarrow types fails on symlinked module paths)."""
+    view = tmp_path / "env_view"
+    if not view.is_dir():
+        view.mkdir()
+        hidden = ("ecinstruct", "shopping_mmlu", "_editable_impl_ecomharness")
+        for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+            if not any(word in entry.name for word in hidden):
+                (view / entry.name).symlink_to(entry)
+    return view
 
 
 def _cli(python: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
