@@ -136,6 +136,11 @@ class CheckpointEvaluator:
         from ecomharness.evaluation.per_document import collect
 
         results["per_document"] = collect(results, self.task_manager, self.loaded.get("tasks"))
+        from ecomharness.evaluation.stderr import fill_bootstrap_stderr
+
+        bootstrap = fill_bootstrap_stderr(results, results["per_document"])
+        if bootstrap:
+            results["bootstrap_stderr"] = bootstrap
         results.pop("samples", None)
         if self.subset:
             results["subset"] = self.subset

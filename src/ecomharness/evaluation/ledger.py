@@ -169,6 +169,7 @@ def latest_ok_records(records: list[dict]) -> list[dict]:
 # What a combined record takes from its parts: mappings are merged, a later task set's
 # entry for the same task replacing an earlier one's (as re-evaluating would).
 _MERGED = ("metrics", "group_subtasks", "n_samples", "n_shot", "task_versions", "data_sources", "subset")
+# (``bootstrap_stderr`` stays with each part: its seed and resamples are the part's.)
 
 
 def checkpoint_records(records: list[dict]) -> list[dict]:
@@ -286,6 +287,8 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
     record["task_versions"] = results.get("versions", {})
     if results.get("subset"):
         record["subset"] = results["subset"]
+    if results.get("bootstrap_stderr"):  # stderrs ecomharness computed where lm-eval gives none
+        record["bootstrap_stderr"] = results["bootstrap_stderr"]
     sources = DATA_SOURCES if data_sources is None else data_sources
     record["data_sources"] = {t: sources[t] for t in sorted(results.get("results", {})) if t in sources}
     if record_folder is not None and results.get("per_document"):

@@ -93,6 +93,11 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
     from ecomharness.evaluation import per_document
 
     table = per_document.collect(results, task_manager)
+    from ecomharness.evaluation.stderr import fill_bootstrap_stderr
+
+    bootstrap = fill_bootstrap_stderr(results, table)
+    if bootstrap:  # which stderrs are ecomharness's, not lm-eval's
+        results["ecomharness"]["bootstrap_stderr"] = bootstrap
     samples = results.pop("samples", None)
     if not cfg.log_samples:
         samples = None

@@ -1,0 +1,107 @@
+"""Standard errors lm-eval leaves out: a bootstrap over documents.
+
+lm-eval reports a stderr for a ``mean`` aggregation and bootstraps a few built-in
+corpus metrics; for any other corpus-level aggregation (corpus F1 ``ie_f1``, macro F1
+``cls_macro_f1``, a plugin's own such as Shopping MMLU's skill score) it writes "N/A",
+and so does every group holding such a task. ``fill_bootstrap_stderr`` computes those
+from the per-document table (``per_document.collect``): each resample draws the
+documents with replacement and applies the task's own aggregation. Where ecomharness
+has the aggregation's count form (``metrics/corpus.py``) a resample is one matrix
+product; otherwise the aggregation function itself runs per resample, with fewer
+resamples. Groups then get lm-eval 0.4.13's own group stderr over their leaf tasks
+(pooled when weighted by size, else that of the unweighted mean). Every value filled
+in is listed, with the resamples and seed, so a reader knows which stderrs lm-eval
+computed and which ecomharness did.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from ecomharness.metrics.corpus import count_form
+
+log = logging.getLogger("ecomharness.evaluation")
+
+RESAMPLES = 1000  # with a count form: one matrix product each
+RESAMPLES_SLOW = 200  # running the aggregation function itself
+SEED = 1234
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value == "N/A" or (isinstance(value, float) and math.isnan(value))
+
+
+def _bootstrap(aggregation: str, values: list, rng: np.random.Generator) -> tuple[float, int] | None:
+    n = len(values)
+    if n < 2 or any(v is None for v in values):
+        return None
+    form = count_form(aggregation, values)
+    if form is not None:
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=RESAMPLES).astype(np.float64)
+        stats = np.asarray(form.value(weights), dtype=np.float64)
+        return float(np.std(stats, ddof=1)), RESAMPLES
+    from lm_eval.api.registry import get_aggregation
+
+    try:
+        function = get_aggregation(aggregation)
+    except (KeyError, ValueError):
+        return None
+    if function is None:
+        return None
+    stats = [function([values[i] for i in rng.integers(0, n, n)]) for _ in range(RESAMPLES_SLOW)]
+    return float(np.std(np.asarray(stats, dtype=np.float64), ddof=1)), RESAMPLES_SLOW
+
+
+def _leaves(group: str, subtasks: dict[str, list]) -> list[str]:
+    return [leaf for child in subtasks.get(group, []) for leaf in
+            (_leaves(child, subtasks) if child in subtasks else [child])]
+
+
+def fill_bootstrap_stderr(results: dict, table: dict, seed: int = SEED) -> dict[str, Any]:
+    """Fill every "N/A" stderr of ``results`` that the per-document ``table`` can give,
+    leaf tasks first, then groups; return what was filled (``{"seed", "metrics":
+    {"task/metric": resamples}}``), also the caller's to record."""
+    filled: dict[str, int] = {}
+    scores = results.get("results") or {}
+    for task, entry in (table.get("tasks") or {}).items():
+        values_of = scores.get(task)
+        if not values_of:
+            continue
+        filt = entry.get("filter", "none")
+        for metric, values in entry["metrics"].items():
+            key = f"{metric}_stderr,{filt}"
+            if f"{metric},{filt}" not in values_of or not _missing(values_of.get(key)):
+                continue
+            rng = np.random.default_rng([seed, len(values)])
+            found = _bootstrap(entry["aggregation"].get(metric, "mean"), values, rng)
+            if found is not None:
+                values_of[key], filled[f"{task}/{metric}"] = found
+    subtasks = {g: list(m) for g, m in (results.get("group_subtasks") or {}).items() if m}
+    sizes = {t: (c or {}).get("effective") for t, c in (results.get("n-samples") or {}).items()}
+    for group, info in (table.get("groups") or {}).items():
+        values_of = scores.get(group)
+        if not values_of:
+            continue
+        leaves = _leaves(group, subtasks)
+        for metric, how in (info.get("aggregate") or {}).items():
+            key = f"{metric}_stderr,none"
+            if f"{metric},none" not in values_of or not _missing(values_of.get(key)):
+                continue
+            stderrs = [(scores.get(leaf) or {}).get(f"{metric}_stderr,none") for leaf in leaves]
+            if not leaves or any(_missing(s) for s in stderrs):
+                continue
+            from lm_eval.api.metrics import pooled_sample_stderr, unweighted_mean_stderr
+
+            if how.get("weight_by_size"):
+                counts = [sizes.get(leaf) for leaf in leaves]
+                if any(not isinstance(c, int) for c in counts):
+                    continue
+                values_of[key] = float(pooled_sample_stderr([float(s) for s in stderrs], counts))
+            else:
+                values_of[key] = float(unweighted_mean_stderr([float(s) for s in stderrs]))
+            filled[f"{group}/{metric}"] = 0  # from its leaves' stderrs
+    return {"seed": seed, "metrics": filled} if filled else {}
