@@ -136,3 +136,44 @@ def test_tiny_model_scores_the_same_through_ecomharness_and_plain_lm_eval(tiny_m
     assert scores(tmp_path / "ours") == scores(tmp_path / "plain")
     assert set(scores(tmp_path / "ours")) == {"shopping_mmlu_concept", "shopping_mmlu_concept_gen",
                                               "shopping_mmlu_concept_rc"}
+
+
+def test_task_wise_files_read_each_type_as_the_benchmarks_scripts_do(tmp_path):
+    sample = SAMPLE
+    # Multiple choice from the CSV: the prompt numbers the options from 0 and ends "Answer: ".
+    mc = data.load(shopping_mmlu={"task_file": True})["test"]
+    assert mc[0]["input"].endswith("\nAnswer: ") and "\n0. " in mc[0]["input"] and mc[0]["task_type"] == "multiple-choice"
+    rc = data.load(shopping_mmlu={"task_file": True, "choice_only": True})["test"]
+    assert len(rc) == len(mc) == 4
+    for task, kind, metric in (("keyphrase_retrieval", "retrieval", "hit rate@3"),
+                               ("query_product_ranking", "ranking", "ndcg"),
+                               ("query_ner", "named_entity_recognition", "micro f1"),
+                               ("attribute_extraction", "generation", "rougel")):
+        docs = data.load(shopping_mmlu={"task_file": True}, shopping_mmlu_dir=str(sample),
+                         shopping_mmlu_task=task)["test"]
+        assert len(docs) == 3 and set(docs["task_type"]) == {kind} and set(docs["metric"]) == {metric}
+    assert data.generation_metric("JP_title_translation") == "jp-bleu"
+    assert data.generation_metric("multilingual_description") == "multilingual-sent-transformer"
+    with pytest.raises(UserError, match="ranked choice reads multiple-choice tasks only"):
+        data.load(shopping_mmlu={"task_file": True, "choice_only": True}, shopping_mmlu_dir=str(sample),
+                  shopping_mmlu_task="query_ner")
+    with pytest.raises(UserError, match="no per-task file for 'nope'"):
+        data.load(shopping_mmlu={"task_file": True}, shopping_mmlu_dir=str(sample), shopping_mmlu_task="nope")
+    with pytest.raises(UserError, match="name the task to read"):
+        data.load(shopping_mmlu={"task_file": True}, shopping_mmlu_dir=str(sample))
+    bad = tmp_path / "multiple_choice"
+    bad.mkdir()
+    (bad / "x_dataset.csv").write_text("question,options,answer\nq,\"['a']\",0\n", encoding="utf-8")
+    with pytest.raises(UserError, match="missing column"):
+        data.load(shopping_mmlu={"task_file": True}, shopping_mmlu_dir=str(tmp_path), shopping_mmlu_task="x")
+
+
+@pytest.mark.parametrize("task", ["keyphrase_retrieval", "query_product_ranking", "query_ner", "attribute_extraction"])
+def test_oracle_on_each_task_wise_type(tmp_path, task):
+    out = tmp_path / "out"
+    result = run_cli("eval", "--model", "ecom-oracle", "--tasks", "shopping_mmlu_task", "--metadata",
+                     json.dumps({"shopping_mmlu_dir": str(SAMPLE), "shopping_mmlu_task": task}),
+                     "--output_path", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    [file] = list(out.rglob("results_*.json"))
+    assert json.loads(file.read_text(encoding="utf-8"))["results"]["shopping_mmlu_task"]["score,none"] == 1.0

@@ -60,6 +60,23 @@ def write_yaml() -> None:
                  "aggregate_metric_list:\n  - metric: score\n    aggregation: mean\n    weight_by_size: false\n"
                  "metadata:\n  version: 1.0\n")
         (TASKS_DIR / f"_shopping_mmlu_{skill}.yaml").write_text(group, encoding="utf-8")
+    for suffix, kind in (("", "generate_until"), ("_rc", "multiple_choice")):
+        body = (HEADER + "# Shopping MMLU, one task of the archive's task-wise files, named with --metadata\n"
+                "# '{\"shopping_mmlu_task\": NAME}' (see the plugin's README)\n"
+                "include: _shopping_mmlu_yaml\n" f"task: shopping_mmlu_task{suffix}\n" f"output_type: {kind}\n")
+        if suffix:
+            body += ('doc_to_choice: "{{choices}}"\n' 'doc_to_target: "{{gold_index}}"\n' 'target_delimiter: ""\n'
+                     "process_results: !function ecomharness_shopping_mmlu.metrics.process_choice\n"
+                     "metric_list:\n  - {metric: score, aggregation: skill_score, higher_is_better: true}\n"
+                     "  - {metric: acc, aggregation: mean, higher_is_better: true}\n"
+                     "metadata:\n  version: 1.0\n  shopping_mmlu: {task_file: true, choice_only: true}\n")
+        else:
+            body += ('doc_to_target: "{{target_text}}"\n'
+                     "generation_kwargs:\n  until: [\"\\n\\n\"]\n  max_gen_toks: 100\n  do_sample: false\n"
+                     "process_results: !function ecomharness_shopping_mmlu.metrics.process_generation\n"
+                     "metric_list:\n  - {metric: score, aggregation: skill_score, higher_is_better: true}\n"
+                     "metadata:\n  version: 1.0\n  shopping_mmlu: {task_file: true}\n")
+        (TASKS_DIR / f"shopping_mmlu_task{suffix}.yaml").write_text(body, encoding="utf-8")
     for name, members, title in (("shopping_mmlu", [f"shopping_mmlu_{s}" for s in SKILLS], "the four skills"),
                                  ("shopping_mmlu_rc", [f"shopping_mmlu_{s}_rc" for s in SKILLS],
                                   "multiple choice by log-likelihood, the four skills")):
@@ -143,6 +160,38 @@ def write_sample(per_task: int = 3, seed: int = 0) -> None:
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
 
 
+def write_task_files(seed: int = 1) -> None:
+    """The task-wise layout: one file per task under ``<type>/``, multiple choice as CSV
+    (``question``, ``choices`` as a list literal, ``answer``), the rest as JSON Lines
+    (``input_field``, ``target_field``)."""
+    import csv
+
+    rng = random.Random(seed)
+    root = SAMPLE.parent
+    (root / "multiple_choice").mkdir(parents=True, exist_ok=True)
+    with (root / "multiple_choice" / "product_type_selection_dataset.csv").open("w", encoding="utf-8",
+                                                                               newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["question", "choices", "answer"])
+        for _ in range(4):
+            thing = rng.choice(THINGS)
+            options = rng.sample([t for t in THINGS if t != thing], 3) + [thing]
+            rng.shuffle(options)
+            writer.writerow([f"Which product is a {thing}?", repr(options), options.index(thing)])
+    makers = {"retrieval": ("keyphrase_retrieval", _retrieval), "ranking": ("query_product_ranking", _ranking),
+              "named_entity_recognition": ("query_ner", _ner),
+              "generation": ("attribute_extraction", lambda r, t, i: _generation(r, t, i, "rougel"))}
+    for folder, (task, make) in makers.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i in range(3):
+            record = make(rng, task, i)
+            rows.append({"input_field": record["input_field"], "target_field": record["output_field"]})
+        (root / folder / f"{task}_dataset.json").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
 if __name__ == "__main__":
     write_yaml()
     write_sample()
+    write_task_files()

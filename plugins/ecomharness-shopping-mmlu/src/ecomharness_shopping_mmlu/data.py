@@ -16,6 +16,13 @@ unpacked ``data/`` folder or the folder holding it). No licence for the data was
 (the repository's LICENSE, Apache-2.0, covers its code), so none of it ships here:
 without a folder the tasks run on a sample written by ecomharness in the same layout,
 with a warning that its scores are not benchmark scores.
+
+The archive also holds one file per task, ``data/<type>/<task>_dataset.<csv|json>``
+(multiple choice as CSV: ``question``, ``choices``, ``answer``; the other types as JSON
+Lines, prompt first and answer last). The tasks ``shopping_mmlu_task`` (generation) and
+``shopping_mmlu_task_rc`` (log-likelihood, multiple choice only) read the one named by
+``--metadata '{"shopping_mmlu_task": NAME}'``, scored as the benchmark's task-wise
+evaluation scores that type (a generation task's metric from its name).
 """
 
 from __future__ import annotations
@@ -118,6 +125,86 @@ def to_doc(record: dict, path: Path, number: int) -> dict:
             "gold_json": json.dumps(gold, ensure_ascii=False), "target_text": target, **extra}
 
 
+# ---------------------------------------------------------------- task-wise files
+
+# Where each task type's per-task file lives in the unpacked archive, and its suffix.
+TASK_FOLDERS = {"multiple_choice": ".csv", "retrieval": ".json", "ranking": ".json",
+                "named_entity_recognition": ".json", "generation": ".json"}
+FOLDER_TYPES = {"multiple_choice": "multiple-choice", "retrieval": "retrieval", "ranking": "ranking",
+                "named_entity_recognition": "named_entity_recognition", "generation": "generation"}
+TYPE_METRICS = {"retrieval": "hit rate@3", "ranking": "ndcg", "named_entity_recognition": "micro f1"}
+
+
+def generation_metric(task: str) -> str:
+    """The metric the benchmark's task-wise evaluation picks from a generation task's name."""
+    if "extraction" in task:
+        return "rougel"
+    if "translation" in task:
+        return "jp-bleu" if "JP" in task else "bleu"
+    return "multilingual-sent-transformer" if "multilingual" in task else "sent-transformer"
+
+
+def task_file(root: Path, task: str) -> tuple[Path, str]:
+    """The per-task file of ``task`` (``<type>/<task>_dataset.<csv|json>`` under ``root``
+    or ``root/data``) and its task type; ``UserError`` listing where it was looked for."""
+    looked = []
+    for base in (root, root / "data"):
+        for folder, suffix in TASK_FOLDERS.items():
+            path = base / folder / f"{task}_dataset{suffix}"
+            looked.append(str(path.relative_to(root)) if path.is_relative_to(root) else str(path))
+            if path.is_file():
+                return path, FOLDER_TYPES[folder]
+    raise UserError(f"{root}: no per-task file for {task!r} (looked for {', '.join(looked[:5])}, ...)")
+
+
+def choice_records(path: Path, task: str) -> list[tuple[int, dict | RecordError]]:
+    """``(line, record)`` of a multiple-choice CSV (``question``, ``choices`` as a list
+    literal, ``answer`` the option's index), as skill-file records: the prompt built as the
+    benchmark builds it (the options numbered from 0, then ``Answer: ``; rating questions
+    list no options and are answered 1 to 5)."""
+    import csv
+
+    out = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"question", "choices", "answer"} - set(reader.fieldnames or [])
+        if missing:
+            raise UserError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected question, choices, answer")
+        for line, row in enumerate(reader, start=2):
+            try:
+                choices = ast.literal_eval(row["choices"]) if row["choices"].strip() else []
+            except (ValueError, SyntaxError):
+                out.append((line, RecordError(path, line, "choices", "is not a list of options")))
+                continue
+            if not isinstance(choices, list):
+                out.append((line, RecordError(path, line, "choices", "is not a list of options")))
+                continue
+            prompt = row["question"]
+            if task != "review_rating_prediction":
+                prompt += "".join(f"\n{i}. {c}" for i, c in enumerate(choices))
+            out.append((line, {"input_field": prompt + "\nAnswer: ", "output_field": row["answer"].strip(),
+                               "task_name": task, "task_type": "multiple-choice", "metric": "accuracy"}))
+    return out
+
+
+def json_records(path: Path, task: str, kind: str) -> list[tuple[int, dict | RecordError]]:
+    """``(line, record)`` of a per-task JSON Lines file: the prompt is its first field and
+    the answer its last, as the benchmark's scripts read them."""
+    metric = TYPE_METRICS.get(kind) or generation_metric(task)
+    out = []
+    for line, record in iter_jsonl(path):
+        if isinstance(record, RecordError):
+            out.append((line, record))
+            continue
+        values = list(record.values())
+        if len(values) < 2:
+            out.append((line, RecordError(path, line, None, "expected a prompt field and an answer field")))
+            continue
+        out.append((line, {"input_field": values[0], "output_field": values[-1], "task_name": task,
+                           "task_type": kind, "metric": metric}))
+    return out
+
+
 def _root(metadata: dict) -> Path | None:
     raw = metadata.get("shopping_mmlu_dir") or os.environ.get("ECOMHARNESS_SHOPPING_MMLU_DIR")
     if not raw:
@@ -134,6 +221,8 @@ def load(**metadata):
     names the skill and whether only its multiple-choice questions are wanted."""
     block = metadata.get("shopping_mmlu") or {}
     skill, choice_only = block.get("skill"), bool(block.get("choice_only"))
+    if block.get("task_file"):
+        return _load_task_file(metadata, choice_only)
     if skill not in SKILLS:
         raise UserError(f"Shopping MMLU task metadata needs shopping_mmlu.skill (one of {', '.join(SKILLS)}), "
                         f"got {block!r}")
@@ -168,3 +257,52 @@ def load(**metadata):
                           # The skill score is over every question: no cap unless asked for.
                           max_docs=int(metadata.get("max_docs", 10**9)), fewshot_pool=False,
                           provenance={"dataset": SOURCE, "license": LICENSE, "skill": skill})
+
+
+def _documents(name: str, records, path: Path, choice_only: bool, on_error: str) -> tuple[list, list]:
+    docs, skipped = [], []
+    for number, record in records:
+        try:
+            if isinstance(record, RecordError):
+                raise record
+            doc = to_doc(record, path, number)
+        except RecordError as exc:
+            if on_error == "raise":
+                raise
+            skipped.append(exc)
+            continue
+        if not choice_only or doc["task_type"] == "multiple-choice":
+            docs.append(doc)
+    if not docs:
+        raise UserError(f"task {name}: {path} holds no {'multiple-choice ' if choice_only else ''}questions")
+    return docs, skipped
+
+
+SAMPLE_TASK = "product_type_selection"  # the bundled sample's task-wise file, when none is named
+
+
+def _load_task_file(metadata: dict, choice_only: bool):
+    """The per-task file the user names (``shopping_mmlu_task``), as one task."""
+    name = "shopping_mmlu_task" + ("_rc" if choice_only else "")
+    on_error = metadata.get("on_error", "raise")
+    check_on_error(on_error)
+    root = _root(metadata)
+    task = metadata.get("shopping_mmlu_task")
+    if root is None:
+        log.warning("task %s: evaluating on the sample bundled with ecomharness-shopping-mmlu (written by "
+                    "ecomharness in Shopping MMLU's layout): its scores are NOT benchmark scores", name)
+        task = task or SAMPLE_TASK
+    elif not isinstance(task, str) or not task:
+        raise UserError(f"task {name}: name the task to read with --metadata '{{\"shopping_mmlu_task\": NAME}}' "
+                        "(its file is <type>/NAME_dataset.csv or .json)")
+    path, kind = task_file(root if root is not None else SAMPLE, task)
+    if choice_only and kind != "multiple-choice":
+        raise UserError(f"task {name}: {path} is a {kind} task; ranked choice reads multiple-choice tasks only")
+    records = choice_records(path, task) if kind == "multiple-choice" else json_records(path, task, kind)
+    docs, skipped = _documents(name, records, path, choice_only, on_error)
+    source = str(path.resolve()) if root is not None else f"bundled:ecomharness_shopping_mmlu/_sample/{path.name}"
+    test = ReadResult(docs, skipped, source, fingerprint_files([path]))
+    return task_documents(name, "explicit" if root is not None else "bundled", test, None,
+                          seed=int(metadata.get("data_seed", DEFAULT_SEED)),
+                          max_docs=int(metadata.get("max_docs", 10**9)), fewshot_pool=False,
+                          provenance={"dataset": SOURCE, "license": LICENSE, "task": task})
