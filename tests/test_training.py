@@ -97,7 +97,10 @@ def test_evaluation_does_not_change_training_losses(built, tmp_path):
     with_eval = _train(built, tmp_path / "with_eval")
     without = _train(built, tmp_path / "without", "eval.mode=off")
     assert len(with_eval["losses"]) == 30
-    assert with_eval["losses"] == without["losses"]
+    # Equal to float noise: once in a full-suite run the losses differed at step 8 by
+    # 5e-7 (8e-8 relative), as kernels on differently aligned memory can; a disturbed
+    # data order or RNG stream moves them by orders of magnitude more.
+    assert with_eval["losses"] == pytest.approx(without["losses"], rel=1e-6, abs=0)
 
 
 def test_async_evaluation_with_watch(built, tmp_path):
