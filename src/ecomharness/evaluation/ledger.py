@@ -154,12 +154,6 @@ def _ends_with_newline(path: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
-def latest_records(records: list[dict]) -> list[dict]:
-    """One record per checkpoint (``checkpoint_records``): the latest record of each task
-    set it was evaluated on, read together; failed when any of them failed. By step."""
-    return checkpoint_records(records)
-
-
 def latest_ok_records(records: list[dict]) -> list[dict]:
     """One record per checkpoint from its latest successful record of each task set
     (a failed evaluation of one task set leaves the others' scores), by step."""

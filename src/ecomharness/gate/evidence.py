@@ -27,7 +27,7 @@ from ecomharness.errors import UserError
 from ecomharness.evaluation.ledger import (
     check_measure,
     is_finite,
-    latest_records,
+    checkpoint_records,
     ledger_path,
     metrics_of,
     read_ledger,
@@ -214,7 +214,7 @@ def ledger_file(path: Path) -> Path:
 def ledger_records(path: Path) -> list[dict]:
     """The latest record of each checkpoint in a ledger (ok or failed), by step."""
     file = ledger_file(path)
-    records = latest_records(read_ledger(file, strict=True))
+    records = checkpoint_records(read_ledger(file, strict=True))
     if not records:
         raise UserError(f"{file}: the ledger holds no evaluation records")
     return records

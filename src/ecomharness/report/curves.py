@@ -29,12 +29,13 @@ def headline_metric(metrics: dict, metric: str | None = None) -> str | None:
 def series(records: list[dict], metric: str | None = None) -> dict[str, list[tuple[int, float, float | None]]]:
     """``{task: [(step, value, stderr), ...]}`` for every task/group reporting ``metric``
     (without one: each task's headline metric, see ``metric_names``)."""
+    chosen = metric_names(records, metric)
     out: dict[str, list[tuple[int, float, float | None]]] = {}
     for record in records:
         for task, metrics in record.get("metrics", {}).items():
-            chosen = headline_metric(metrics, metric)
-            if chosen is not None:
-                out.setdefault(task, []).append((record["step"], metrics[chosen]["value"], metrics[chosen]["stderr"]))
+            measure = metrics.get(chosen.get(task, ""))
+            if measure is not None:
+                out.setdefault(task, []).append((record["step"], measure["value"], measure["stderr"]))
     return out
 
 

@@ -209,12 +209,17 @@ def _section(raw: dict, name: str, cls, where: str, convert=None):
     value = raw.get(name) or {}
     if not isinstance(value, dict):
         raise UserError(f"{where}.{name}: expected a mapping")
-    reject_unknown_keys(value, {f.name for f in dataclasses.fields(cls)}, f"{where}.{name}")
-    values = check_field_types(dict(value), cls, f"{where}.{name}")
+    return _build(value, cls, f"{where}.{name}", convert)
+
+
+def _build(value: dict, cls, where: str, convert=None):
+    """``cls`` from a mapping: unknown keys and mistyped fields are errors naming ``where``."""
+    reject_unknown_keys(value, {f.name for f in dataclasses.fields(cls)}, where)
+    values = check_field_types(dict(value), cls, where)
     try:
         return cls(**(convert(values) if convert else values))
     except TypeError as exc:
-        raise UserError(f"{where}.{name}: {exc}") from exc
+        raise UserError(f"{where}: {exc}") from exc
 
 
 def _resolve(path: str | None, base: Path) -> str | None:
@@ -297,11 +302,7 @@ def _parse_profile(raw: Any, where: str, base: Path, data_path: str | None) -> E
         raw["tasks"] = [t.strip() for t in raw["tasks"].split(",") if t.strip()]
     if isinstance(raw.get("include_path"), str):
         raw["include_path"] = [raw["include_path"]]
-    reject_unknown_keys(raw, {f.name for f in dataclasses.fields(EvalProfile)}, where)
-    try:
-        profile = EvalProfile(**check_field_types(raw, EvalProfile, where))
-    except TypeError as exc:
-        raise UserError(f"{where}: {exc}") from exc
+    profile = _build(raw, EvalProfile, where)
     for key, low in (("limit", 1), ("subset", 1), ("batch_size", 1), ("max_gen_toks", 1), ("num_fewshot", 0),
                      ("seed", 0), ("every_n_saves", 1)):
         value = getattr(profile, key)

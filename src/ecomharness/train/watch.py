@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ecomharness.errors import UserError
 from ecomharness.evaluation.checkpoint import CheckpointEvaluator
-from ecomharness.evaluation.ledger import evaluate_and_record, latest_records, read_ledger
+from ecomharness.evaluation.ledger import evaluate_and_record, checkpoint_records, read_ledger
 from ecomharness.train.callbacks.inline_eval import chosen_for_evaluation, record_judge
 from ecomharness.train.run_dir import complete_checkpoints, done_marker, ledger_path, recipe_file, trainer_state
 
@@ -136,7 +136,7 @@ def _evaluate_init(recipe, evaluator: CheckpointEvaluator, ledger: Path, device:
 
 
 def _pending(run_dir: Path, ledger: Path, key: str, every_n_saves: int, attempted: set[str]):
-    latest = {r["checkpoint"]: r for r in latest_records([r for r in read_ledger(ledger) if r.get("task_set") == key])}
+    latest = {r["checkpoint"]: r for r in checkpoint_records([r for r in read_ledger(ledger) if r.get("task_set") == key])}
     pending = []
     for step, path in complete_checkpoints(run_dir):
         if path.name in attempted or latest.get(path.name, {}).get("status") == "ok":

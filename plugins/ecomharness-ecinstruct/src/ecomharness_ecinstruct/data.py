@@ -43,6 +43,21 @@ YES_NO = ("yes", "no")
 _TEST_RECORDS: dict[str, tuple[list[tuple[int, Any]], str]] = {}
 
 
+def _test_record(record: dict | RecordError, where: Path, number: int) -> dict | RecordError | None:
+    """A test record of either setting, checked (a bad one as its ``RecordError``), or
+    None for the file's other splits and instruction settings, which are not this
+    plugin's to check. Records of the older per-split files may lack both fields."""
+    if isinstance(record, RecordError):
+        return record
+    if record.get("split", "test") != "test" or record.get("setting", SETTINGS["ind"]) not in SETTINGS.values():
+        return None
+    try:
+        record = check_record(record, where, number)
+    except RecordError as exc:
+        return exc
+    return record if record["split"] == "test" and record["setting"] in SETTINGS.values() else None
+
+
 def _test_records(files: list[Path]) -> tuple[list[tuple[str, int, Any]], str]:
     """``(file, position, record or RecordError)`` of the test records in both settings,
     read once per process, and the files' fingerprint."""
@@ -50,23 +65,8 @@ def _test_records(files: list[Path]) -> tuple[list[tuple[str, int, Any]], str]:
     for path in files:
         key = str(path.resolve())
         if key not in _TEST_RECORDS:
-            kept = []
-            for number, record in iter_records(path):
-                if isinstance(record, RecordError):
-                    kept.append((number, record))
-                    continue
-                # The file holds other splits and instruction settings too: those are
-                # not this plugin's to check.
-                if record.get("split", "test") != "test" or record.get("setting", SETTINGS["ind"]) not in \
-                        SETTINGS.values():
-                    continue
-                try:
-                    record = check_record(record, path, number)
-                except RecordError as exc:
-                    kept.append((number, exc))
-                    continue
-                if record["split"] == "test" and record["setting"] in SETTINGS.values():
-                    kept.append((number, record))
+            kept = [(number, found) for number, record in iter_records(path)
+                    if (found := _test_record(record, path, number)) is not None]
             _TEST_RECORDS[key] = (kept, fingerprint_files([path]))
         out.extend((key, number, record) for number, record in _TEST_RECORDS[key][0])
     return out, ",".join(_TEST_RECORDS[str(p.resolve())][1] for p in files)
@@ -87,17 +87,8 @@ def _hub_records() -> tuple[list[tuple[str, int, Any]], str] | None:
                 log.warning("could not load %s from the hub (%s); using the bundled sample", HUB_ID, exc)
             else:
                 where = f"hub:{HUB_ID}"
-                rows = []
-                for number, record in enumerate(table, start=1):
-                    if record.get("split") != "test" or record.get("setting") not in SETTINGS.values():
-                        continue
-                    try:
-                        record = check_record(record, Path(where), number)
-                    except RecordError as exc:
-                        rows.append((where, number, exc))
-                        continue
-                    if record["split"] == "test" and record["setting"] in SETTINGS.values():
-                        rows.append((where, number, record))
+                rows = [(where, number, found) for number, record in enumerate(table, start=1)
+                        if (found := _test_record(record, Path(where), number)) is not None]
                 _HUB["rows"] = (rows, getattr(table, "_fingerprint", "")[:16])
     return _HUB["rows"]
 

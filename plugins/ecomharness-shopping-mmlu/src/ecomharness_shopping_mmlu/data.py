@@ -230,36 +230,30 @@ def load(**metadata):
     on_error = metadata.get("on_error", "raise")
     check_on_error(on_error)
     root = _root(metadata)
-    origin = "explicit" if root is not None else "bundled"
     if root is None:
         log.warning("task %s: evaluating on the sample bundled with ecomharness-shopping-mmlu (records written by "
                     "ecomharness in Shopping MMLU's layout): its scores are NOT benchmark scores (give the "
                     "unpacked data.zip with --metadata shopping_mmlu_dir)", name)
     path = skill_file(root if root is not None else SAMPLE, skill)
-    docs, skipped = [], []
-    for number, record in iter_jsonl(path):
-        try:
-            if isinstance(record, RecordError):
-                raise record
-            doc = to_doc(record, path, number)
-        except RecordError as exc:
-            if on_error == "raise":
-                raise
-            skipped.append(exc)
-            continue
-        if not choice_only or doc["task_type"] == "multiple-choice":
-            docs.append(doc)
-    if not docs:
-        raise UserError(f"task {name}: {path} holds no {'multiple-choice ' if choice_only else ''}questions")
+    docs, skipped = _documents(name, iter_jsonl(path), path, choice_only, on_error)
+    return _task_documents(name, path, root, docs, skipped, metadata, skill=skill)
+
+
+def _task_documents(name: str, path: Path, root: Path | None, docs: list, skipped: list, metadata: dict, **what):
+    """The ending both loaders share: the read documents as ecomharness's task data, with
+    their source and this benchmark's provenance (``what``: the skill or the task)."""
     source = str(path.resolve()) if root is not None else f"bundled:ecomharness_shopping_mmlu/_sample/{path.name}"
     test = ReadResult(docs, skipped, source, fingerprint_files([path]))
-    return task_documents(name, origin, test, None, seed=int(metadata.get("data_seed", DEFAULT_SEED)),
-                          # The skill score is over every question: no cap unless asked for.
+    return task_documents(name, "explicit" if root is not None else "bundled", test, None,
+                          seed=int(metadata.get("data_seed", DEFAULT_SEED)),
+                          # A score is over every question: no cap unless asked for.
                           max_docs=int(metadata.get("max_docs", 10**9)), fewshot_pool=False,
-                          provenance={"dataset": SOURCE, "license": LICENSE, "skill": skill})
+                          provenance={"dataset": SOURCE, "license": LICENSE, **what})
 
 
 def _documents(name: str, records, path: Path, choice_only: bool, on_error: str) -> tuple[list, list]:
+    """Documents of ``(line, record)`` pairs (only multiple choice with ``choice_only``),
+    and the records skipped as bad under ``on_error: skip``."""
     docs, skipped = [], []
     for number, record in records:
         try:
@@ -300,9 +294,4 @@ def _load_task_file(metadata: dict, choice_only: bool):
         raise UserError(f"task {name}: {path} is a {kind} task; ranked choice reads multiple-choice tasks only")
     records = choice_records(path, task) if kind == "multiple-choice" else json_records(path, task, kind)
     docs, skipped = _documents(name, records, path, choice_only, on_error)
-    source = str(path.resolve()) if root is not None else f"bundled:ecomharness_shopping_mmlu/_sample/{path.name}"
-    test = ReadResult(docs, skipped, source, fingerprint_files([path]))
-    return task_documents(name, "explicit" if root is not None else "bundled", test, None,
-                          seed=int(metadata.get("data_seed", DEFAULT_SEED)),
-                          max_docs=int(metadata.get("max_docs", 10**9)), fewshot_pool=False,
-                          provenance={"dataset": SOURCE, "license": LICENSE, "task": task})
+    return _task_documents(name, path, root, docs, skipped, metadata, task=task)
