@@ -31,6 +31,7 @@ def _table(sources, keys, kinds=None) -> RecordTable:
         source_names=names,
         source_kinds=kinds or ["domain"] * len(names),
         languages=["zh"],
+        uid=np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15),
     )
 
 
@@ -119,7 +120,7 @@ def test_ratios_are_met_within_two_percent():
     tokens = np.r_[rng.integers(50, 150, n_domain), rng.integers(50, 150, n_zh), rng.integers(50, 150, n_en)]
     kind = np.r_[np.zeros(n_domain), np.ones(n_zh + n_en)].astype(np.int8)
     lang = np.r_[np.zeros(n_domain + n_zh), np.ones(n_en)].astype(np.int16)
-    sel = ratio.draw_samples(tokens, kind, lang, ["zh", "en"], RatioSpec(2.0, {"zh": 1.0, "en": 1.0}), seed=0)
+    sel = ratio.draw_samples(tokens, kind, lang, np.arange(len(tokens), dtype=np.uint64), ["zh", "en"], RatioSpec(2.0, {"zh": 1.0, "en": 1.0}), seed=0)
     got = sel.tokens_by_group
     general = got["general/zh"] + got["general/en"]
     assert general / got["domain"] == pytest.approx(2.0, rel=0.02)
@@ -131,7 +132,7 @@ def test_ratios_are_met_within_two_percent():
 def test_ratio_errors_name_the_language():
     tokens, kind, lang = np.ones(4, np.int64), np.array([0, 1, 1, 1], np.int8), np.zeros(4, np.int16)
     with pytest.raises(UserError, match="asks for en"):
-        ratio.draw_samples(tokens, kind, lang, ["zh"], RatioSpec(2.0, {"zh": 1, "en": 1}), seed=0)
+        ratio.draw_samples(tokens, kind, lang, np.arange(len(tokens), dtype=np.uint64), ["zh"], RatioSpec(2.0, {"zh": 1, "en": 1}), seed=0)
 
 
 # ---------------------------------------------------------------- whole builds

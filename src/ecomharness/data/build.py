@@ -111,13 +111,14 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
 
     samples = sample_table(table, domain_rows, general_rows, mix, len(separator))
     start = time.perf_counter()
-    chosen = ratio.draw_samples(samples.tokens, samples.kind, samples.language, table.languages, recipe.ratio,
-                                recipe.seed)
+    chosen = ratio.draw_samples(samples.tokens, samples.kind, samples.language, samples.uid, table.languages,
+                                recipe.ratio, recipe.seed)
     timings["ratio"] = time.perf_counter() - start
     curriculum_stats = None
     if curriculum_scorer is None:
-        # Domain and general samples interleave in the packed stream.
-        packed_order = chosen.samples[np.random.default_rng(recipe.seed + 1).permutation(len(chosen.samples))]
+        # Domain and general samples interleave, by seeded hashes of their content.
+        shard_order = [chosen.samples[positions]
+                       for positions in pack.shard_orders(samples.uid[chosen.samples], recipe.seed + 1, recipe.shards)]
     else:
         from ecomharness.select.curriculum import order_samples
 
@@ -127,6 +128,8 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         texts = sample_texts(table, samples, tokenizer, separator_text)
         packed_order, curriculum_stats, score_cache["curriculum"] = order_samples(
             spec, curriculum_scorer, chosen.samples, texts, cache_dir, recipe.seed + 1)
+        # The curriculum is one order: shards take consecutive stretches of it.
+        shard_order = np.array_split(packed_order, recipe.shards)
         timings["curriculum"] = time.perf_counter() - start
         log(f"[data] curriculum: {len(packed_order):,} samples in {len(curriculum_stats['stages'])} stage(s) by "
             f"{spec.by} ({spec.order}); scores computed {score_cache['curriculum']['computed']:,}, "
@@ -134,14 +137,14 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
 
     def write(tmp: Path) -> dict:
         start = time.perf_counter()
-        stream = pack.sample_token_stream(table, samples.order, samples.bounds, packed_order, separator,
-                                          tokenizer.eos_token_id)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        packed = pack.write_blocks(stream, recipe.seq_len, pad_id, tmp / layout.DATASET)
+        streams = [pack.sample_token_stream(table, samples.order, samples.bounds, order, separator,
+                                            tokenizer.eos_token_id) for order in shard_order]
+        packed = pack.write_blocks(streams, recipe.seq_len, pad_token(tokenizer), tmp / layout.DATASET)
         timings["pack"] = time.perf_counter() - start
-        log(f"[data] packed {packed['tokens']:,} tokens into {packed['blocks']:,} blocks of {recipe.seq_len} "
-            f"in {timings['pack']:.1f}s")
-        stats = _stats(recipe, table, reports, mix, chosen, samples, packed, separator_text)
+        log_packed(log, packed, recipe.seq_len, timings["pack"])
+        stats = build_stats(recipe, reports, source_totals(table, samples, chosen), mix,
+                            {"domain": len(mix), "general": int(np.sum(samples.kind == GENERAL))}, chosen, packed,
+                            separator_text)
         stats["tokenizer_fingerprint"] = tokenizer_fingerprint(tokenizer)
         if selection is not None:
             stats["selection"] = selection.stats
@@ -273,22 +276,44 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stats(recipe, table, reports, mix, chosen, samples: SampleTable, packed, separator_text) -> dict:
+def pad_token(tokenizer) -> int:
+    """The id that fills the last block of a shard (EOS when the tokenizer has no PAD)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def log_packed(log, packed: dict, seq_len: int, seconds: float) -> None:
+    """The packing line both engines print."""
+    log(f"[data] packed {packed['tokens']:,} tokens into {packed['blocks']:,} blocks of {seq_len} in "
+        f"{packed['shards']} shard(s) in {seconds:.1f}s (content {packed['content_sha256'][:16]})")
+
+
+def source_totals(table, samples: SampleTable, chosen) -> dict[str, np.ndarray]:
+    """Per source (recipe order): good records, their tokens, and the tokens the drawn
+    samples use (with repeats)."""
+    n = len(table.source_names)
     uses = np.bincount(chosen.samples, minlength=len(samples))
     row_uses = np.repeat(uses, samples.sizes)
     order = samples.order
-    raw_by_source = np.bincount(table.source, weights=table.n_tokens, minlength=len(table.source_names))
-    used_by_source = np.bincount(table.source[order], weights=table.n_tokens[order] * row_uses,
-                                 minlength=len(table.source_names))
-    records_by_source = np.bincount(table.source, minlength=len(table.source_names))
+    return {
+        "records": np.bincount(table.source, minlength=n),
+        "tokens": np.bincount(table.source, weights=table.n_tokens, minlength=n),
+        "tokens_used": np.bincount(table.source[order], weights=table.n_tokens[order] * row_uses, minlength=n),
+    }
+
+
+def build_stats(recipe, reports, totals: dict[str, np.ndarray], mix, sample_counts: dict[str, int], chosen, packed,
+                separator_text) -> dict:
+    """stats.json of a build, from what either engine measured: bad-record ``reports``
+    per source, per-source ``totals`` (``source_totals``), the mixer's counts and
+    histograms (``mix``), domain and general sample counts, the ratio draw and packing."""
     sources = []
     for i, spec in enumerate(recipe.sources):
         report = reports[spec.name]
         sources.append({
             "name": spec.name, "kind": spec.kind, "language": spec.language, "format": spec.format,
-            "path": spec.path, "records": int(records_by_source[i]), "bad_records": int(sum(report.bad.values())),
+            "path": spec.path, "records": int(totals["records"][i]), "bad_records": int(sum(report.bad.values())),
             "bad_by_reason": dict(sorted(report.bad.items())), "bad_examples": report.bad_examples,
-            "tokens": int(raw_by_source[i]), "tokens_used": int(used_by_source[i]),
+            "tokens": int(totals["tokens"][i]), "tokens_used": int(totals["tokens_used"][i]),
         })
     kinds: Counter = Counter()
     for s in sources:
@@ -314,10 +339,10 @@ def _stats(recipe, table, reports, mix, chosen, samples: SampleTable, packed, se
         "mixer": {"name": recipe.mixer.name, **recipe.mixer.options, "separator": separator_text},
         "versions": _versions(),
         "sources": sources,
-        "records": int(len(table)),
+        "records": int(sum(s["records"] for s in sources)),
         "bad_records": int(sum(s["bad_records"] for s in sources)),
         "samples": {
-            "domain": int(len(mix)), "general": int(np.sum(samples.kind == GENERAL)),
+            "domain": int(sample_counts["domain"]), "general": int(sample_counts["general"]),
             "selected": int(len(chosen.samples)), "mixer_counts": dict(sorted(mix.counts.items())),
             "records_per_domain_sample": {str(k): v for k, v in sorted(mix.cluster_sizes.items())},
             "sources_per_domain_sample": {str(k): v for k, v in sorted(mix.coverage.items())},
@@ -352,8 +377,9 @@ def stats_markdown(stats: dict) -> str:
     lines += ["", "| sources per domain sample | samples |", "|--:|--:|"]
     lines += [f"| {k} | {v:,} |" for k, v in samples["sources_per_domain_sample"].items()]
     p = stats["packing"]
-    lines += ["", "## Packing", "", f"{p['tokens']:,} tokens in {p['blocks']:,} blocks of {p['seq_len']} "
-              f"({p['padding']:,} padding tokens in the last block)", ""]
+    lines += ["", "## Packing", "", f"{p['tokens']:,} tokens in {p['blocks']:,} blocks of {p['seq_len']} in "
+              f"{p['shards']} shard(s) ({p['padding']:,} padding tokens in the last block of each shard); "
+              f"content sha256 `{p['content_sha256']}`", ""]
     bad = [s for s in stats["sources"] if s["bad_records"]]
     if bad:
         lines += ["## Bad records", ""]

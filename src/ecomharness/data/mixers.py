@@ -13,8 +13,10 @@ the separator.
 ``separate`` is the paper's baseline: every record is its own sample, each source
 sampled independently.
 
-Every key group lands in one cluster set, so a corpus sharded by ``hash(key)`` mixes
-shard by shard with the same result as a whole (see docs/data.md).
+Every key group lands in one cluster set, and every choice inside a group depends only on
+the group's records (their sources and content uids), not on their positions: a corpus
+split by ``hash(key)`` mixes part by part with the same samples as a whole. The Ray
+engine relies on this (``runs_per_key_group``); see docs/data.md.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ecomharness.data.identity import mix64, salt
 from ecomharness.data.records import RecordTable
 from ecomharness.errors import UserError
 
@@ -106,13 +109,14 @@ def graph(table: RecordTable, options: dict, seed: int) -> Mix:
     if not 1 <= lo <= hi:
         raise UserError(f"mixer 'graph': need 1 <= min_records <= max_records, got {lo} and {hi}")
     n = len(table)
-    keys, sources = table.key, table.source.astype(np.int64)
+    keys, sources, uids = table.key, table.source.astype(np.int64), table.uid
     counts: Counter = Counter()
-    rng = np.random.default_rng(seed)
 
     keyed = np.flatnonzero(keys >= 0)
     counts["records_without_key"] = int(n - len(keyed))
-    order = keyed[np.lexsort((sources[keyed], keys[keyed]))]
+    # Inside a key group, records in (source, uid) order: what a group is cut into
+    # depends on its content only, never on file or block positions.
+    order = keyed[np.lexsort((uids[keyed], sources[keyed], keys[keyed]))]
     k_sorted = keys[order]
     starts = np.flatnonzero(np.r_[True, k_sorted[1:] != k_sorted[:-1]]) if len(order) else np.zeros(0, np.int64)
     ends = np.r_[starts[1:], len(order)].astype(np.int64)
@@ -148,9 +152,9 @@ def graph(table: RecordTable, options: dict, seed: int) -> Mix:
 
     cluster_sizes = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
     cluster_rows = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
-    # Shuffle within each cluster: sort by (cluster, random draw), all at once.
+    # Shuffle within each cluster: sort by (cluster, seeded hash of the record), all at once.
     cluster_id = np.repeat(np.arange(len(pieces)), cluster_sizes)
-    cluster_rows = cluster_rows[np.lexsort((rng.random(len(cluster_rows)), cluster_id))]
+    cluster_rows = cluster_rows[np.lexsort((mix64(uids[cluster_rows], salt(seed, "cluster")), cluster_id))]
     single_rows = np.sort(np.concatenate(singles)) if singles else np.zeros(0, np.int64)
 
     order_out = np.concatenate([cluster_rows, single_rows]).astype(np.int64)
@@ -162,6 +166,11 @@ def graph(table: RecordTable, options: dict, seed: int) -> Mix:
     assert len(order_out) == n and len(np.unique(order_out)) == n, "every record is used exactly once"
     return _histograms(Mix(order=order_out, bounds=bounds, counts=counts), table)
 
+
+# Mixers whose samples depend only on each key group's records: the Ray engine runs them
+# on hash partitions of the keys (a plugin mixer may set the same attribute).
+graph.runs_per_key_group = True
+separate.runs_per_key_group = True
 
 BUILTIN = {"graph": graph, "separate": separate}
 
@@ -198,7 +207,8 @@ def knowledge_mixture(table: RecordTable, options: dict, seed: int) -> Mix:
     raw = graph(table.take(raw_rows), {k: options[k] for k in ("min_records", "max_records") if k in options}, seed)
     raw_tokens = float(table.n_tokens[raw_rows].sum())
     target = raw_tokens * share / (1 - share)
-    picked = _draw(instruction_rows, table.n_tokens.astype(np.int64), target, np.random.default_rng(seed + 7))
+    picked = _draw(instruction_rows, table.n_tokens.astype(np.int64), target,
+                   mix64(table.uid, salt(seed, "instruction")))
     order = np.concatenate([raw_rows[raw.order], picked]).astype(np.int64)
     bounds = np.concatenate([raw.bounds, raw.bounds[-1] + np.arange(1, len(picked) + 1)]).astype(np.int64)
     counts = Counter(raw.counts)

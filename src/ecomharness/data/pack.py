@@ -1,10 +1,12 @@
 """Pack samples into fixed-length blocks and write them as an HF dataset on disk.
 
 Samples are laid end to end with EOS after each one and cut into ``seq_len`` blocks;
-the last block is padded (``attention_mask`` 0 on the padding), so no token is lost.
-The Arrow file is written directly in ``Dataset.save_to_disk``'s layout (a stream file,
-``dataset_info.json``, ``state.json``) with a fingerprint derived from the content, so
-the same input gives byte-identical output and ``datasets.load_from_disk`` reads it.
+the last block of each shard is padded (``attention_mask`` 0 on the padding), so no
+token is lost. Shards are Arrow stream files written directly in
+``Dataset.save_to_disk``'s layout (``data-0000i-of-0000N.arrow``, ``dataset_info.json``,
+``state.json``) with a fingerprint derived from the content: the same samples give
+byte-identical files, whichever engine packed them, and ``datasets.load_from_disk``
+reads them memory-mapped, however large.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ecomharness.data.identity import copy_numbers, pack_keys
 from ecomharness.data.layout import STATE
 from ecomharness.data.records import RecordTable
-
-DATA_FILE = "data-00000-of-00001.arrow"
 
 
 def _features():
@@ -48,13 +49,34 @@ def sample_token_stream(table: RecordTable, order: np.ndarray, bounds: np.ndarra
         yield np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
 
-def write_blocks(stream, seq_len: int, pad_id: int, out_dir: Path) -> dict:
-    """Cut the token stream into blocks, write the dataset, return block/token counts."""
+def shard_orders(uids: np.ndarray, seed: int, shards: int) -> list[np.ndarray]:
+    """Where each drawn sample copy is packed: per shard, positions into ``uids`` (one
+    entry per copy, repeats allowed) in packing order. Shard and order come from seeded
+    hashes of (uid, copy number), so they do not depend on how the copies are listed."""
+    copies = copy_numbers(uids)
+    shard, key = pack_keys(uids, copies, seed, shards)
+    return [idx[within_shard_order(key[idx], uids[idx], copies[idx])]
+            for idx in (np.flatnonzero(shard == s) for s in range(shards))]
+
+
+def within_shard_order(keys: np.ndarray, uids: np.ndarray, copies: np.ndarray) -> np.ndarray:
+    """The packing order of one shard's copies: by hash key, ties (a 64-bit collision)
+    broken by uid and copy number, so the order is total."""
+    return np.lexsort((copies, uids, keys))
+
+
+def shard_file(index: int, shards: int) -> str:
+    """The name of shard ``index`` of ``shards`` (datasets' own ``save_to_disk`` naming)."""
+    return f"data-{index:05d}-of-{shards:05d}.arrow"
+
+
+def write_shard(stream, seq_len: int, pad_id: int, path: Path) -> dict:
+    """Cut one shard's token stream into ``seq_len`` blocks and write them as an Arrow
+    stream file; the last block is padded. Returns its block and token counts and the
+    sha256 of its block ids (the shard's content)."""
     import pyarrow as pa
 
-    features = _features()
-    schema = features.arrow_schema
-    out_dir.mkdir(parents=True, exist_ok=True)
+    schema = _features().arrow_schema
     digest = hashlib.sha256()
     carry = np.zeros(0, np.int32)
     blocks = tokens = 0
@@ -68,7 +90,8 @@ def write_blocks(stream, seq_len: int, pad_id: int, out_dir: Path) -> dict:
             schema=schema,
         )
 
-    with pa.OSFile(str(out_dir / DATA_FILE), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for piece in stream:
             tokens += len(piece)
             carry = np.concatenate([carry, piece]) if len(carry) else piece
@@ -86,11 +109,20 @@ def write_blocks(stream, seq_len: int, pad_id: int, out_dir: Path) -> dict:
             writer.write_batch(batch(ids, mask))
             digest.update(ids.tobytes())
             blocks += 1
+    return {"file": path.name, "blocks": blocks, "tokens": tokens, "sha256": digest.hexdigest()}
+
+
+def finish_dataset(out_dir: Path, shards: list[dict], seq_len: int) -> dict:
+    """Write ``dataset_info.json`` and ``state.json`` over the written shards (in shard
+    order) so ``datasets.load_from_disk`` reads them as one dataset; return the packing
+    stats, with ``content_sha256`` over every shard's content in order."""
+    features = _features()
     info = {"citation": "", "description": "", "features": features.to_dict(), "homepage": "", "license": ""}
     (out_dir / "dataset_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    content = hashlib.sha256("".join(shard["sha256"] for shard in shards).encode("ascii")).hexdigest()
     state = {
-        "_data_files": [{"filename": DATA_FILE}],
-        "_fingerprint": digest.hexdigest()[:16],
+        "_data_files": [{"filename": shard["file"]} for shard in shards],
+        "_fingerprint": content[:16],
         "_format_columns": None,
         "_format_kwargs": {},
         "_format_type": None,
@@ -98,4 +130,16 @@ def write_blocks(stream, seq_len: int, pad_id: int, out_dir: Path) -> dict:
         "_split": None,
     }
     (out_dir / STATE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-    return {"blocks": blocks, "tokens": tokens, "padding": blocks * seq_len - tokens}
+    blocks = sum(shard["blocks"] for shard in shards)
+    tokens = sum(shard["tokens"] for shard in shards)
+    return {"blocks": blocks, "tokens": tokens, "padding": blocks * seq_len - tokens, "shards": len(shards),
+            "content_sha256": content}
+
+
+def write_blocks(streams: list, seq_len: int, pad_id: int, out_dir: Path) -> dict:
+    """Write one shard per token stream and the dataset files over them; return the
+    packing stats (blocks, tokens, padding, shards, content_sha256)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [write_shard(stream, seq_len, pad_id, out_dir / shard_file(i, len(streams)))
+               for i, stream in enumerate(streams)]
+    return finish_dataset(out_dir, written, seq_len)

@@ -3,9 +3,10 @@
 Domain samples are all kept once (domain data is the scarce part of CPT). General
 samples are drawn per language to ``general_to_domain`` times the domain tokens, split
 by the ``general_languages`` weights (EcomGPT-CT: general:domain 2:1, zh:en 1:1 inside
-general). A pool larger than its target is down-sampled (a seeded shuffle, then the
-prefix that reaches the target); a smaller one is repeated whole and topped up the
-same way. Without domain samples (or with ``general_to_domain: null``) general samples
+general). A pool larger than its target is down-sampled (samples in the order of a
+seeded hash of their content uid, then the prefix that reaches the target); a smaller
+one is repeated whole and topped up the same way. Hashes, not a shuffle of positions:
+any engine that holds the same samples, in any order, draws the same ones. Without domain samples (or with ``general_to_domain: null``) general samples
 are kept as they are and only the language shares are applied, anchored on the
 scarcest language.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecomharness.data.identity import mix64, salt
 from ecomharness.data.recipe import RatioSpec
 from ecomharness.errors import UserError
 
@@ -29,14 +31,16 @@ class DrawnSamples:
     targets: dict[str, float]
 
 
-def _draw(pool: np.ndarray, lengths: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
-    """Indices from ``pool`` whose lengths sum as close to ``target`` as whole samples allow."""
+def _draw(pool: np.ndarray, lengths: np.ndarray, target: float, priority: np.ndarray) -> np.ndarray:
+    """Indices from ``pool`` whose lengths sum as close to ``target`` as whole samples allow,
+    topped up in ``priority`` order (indexed like ``lengths``; equal priorities only for
+    samples of equal content)."""
     if target <= 0 or len(pool) == 0:
         return np.zeros(0, np.int64)
     total = int(lengths[pool].sum())
     repeats, remainder = divmod(target, total)
     parts = [np.tile(pool, int(repeats))] if repeats else []
-    shuffled = pool[rng.permutation(len(pool))]
+    shuffled = pool[np.argsort(priority[pool], kind="stable")]
     cumulative = np.cumsum(lengths[shuffled])
     # Take the prefix that ends closest to the remaining target.
     cut = int(np.searchsorted(cumulative, remainder))
@@ -49,14 +53,14 @@ def _draw(pool: np.ndarray, lengths: np.ndarray, target: float, rng: np.random.G
 
 
 def draw_samples(sample_tokens: np.ndarray, sample_kind: np.ndarray, sample_language: np.ndarray,
-                 languages: list[str], spec: RatioSpec, seed: int) -> DrawnSamples:
+                 sample_uid: np.ndarray, languages: list[str], spec: RatioSpec, seed: int) -> DrawnSamples:
     """Choose samples (with repeats) to meet the ratios of ``spec``.
 
     ``sample_kind`` is 0 for domain and 1 for general; ``sample_language`` indexes
-    ``languages``. Returns the drawn samples with the target and achieved token totals
+    ``languages``; ``sample_uid`` is each sample's content identity, which orders the draw. Returns the drawn samples with the target and achieved token totals
     per group (``domain``, ``general/<lang>``; ``general/all`` without language weights).
     """
-    rng = np.random.default_rng(seed)
+    priority = mix64(sample_uid, salt(seed, "ratio"))
     domain = np.flatnonzero(sample_kind == 0)
     general = np.flatnonzero(sample_kind == 1)
     domain_tokens = int(sample_tokens[domain].sum())
@@ -86,7 +90,7 @@ def draw_samples(sample_tokens: np.ndarray, sample_kind: np.ndarray, sample_lang
             general_target = min(pool_tokens[lang] / share[lang] for lang in pools)
         for lang, pool in pools.items():
             targets[f"general/{lang}"] = general_target * share[lang]
-            chosen.append(_draw(pool, sample_tokens, general_target * share[lang], rng))
+            chosen.append(_draw(pool, sample_tokens, general_target * share[lang], priority))
     samples = np.concatenate(chosen).astype(np.int64)
     achieved = {"domain": domain_tokens}
     for lang, pool in pools.items() if len(general) else ():

@@ -19,6 +19,7 @@
     select: {...}                       # optional: ecomharness.select.stage
     curriculum: {by: perplexity, model: path/to/proxy, stages: 3}   # optional
     heldout: {share: 0.01, max_documents: 1000}   # optional: ecomharness.data.heldout
+    shards: 1                           # output files; samples go to shards by a seeded hash
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class DataRecipe:
     on_error: str = "raise"
     num_proc: int = 1
     batch_size: int = 10_000
+    shards: int = 1  # output shard files; part of the content (each shard's last block is padded)
     mixer: MixerSpec = field(default_factory=MixerSpec)
     ratio: RatioSpec = field(default_factory=RatioSpec)
     select: SelectionSpec | None = None  # see ecomharness.select.stage
@@ -96,6 +98,8 @@ class DataRecipe:
         payload.pop("output", None)
         if payload.get("heldout") is None:  # recipes without one keep their fingerprint
             payload.pop("heldout", None)
+        if payload.get("shards") == 1:
+            payload.pop("shards")
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -207,6 +211,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
         on_error=on_error,
         num_proc=_typed(raw, "num_proc", int, where, 1),
         batch_size=_typed(raw, "batch_size", int, where, 10_000),
+        shards=_typed(raw, "shards", int, where, 1),
         mixer=mixer,
         ratio=ratio,
         select=parse_selection(_resolve_paths(raw.get("select"), base), where, names,
@@ -218,6 +223,8 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
         raise UserError(f"{where}.seq_len: must be between 8 and {MAX_SEQ_LEN}, got {recipe.seq_len}")
     if recipe.num_proc < 1 or recipe.batch_size < 1:
         raise UserError(f"{where}: num_proc and batch_size must be positive")
+    if not 1 <= recipe.shards <= 100_000:
+        raise UserError(f"{where}.shards: expected a whole number from 1 to 100000, got {recipe.shards}")
     return recipe
 
 

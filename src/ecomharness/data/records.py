@@ -20,6 +20,7 @@ import jinja2
 import jinja2.sandbox
 import numpy as np
 
+from ecomharness.data.identity import record_uid
 from ecomharness.data.recipe import DataRecipe, SourceSpec
 from ecomharness.errors import UserError
 from ecomharness.formats.common import RecordError
@@ -41,6 +42,7 @@ class RecordTable:
     source_names: list[str]
     source_kinds: list[str]
     languages: list[str]
+    uid: np.ndarray  # uint64 content identity of each record (data/identity.record_uid)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -55,6 +57,7 @@ class RecordTable:
             source=self.source[rows], language=self.language[rows], key=self.key[rows],
             n_tokens=self.n_tokens[rows], starts=self.starts[rows], ids=self.ids,
             source_names=self.source_names, source_kinds=self.source_kinds, languages=self.languages,
+            uid=self.uid[rows],
         )
 
     def rows_of_kind(self, kind: str) -> np.ndarray:
@@ -238,7 +241,7 @@ def build_table(recipe: DataRecipe, readers: dict, progress=None,
     _TOKENIZER = load_tokenizer(recipe.tokenizer)
     languages = sorted({s.language for s in recipe.sources})
     key_codes: dict[str, int] = {}
-    columns = {"source": [], "language": [], "key": [], "n_tokens": []}
+    columns = {"source": [], "language": [], "key": [], "n_tokens": [], "uid": []}
     id_chunks: list[np.ndarray] = []
     reports = {s.name: SourceReport() for s in recipe.sources}
     pool = None
@@ -256,11 +259,14 @@ def build_table(recipe: DataRecipe, readers: dict, progress=None,
                 mask = keep[source.name]
                 stream = (pair for ordinal, pair in enumerate(stream) if ordinal < len(mask) and mask[ordinal])
             lang = languages.index(source.language)
+            # The uid travels with the key; only texts go to the tokenizer workers.
+            stream = (((key, record_uid(source.name, key, text)), text) for key, text in stream)
             batches = _batched(stream, recipe.batch_size)
             encoded = _bounded_map(pool, batches, 2 * recipe.num_proc) if pool is not None else map(_encode_pair, batches)
             for keys, ids in encoded:
-                for key in keys:
+                for key, uid in keys:
                     columns["key"].append(-1 if key is None else key_codes.setdefault(key, len(key_codes)))
+                    columns["uid"].append(uid)
                 lengths = np.fromiter((len(x) for x in ids), dtype=np.int32, count=len(ids))
                 columns["n_tokens"].append(lengths)
                 columns["source"].append(np.full(len(ids), index, dtype=np.int16))
@@ -284,6 +290,7 @@ def build_table(recipe: DataRecipe, readers: dict, progress=None,
         source_names=[s.name for s in recipe.sources],
         source_kinds=[s.kind for s in recipe.sources],
         languages=languages,
+        uid=np.asarray(columns["uid"], dtype=np.uint64),
     )
     return table, reports
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecomharness.data.identity import sample_uids
+
 DOMAIN, GENERAL = 0, 1  # values of SampleTable.kind
 
 
@@ -24,6 +26,7 @@ class SampleTable:
     tokens: np.ndarray  # int64: tokens of each sample as packed (records, separators, EOS)
     kind: np.ndarray  # int8: DOMAIN or GENERAL
     language: np.ndarray  # each sample's language index (that of its first record)
+    uid: np.ndarray  # uint64 content identity of each sample (its records' uids in order)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -50,7 +53,8 @@ def sample_table(table, domain_rows: np.ndarray, general_rows: np.ndarray, mix, 
     tokens += np.maximum(sizes - 1, 0) * separator_tokens + 1
     kind = np.r_[np.full(len(mix), DOMAIN, np.int8), np.full(len(general_rows), GENERAL, np.int8)]
     language = table.language[order[bounds[:-1]]]
-    return SampleTable(order=order, bounds=bounds, tokens=tokens, kind=kind, language=language)
+    return SampleTable(order=order, bounds=bounds, tokens=tokens, kind=kind, language=language,
+                       uid=sample_uids(table.uid[order], bounds))
 
 
 def sample_texts(table, samples: SampleTable, tokenizer, separator_text: str):
