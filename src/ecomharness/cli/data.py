@@ -14,6 +14,8 @@ examples:
   ecomharness data build train/data/mixcpt_raw.yaml        # after pointing its paths at your corpora
   ecomharness data build my_recipe.yaml --force        # rebuild an existing output
   ecomharness data build my_recipe.yaml --check        # validate only: fields, files, templates, tokenizer
+  ecomharness data build my_recipe.yaml --engine ray   # the same build on Ray Data (pip install 'ecomharness[ray]')
+  ecomharness data build my_recipe.yaml --engine ray --address auto --blocks 256   # on a running cluster
 output: OUTPUT/dataset (datasets.load_from_disk), OUTPUT/stats.json, OUTPUT/stats.md
 """
 
@@ -26,12 +28,20 @@ def add_arguments(parser) -> None:
     build.add_argument("--force", action="store_true", help="replace an existing output directory")
     build.add_argument("--check", action="store_true",
                        help="validate the recipe (fields, files, templates, tokenizer, mixer) without building")
+    build.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this process (default); ray: Ray Data stages, same output (docs/data.md)")
+    build.add_argument("--address", default=None,
+                       help="ray engine: the cluster to join (auto, or HOST:PORT; default: RAY_ADDRESS, else "
+                            "start Ray on this machine)")
+    build.add_argument("--blocks", type=int, default=None,
+                       help="ray engine: read pieces to cut the sources into (default: about 128 MiB each)")
 
 
 def run(args) -> int:
     """Run ``data build``: print each stage's time and where the report is."""
     from ecomharness.data.build import build_dataset
     from ecomharness.data.recipe import load_recipe
+    from ecomharness.errors import UserError
 
     recipe = load_recipe(args.recipe)
     if args.check:
@@ -41,7 +51,14 @@ def run(args) -> int:
             print(f"[data] {line}")
         print(f"[data] {args.recipe}: the recipe is valid")
         return 0
-    stats = build_dataset(recipe, force=args.force)
+    if args.engine == "ray":
+        from ecomharness.data.ray_build import build_dataset_ray
+
+        stats = build_dataset_ray(recipe, force=args.force, address=args.address, blocks=args.blocks)
+    else:
+        if args.address is not None or args.blocks is not None:
+            raise UserError("--address and --blocks are options of --engine ray")
+        stats = build_dataset(recipe, force=args.force)
     r = stats["ratios"]
     g2d = r["general_to_domain_achieved"]
     print(f"[data] general:domain achieved {'n/a' if g2d is None else f'{g2d:.3f}'} "

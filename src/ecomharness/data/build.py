@@ -152,15 +152,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
             stats["curriculum"] = curriculum_stats
         if heldout is not None:
             stats["heldout"] = heldout.stats(recipe.heldout)
-            for folder, documents in heldout.documents.items():
-                target = tmp / layout.HELDOUT / folder / "test.jsonl"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents),
-                                  encoding="utf-8")
-        write_json_atomic(tmp / layout.STATS, stats)
-        (tmp / layout.STATS_MD).write_text(stats_markdown(stats), encoding="utf-8")
-        if recipe.source_file is not None:
-            shutil.copyfile(recipe.source_file, tmp / layout.RECIPE)
+        write_build_files(tmp, recipe, stats, heldout.documents if heldout is not None else None)
         return stats
 
     stats = _write_output(out, write, log)
@@ -168,6 +160,37 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     stats["timings_s"] = timings
     stats["score_cache"] = score_cache
     return stats
+
+
+def write_build_files(tmp: Path, recipe: DataRecipe, stats: dict, heldout_documents: dict | None) -> None:
+    """Everything of a build output beside the packed dataset: the held-out texts,
+    stats.json, stats.md and a copy of the recipe."""
+    for folder, documents in (heldout_documents or {}).items():
+        target = tmp / layout.HELDOUT / folder / "test.jsonl"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents), encoding="utf-8")
+    write_json_atomic(tmp / layout.STATS, stats)
+    (tmp / layout.STATS_MD).write_text(stats_markdown(stats), encoding="utf-8")
+    if recipe.source_file is not None:
+        shutil.copyfile(recipe.source_file, tmp / layout.RECIPE)
+
+
+def empty_mix_counts(recipe: DataRecipe) -> dict:
+    """The recipe's mixer run over no records: the counts it reports for nothing (so a
+    build without domain records shows the same keys whichever engine ran it)."""
+    from ecomharness.data.records import RecordTable
+    from ecomharness.registry import mixers
+
+    empty = np.zeros(0, np.int64)
+    table = RecordTable(source=empty.astype(np.int16), language=empty.astype(np.int16), key=empty,
+                        n_tokens=empty.astype(np.int32), starts=empty, ids=empty.astype(np.int32),
+                        source_names=[s.name for s in recipe.sources], source_kinds=[s.kind for s in recipe.sources],
+                        languages=sorted({s.language for s in recipe.sources}), uid=empty.astype(np.uint64))
+    options = dict(recipe.mixer.options)
+    options.pop("separator", None)
+    mix = mixers.get(recipe.mixer.name)(table, options, recipe.seed)
+    return {"counts": dict(mix.counts), "cluster_sizes": dict(mix.cluster_sizes), "coverage": dict(mix.coverage),
+            "samples": len(mix)}
 
 
 def _write_output(out: Path, write, log) -> dict:

@@ -86,23 +86,36 @@ def split_heldout(recipe, spec: HeldoutSpec, rendered: Callable[[Any], Iterable[
     for source in recipe.sources:
         mask = []
         for text, record in rendered(source):
-            key = record.get(source.key) if source.kind == "domain" and source.key else None
-            group, value = ("product", str(key)) if key not in (None, "") else (folder_of(source), text)
-            draw = _draw(recipe.seed, group, value)
-            is_held = draw < spec.share
-            mask.append(not is_held)
-            if is_held:
-                doc = {"text": text, "source": source.name}
-                if key not in (None, ""):
-                    doc["key"] = str(key)
-                # The document's own draw orders the cap (products draw once for all
-                # their records, so the text breaks ties).
-                candidates.setdefault(folder_of(source), []).append((_draw(recipe.seed, "order", text), doc))
+            doc, order = held_document(recipe.seed, spec, source, text, record)
+            mask.append(doc is None)
+            if doc is not None:
+                candidates.setdefault(folder_of(source), []).append((order, doc))
         keep[source.name] = np.asarray(mask, dtype=bool)
         held[source.name] = int(len(mask) - sum(mask))
-    documents = {folder: [doc for _, doc in sorted(items, key=lambda item: (item[0], item[1]["text"]))[:spec.max_documents]]
-                 for folder, items in candidates.items()}
+    documents = {folder: first_documents(items, spec.max_documents) for folder, items in candidates.items()}
     return HeldoutSplit(keep=keep, documents=documents, held=held)
+
+
+def held_document(seed: int, spec: HeldoutSpec, source, text: str, record: dict) -> tuple[dict | None, float]:
+    """Whether one good record is held out: its held-out document (else None) and the
+    draw that orders documents under ``max_documents``. Depends on the record alone, so
+    every engine decides it the same way wherever the record is read."""
+    key = record.get(source.key) if source.kind == "domain" and source.key else None
+    group, value = ("product", str(key)) if key not in (None, "") else (folder_of(source), text)
+    if _draw(seed, group, value) >= spec.share:
+        return None, 0.0
+    doc = {"text": text, "source": source.name}
+    if key not in (None, ""):
+        doc["key"] = str(key)
+    # The document's own draw orders the cap (products draw once for all their
+    # records, so the text breaks ties).
+    return doc, _draw(seed, "order", text)
+
+
+def first_documents(candidates: list[tuple[float, dict]], limit: int) -> list[dict]:
+    """The ``limit`` held-out documents with the lowest draws (text breaks ties): the
+    same whether ``candidates`` is one folder's whole list or a merge of partial ones."""
+    return [doc for _, doc in sorted(candidates, key=lambda item: (item[0], item[1]["text"]))[:limit]]
 
 
 def combine_masks(base: dict[str, np.ndarray] | None, within: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:

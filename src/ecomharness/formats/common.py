@@ -54,14 +54,29 @@ def fingerprint_files(paths: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+def iter_jsonl(path: Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(line number, JSON object)`` per line; a bad line yields a ``RecordError``.
 
     Blank lines are skipped. Invalid UTF-8, invalid JSON and a value that is not an
-    object are reported with the line; the caller raises or counts them.
+    object are reported with the line; the caller raises or counts them. ``start`` and
+    ``end`` read a byte range: the lines that *begin* in ``[start, end)``, numbered as in
+    the whole file, so ranges that tile a file read each line exactly once.
     """
     with Path(path).open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
+        number, position = 0, 0
+        if start > 0:
+            number = _newlines_before(fh, start)
+            fh.seek(start - 1)
+            if fh.read(1) != b"\n":  # ``start`` is inside a line that began earlier
+                position = start + len(fh.readline())
+                number += 1
+            else:
+                position = start
+        for raw in fh:
+            if end is not None and position >= end:
+                break
+            position += len(raw)
+            number += 1
             if not raw.strip():
                 continue
             try:
@@ -77,6 +92,19 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             if not isinstance(record, dict):
                 record = RecordError(path, number, None, f"expected a JSON object, got {type(record).__name__}")
             yield number, record
+
+
+def _newlines_before(fh, offset: int, chunk: int = 1 << 24) -> int:
+    """Newlines in the first ``offset`` bytes of ``fh`` (memory-speed: ``bytes.count``)."""
+    fh.seek(0)
+    count, left = 0, offset
+    while left > 0:
+        data = fh.read(min(chunk, left))
+        if not data:
+            break
+        count += data.count(b"\n")
+        left -= len(data)
+    return count
 
 
 def collect(path: Path, on_error: str, convert) -> tuple[list[dict], list[RecordError]]:

@@ -1,0 +1,727 @@
+"""``ecomharness data build RECIPE --engine ray``: the same recipe, run as Ray Data stages.
+
+    read + render + validate + held-out split  (one read task per piece of a source:
+                                                a JSON Lines byte range, a Parquet
+                                                row-group run, a CSV file)
+    -> tokenize                                 (map_batches; a tokenizer per worker)
+    -> mix                                      (groupby(hash partition of the key)
+                                                .map_groups: the recipe's mixer on each
+                                                partition, so every key group is whole)
+    -> ratio draw                               (on the driver, over 4 numbers a sample)
+    -> copy, shard and pack                     (groupby(shard).map_groups: each shard
+                                                sorted and packed by one task)
+
+Every choice comes from seeded hashes of record content (data/identity.py), so the
+output is the local engine's, byte for byte, for any number of blocks or workers: the
+same shards, ``state.json`` and ``stats.json`` (which adds the engine's name only under
+``timings`` printed to the console). A stage whose worker dies is retried by Ray; each
+stage is a pure function of its input block and the shard files are rewritten whole, so
+a retry cannot duplicate samples.
+
+The output folder must be one every worker can write (one machine, or a shared file
+system on a cluster). What stays on the driver: the recipe, the per-piece bad-record
+reports, the held-out documents (the ``max_documents`` lowest draws per folder, merged
+from each block's own) and the ratio draw over (uid, kind, language, tokens) per sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ecomharness.data import layout, pack, ratio
+from ecomharness.data.identity import record_uid, sample_uids
+from ecomharness.data.recipe import DataRecipe
+from ecomharness.errors import UserError
+
+# A worker that dies (killed, out of memory) has its task run again this many times.
+TASK_RETRIES = 3
+# Ray reads a JSON Lines file in byte ranges of about this size when no block count is given.
+DEFAULT_BLOCK_BYTES = 128 << 20
+
+FAULT_ENV = "ECOMHARNESS_RAY_FAULT"  # "STAGE:MARKER": kill the first STAGE task once (tests)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One read task's share of a source: ``kind`` is ``jsonl`` (a byte range of one
+    file), ``parquet`` (a run of row groups), ``file`` (one whole file, read by the
+    format's reader) or ``source`` (the whole source, read by its registered reader)."""
+
+    source: int
+    kind: str
+    path: str
+    start: int = 0
+    end: int | None = None
+    first_row: int = 0
+    size: int = 0
+
+
+def plan_pieces(recipe: DataRecipe, blocks: int | None) -> list[Piece]:
+    """Cut every source into read pieces, in reading order. JSON Lines files are cut at
+    byte offsets (a line belongs to the piece it begins in), Parquet files at row groups;
+    CSV files stay whole (a quoted field may hold a newline), as do sources read by a
+    plugin's reader. ``blocks`` is the number of pieces to aim for over all sources."""
+    import pyarrow.parquet as pq
+
+    from ecomharness.data.sources import expand_paths
+
+    files = {i: expand_paths(s.path, s.format) for i, s in enumerate(recipe.sources)
+             if s.format in ("jsonl", "parquet", "csv")}
+    total = sum(f.stat().st_size for paths in files.values() for f in paths)
+    target = max(1, -(-total // blocks)) if blocks else DEFAULT_BLOCK_BYTES
+    pieces: list[Piece] = []
+    for index, source in enumerate(recipe.sources):
+        if index not in files:
+            pieces.append(Piece(index, "source", source.path))
+            continue
+        for file in files[index]:
+            size = file.stat().st_size
+            if source.format == "jsonl":
+                cuts = max(1, -(-size // target))
+                bounds = [size * i // cuts for i in range(cuts + 1)]
+                pieces += [Piece(index, "jsonl", str(file), a, b, size=b - a) for a, b in zip(bounds, bounds[1:])]
+            elif source.format == "parquet":
+                meta = pq.ParquetFile(file).metadata
+                row, group, run, run_bytes, first = 0, 0, [], 0, 0
+                for group in range(meta.num_row_groups):
+                    if not run:
+                        first = row
+                    run.append(group)
+                    run_bytes += meta.row_group(group).total_byte_size
+                    row += meta.row_group(group).num_rows
+                    if run_bytes >= target:
+                        pieces.append(Piece(index, "parquet", str(file), run[0], run[-1] + 1, first, run_bytes))
+                        run, run_bytes = [], 0
+                if run or meta.num_row_groups == 0:
+                    pieces.append(Piece(index, "parquet", str(file), run[0] if run else 0,
+                                        (run[-1] + 1) if run else 0, first, run_bytes))
+            else:
+                pieces.append(Piece(index, "file", str(file), size=size))
+    return pieces
+
+
+def _piece_records(recipe: DataRecipe, piece: Piece):
+    """``(where, record)`` of one piece, with the same locations the local readers give."""
+    from ecomharness.formats.common import iter_jsonl
+    from ecomharness.registry import data_sources
+
+    source = recipe.sources[piece.source]
+    if piece.kind == "jsonl":
+        for number, record in iter_jsonl(Path(piece.path), piece.start, piece.end):
+            yield f"{piece.path}:{number}", record
+    elif piece.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        row = piece.first_row
+        groups = list(range(piece.start, piece.end or 0))
+        if groups:
+            for batch in pq.ParquetFile(piece.path).iter_batches(
+                    batch_size=int(source.options.get("batch_size", 10_000)), row_groups=groups):
+                for record in batch.to_pylist():
+                    row += 1
+                    yield f"{piece.path}:row {row}", record
+    else:
+        yield from data_sources.get(source.format)(piece.path, source.options)
+
+
+RECORD_COLUMNS = ("piece", "source", "language", "key", "uid", "part", "text", "held", "report")
+
+
+def read_piece(recipe: DataRecipe, piece_index: int, piece: Piece, partitions: int):
+    """Render and validate one piece's records; return them as a pyarrow table.
+
+    Good records that stay in training get ``text``; held-out ones get ``held`` (their
+    document and draw as JSON); the piece's bad-record report is one extra row whose
+    ``report`` column holds it, so the driver can merge reports in reading order."""
+    import pyarrow as pa
+
+    from ecomharness.data.heldout import held_document
+    from ecomharness.data.records import SourceReport, _rendered
+
+    _maybe_fail("read")
+    source = recipe.sources[piece.source]
+    language = sorted({s.language for s in recipe.sources}).index(source.language)
+    report = SourceReport()
+    columns: dict[str, list] = {name: [] for name in RECORD_COLUMNS}
+    for key, text, record in _rendered(source, lambda path, options: _piece_records(recipe, piece),
+                                       recipe.on_error, report):
+        uid = record_uid(source.name, key, text)
+        held = None
+        if recipe.heldout is not None:
+            doc, order = held_document(recipe.seed, recipe.heldout, source, text, record)
+            if doc is not None:
+                held = json.dumps([order, doc], ensure_ascii=False)
+        columns["key"].append(key)
+        columns["uid"].append(uid)
+        columns["part"].append(partition_of(key, uid, partitions))
+        columns["text"].append(None if held else text)
+        columns["held"].append(held)
+        columns["report"].append(None)
+    columns["key"].append(None)
+    columns["uid"].append(0)
+    columns["part"].append(0)
+    columns["text"].append(None)
+    columns["held"].append(None)
+    columns["report"].append(json.dumps({"bad": dict(report.bad), "examples": report.bad_examples},
+                                        ensure_ascii=False))
+    n = len(columns["uid"])
+    columns["piece"] = [piece_index] * n
+    columns["source"] = [piece.source] * n
+    columns["language"] = [language] * n
+    return pa.table({
+        "piece": pa.array(columns["piece"], pa.int32()), "source": pa.array(columns["source"], pa.int16()),
+        "language": pa.array(columns["language"], pa.int16()), "key": pa.array(columns["key"], pa.string()),
+        "uid": pa.array(columns["uid"], pa.uint64()), "part": pa.array(columns["part"], pa.int32()),
+        "text": pa.array(columns["text"], pa.string()), "held": pa.array(columns["held"], pa.string()),
+        "report": pa.array(columns["report"], pa.string()),
+    })
+
+
+def partition_of(key: str | None, uid: int, partitions: int) -> int:
+    """The mix partition of a record: by its key (so a key group is never split), by
+    its uid when it has none."""
+    if key is None:
+        return uid % partitions
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little") % partitions
+
+
+def _datasource(recipe: DataRecipe, pieces: list[Piece], partitions: int):
+    """A Ray Data datasource with one read task per piece."""
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import BlockMetadata
+
+    def metadata(piece: Piece):
+        try:
+            return BlockMetadata(num_rows=None, size_bytes=piece.size or None, input_files=[piece.path],
+                                 exec_stats=None)
+        except TypeError:  # Ray releases before 2.43 keep the schema in the metadata
+            return BlockMetadata(num_rows=None, size_bytes=piece.size or None, schema=None,
+                                 input_files=[piece.path], exec_stats=None)
+
+    class SourcePieces(Datasource):
+        def estimate_inmemory_data_size(self):
+            return sum(p.size for p in pieces) or None
+
+        def get_read_tasks(self, parallelism, *args, **kwargs):
+            return [ReadTask(lambda i=i, p=p: [read_piece(recipe, i, p, partitions)], metadata(p))
+                    for i, p in enumerate(pieces)]
+
+    return SourcePieces()
+
+
+# ----------------------------------------------------------------------------- stages
+
+_TOKENIZERS: dict[str, object] = {}
+
+
+def _tokenizer(name: str):
+    if name not in _TOKENIZERS:  # once per worker process
+        from ecomharness.data.records import load_tokenizer
+
+        _TOKENIZERS[name] = load_tokenizer(name)
+    return _TOKENIZERS[name]
+
+
+def tokenize_batch(batch, tokenizer_name: str):
+    """Add ``ids`` (list of int32) to the rows that have text; other rows get none."""
+    import pyarrow as pa
+
+    _maybe_fail("tokenize")
+    texts = batch.column("text").to_pylist()
+    present = [t for t in texts if t is not None]
+    encoded = iter(_tokenizer(tokenizer_name).backend_tokenizer.encode_batch(present, add_special_tokens=False))
+    ids = [next(encoded).ids if t is not None else [] for t in texts]
+    return batch.drop_columns(["text"]).append_column("ids", pa.array(ids, pa.list_(pa.int32())))
+
+
+def _record_table(batch, recipe: DataRecipe):
+    """A partition of records as the local engine's ``RecordTable``."""
+    import pyarrow.compute as pc
+
+    from ecomharness.data.records import RecordTable
+
+    ids_column = batch.column("ids").combine_chunks()
+    n_tokens = pc.list_value_length(ids_column).to_numpy(zero_copy_only=False).astype(np.int32)
+    starts = np.zeros(len(n_tokens), np.int64)
+    np.cumsum(n_tokens[:-1], out=starts[1:])
+    keys = pc.dictionary_encode(batch.column("key").combine_chunks())
+    codes = keys.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return RecordTable(
+        source=batch.column("source").to_numpy().astype(np.int16),
+        language=batch.column("language").to_numpy().astype(np.int16),
+        key=codes, n_tokens=n_tokens, starts=starts,
+        ids=ids_column.flatten().to_numpy(zero_copy_only=False).astype(np.int32),
+        source_names=[s.name for s in recipe.sources], source_kinds=[s.kind for s in recipe.sources],
+        languages=sorted({s.language for s in recipe.sources}), uid=batch.column("uid").to_numpy().astype(np.uint64),
+    )
+
+
+SAMPLE_SCHEMA_FIELDS = ("uid", "kind", "language", "tokens", "ids", "source_tokens", "mix_stats")
+
+
+def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separator: np.ndarray, eos: int,
+                 mix_stats: str | None = None):
+    """Samples (runs of ``order`` cut by ``bounds``) as rows: their packed ids, uid, kind,
+    language, packed length and tokens per source; plus one row of mixer stats."""
+    import pyarrow as pa
+
+    sizes = np.diff(bounds)
+    uids = sample_uids(table.uid[order], bounds)
+    ids, per_source = [], []
+    n_sources = len(table.source_names)
+    for j in range(len(sizes)):
+        rows = order[bounds[j]:bounds[j + 1]]
+        parts = []
+        for position, row in enumerate(rows.tolist()):
+            if position and len(separator):
+                parts.append(separator)
+            parts.append(table.token_ids(row))
+        parts.append(np.asarray([eos], np.int32))
+        ids.append(np.concatenate(parts))
+        per_source.append(np.bincount(table.source[rows], weights=table.n_tokens[rows], minlength=n_sources)
+                          .astype(np.int64))
+    language = table.language[order[bounds[:-1]]] if len(sizes) else np.zeros(0, np.int16)
+    columns = {
+        "uid": pa.array(uids, pa.uint64()), "kind": pa.array(np.full(len(sizes), kind, np.int8)),
+        "language": pa.array(language.astype(np.int16)),
+        "tokens": pa.array(np.asarray([len(x) for x in ids], np.int64)),
+        "ids": pa.array(ids, pa.list_(pa.int32())), "source_tokens": pa.array(per_source, pa.list_(pa.int64())),
+        "mix_stats": pa.array([None] * len(sizes), pa.string()),
+    }
+    out = pa.table(columns)
+    if mix_stats is not None:
+        stats_row = pa.table({
+            "uid": pa.array([0], pa.uint64()), "kind": pa.array([-1], pa.int8()), "language": pa.array([0], pa.int16()),
+            "tokens": pa.array([0], pa.int64()), "ids": pa.array([[]], pa.list_(pa.int32())),
+            "source_tokens": pa.array([[]], pa.list_(pa.int64())), "mix_stats": pa.array([mix_stats], pa.string()),
+        })
+        out = pa.concat_tables([out, stats_row])
+    return out
+
+
+def mix_partition(batch, recipe: DataRecipe, separator: np.ndarray, eos: int):
+    """The recipe's mixer over one hash partition of the domain records (every key group
+    whole), as sample rows plus one row of the mixer's counts."""
+    from ecomharness.registry import mixers
+
+    _maybe_fail("mix")
+    table = _record_table(batch, recipe)
+    options = dict(recipe.mixer.options)
+    options.pop("separator", None)
+    mix = mixers.get(recipe.mixer.name)(table, options, recipe.seed)
+    stats = json.dumps({"counts": dict(mix.counts), "cluster_sizes": dict(mix.cluster_sizes),
+                        "coverage": dict(mix.coverage), "samples": len(mix)})
+    return _sample_rows(table, mix.order, mix.bounds, 0, separator, eos, stats)
+
+
+def general_samples(batch, recipe: DataRecipe, separator: np.ndarray, eos: int, codes: list[int]):
+    """One sample per general record of the block (the record, then EOS)."""
+    table = _record_table(training_rows(batch, codes), recipe)
+    rows = np.arange(len(table), dtype=np.int64)
+    return _sample_rows(table, rows, np.arange(len(rows) + 1, dtype=np.int64), 1, separator, eos)
+
+
+def copies_batch(batch, chosen_uids, chosen_counts, seed: int, shards: int):
+    """Every drawn copy of the batch's samples with its shard and packing key. Rows of
+    equal uid (equal content) each emit all copies; the shard task keeps one of each."""
+    import pyarrow as pa
+
+    from ecomharness.data.identity import pack_keys
+
+    _maybe_fail("copy")
+    uids = batch.column("uid").to_numpy()
+    counts = np.zeros(len(uids), np.int64)
+    if len(chosen_uids):
+        where = np.minimum(np.searchsorted(chosen_uids, uids), len(chosen_uids) - 1)
+        found = (chosen_uids[where] == uids) & (batch.column("kind").to_numpy() >= 0)  # not a mixer-stats row
+        counts = np.where(found, chosen_counts[where], 0)
+    rows = np.repeat(np.arange(len(uids)), counts)
+    copy = (np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int64)
+    shard, key = pack_keys(uids[rows], copy, seed + 1, shards)
+    taken = batch.take(pa.array(rows, pa.int64()))
+    return pa.table({"shard": pa.array(shard, pa.int32()), "key": pa.array(key, pa.uint64()),
+                     "uid": taken.column("uid"), "copy": pa.array(copy, pa.int64()), "ids": taken.column("ids")})
+
+
+def pack_shard(batch, out_dir: str, seq_len: int, pad_id: int, shards: int):
+    """Sort one shard's copies into packing order and write the shard file."""
+    import pyarrow as pa
+
+    _maybe_fail("pack")
+    index = int(batch.column("shard")[0].as_py())
+    uids = batch.column("uid").to_numpy()
+    copies = batch.column("copy").to_numpy()
+    keys = batch.column("key").to_numpy()
+    order = pack.within_shard_order(keys, uids, copies)
+    # Rows of equal content each emitted every copy: keep the first of each (uid, copy).
+    ordered = np.stack([uids[order], copies[order].astype(np.uint64)], axis=1)
+    first = np.r_[True, np.any(ordered[1:] != ordered[:-1], axis=1)] if len(order) else np.zeros(0, bool)
+    order = order[first]
+    ids = batch.column("ids")
+
+    def stream():
+        for begin in range(0, len(order), 4096):
+            chunk = ids.take(pa.array(order[begin:begin + 4096], pa.int64())).combine_chunks()
+            yield chunk.flatten().to_numpy(zero_copy_only=False).astype(np.int32)
+
+    result = pack.write_shard(stream(), seq_len, pad_id, Path(out_dir) / pack.shard_file(index, shards))
+    return pa.table({"shard": [index], "result": [json.dumps(result)]})
+
+
+def _maybe_fail(stage: str) -> None:
+    """Fault injection for tests: ``ECOMHARNESS_RAY_FAULT=STAGE:MARKER`` makes the first
+    task of STAGE kill its worker process (once: the marker file records it)."""
+    spec = os.environ.get(FAULT_ENV, "")
+    if not spec.startswith(stage + ":"):
+        return
+    marker = Path(spec.split(":", 1)[1])
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os._exit(1)
+
+
+# ----------------------------------------------------------------------------- the build
+
+
+@dataclass
+class MixSummary:
+    """The mixer's counts and histograms summed over partitions (what stats.json shows)."""
+
+    counts: Counter = field(default_factory=Counter)
+    cluster_sizes: Counter = field(default_factory=Counter)
+    coverage: Counter = field(default_factory=Counter)
+    samples: int = 0
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def add(self, stats: dict) -> None:
+        """Add one partition's counts (``update`` keeps counters that are zero)."""
+        self.counts.update(stats["counts"])
+        self.cluster_sizes.update({int(k): v for k, v in stats["cluster_sizes"].items()})
+        self.coverage.update({int(k): v for k, v in stats["coverage"].items()})
+        self.samples += stats["samples"]
+
+
+def start_ray(address: str | None, log) -> None:
+    """Connect to the cluster at ``address`` (or ``RAY_ADDRESS``), else start Ray on this
+    machine; quiet Ray Data's progress bars (the build prints its own stages)."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise UserError("--engine ray needs Ray Data: pip install 'ecomharness[ray]'") from exc
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except ConnectionError as exc:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({exc})") from exc
+    resources = ray.cluster_resources()
+    log(f"[data] ray: {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs "
+        f"on {len(ray.nodes())} node(s)")
+
+
+def _user_error(exc: BaseException) -> UserError | None:
+    """The ``UserError`` a Ray task raised, under Ray's wrappers, if that is what failed."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, UserError):
+            return UserError(str(exc).splitlines()[-1] if "ray" in type(exc).__module__ else str(exc))
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
+
+
+def build_dataset_ray(recipe: DataRecipe, force: bool = False, address: str | None = None,
+                      blocks: int | None = None, log=print) -> dict:
+    """Build the packed dataset of ``recipe`` on Ray Data (see the module docstring);
+    return the stats written to stats.json, which equal the local engine's."""
+    try:
+        return _build(recipe, force, address, blocks, log)
+    except UserError:
+        raise
+    except Exception as exc:
+        found = _user_error(exc)
+        if found is not None:
+            raise found from None
+        raise
+
+
+def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | None, log) -> dict:
+    from ecomharness.data.build import (_check_each_kind_has_records, _write_output, build_stats, log_packed,
+                                        pad_token, write_build_files)
+    from ecomharness.data.heldout import first_documents, folder_of
+    from ecomharness.data.records import SourceReport, load_tokenizer, tokenizer_fingerprint
+    from ecomharness.registry import mixers
+
+    out = recipe.output
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists: pass --force to rebuild it (the old one is kept until the new one is complete)")
+    if blocks is not None and blocks < 1:
+        raise UserError(f"--blocks: expected a whole number >= 1, got {blocks}")
+    mixer = mixers.get(recipe.mixer.name)
+    if not getattr(mixer, "runs_per_key_group", False):
+        raise UserError(f"mixer {recipe.mixer.name!r} needs every record at once, which the ray engine does not "
+                        "give it (its mixers run per hash partition of the keys): use --engine local")
+    if recipe.select is not None or recipe.curriculum is not None:
+        raise UserError("select and curriculum run on the local engine only (docs/data.md, 'What stays local'): "
+                        "use --engine local for this recipe")
+    tokenizer = load_tokenizer(recipe.tokenizer)
+    separator_text = recipe.mixer.options.get("separator", "\n")
+    separator = np.asarray(tokenizer(separator_text, add_special_tokens=False)["input_ids"], np.int32)
+    eos = tokenizer.eos_token_id
+    start_ray(address, log)
+    import ray
+    import ray.data
+
+    timings: dict[str, float] = {}
+    retries = {"max_retries": TASK_RETRIES}
+    pieces = plan_pieces(recipe, blocks)
+    partitions = max(1, blocks or len(pieces))
+    log(f"[data] ray: {len(recipe.sources)} source(s) in {len(pieces)} read piece(s), "
+        f"{partitions} mix partition(s), {recipe.shards} output shard(s)")
+
+    start = time.perf_counter()
+    # Read tasks are retried by Ray core's default for tasks (3) when their worker dies.
+    records = ray.data.read_datasource(_datasource(recipe, pieces, partitions), override_num_blocks=len(pieces))
+    records = records.map_batches(tokenize_batch, fn_kwargs={"tokenizer_name": recipe.tokenizer},
+                                  batch_format="pyarrow", batch_size=recipe.batch_size, **retries).materialize()
+    timings["read_tokenize"] = time.perf_counter() - start
+
+    # Reports and held-out documents: small, merged on the driver in reading order.
+    side = records.map_batches(_side_rows, fn_kwargs={"limit": recipe.heldout.max_documents if recipe.heldout else 0},
+                               batch_format="pyarrow", **retries).take_all()
+    reports = {s.name: SourceReport() for s in recipe.sources}
+    held_counts = {s.name: 0 for s in recipe.sources}
+    candidates: dict[str, list] = {}
+    for row in sorted((r for r in side if r["report"] is not None), key=lambda r: r["piece"]):
+        source = recipe.sources[row["source"]]
+        report = json.loads(row["report"])
+        reports[source.name].bad.update(report["bad"])
+        for example in report["examples"]:
+            if len(reports[source.name].bad_examples) < 5:
+                reports[source.name].bad_examples.append(example)
+    for row in side:
+        if row["held"] is not None:
+            source = recipe.sources[row["source"]]
+            order, doc = json.loads(row["held"])
+            candidates.setdefault(folder_of(source), []).append((order, doc))
+        if row["held_count"]:
+            held_counts[recipe.sources[row["source"]].name] += row["held_count"]
+    heldout_docs = ({folder: first_documents(items, recipe.heldout.max_documents)
+                     for folder, items in candidates.items()} if recipe.heldout else None)
+
+    # Ray Data skips a function on a block with no rows and passes on a block with no
+    # columns, which its hash shuffle cannot concatenate: every stage that can empty a
+    # block filters inside the function that consumes it, on blocks that have rows.
+    kinds = [s.kind for s in recipe.sources]
+    codes = {kind: [i for i, k in enumerate(kinds) if k == kind] for kind in ("domain", "general")}
+    domain = records.map_batches(training_rows, fn_kwargs={"codes": codes["domain"]}, batch_format="pyarrow",
+                                 **retries)
+    totals = _totals(records.map_batches(_source_counts, fn_kwargs={"n": len(recipe.sources)},
+                                         batch_format="pyarrow").take_all(), len(recipe.sources))
+    log(f"[data] read, rendered, tokenized {int(totals['records'].sum()):,} records "
+        f"({int(totals['tokens'].sum()):,} tokens) in {timings['read_tokenize']:.1f}s")
+    if totals["records"].sum() == 0:
+        raise UserError("no usable records in any source (see the bad-record counts with on_error: skip)")
+    by_kind = {kind: int(totals["records"][[i for i, k in enumerate(kinds) if k == kind]].sum())
+               for kind in ("domain", "general")}
+    _check_each_kind_has_records(recipe, by_kind, reports)
+
+    start = time.perf_counter()
+    fn_args = {"recipe": recipe, "separator": separator, "eos": eos}
+    domain_samples = domain.groupby("part", num_partitions=partitions).map_groups(mix_partition, fn_kwargs=fn_args, batch_format="pyarrow",
+                                                       **retries)
+    general_rows = records.map_batches(general_samples, fn_kwargs={**fn_args, "codes": codes["general"]},
+                                       batch_format="pyarrow", **retries)
+    samples = _without_empty_blocks(domain_samples.union(general_rows).materialize())
+    meta = _sample_metadata(samples)
+    mix = MixSummary()
+    for stats in meta["mix_stats"]:
+        mix.add(json.loads(stats))
+    if not meta["mix_stats"]:  # no domain records: the mixer's counts over nothing
+        from ecomharness.data.build import empty_mix_counts
+
+        mix.add(empty_mix_counts(recipe))
+    timings["mix"] = time.perf_counter() - start
+    log(f"[data] mixed {by_kind['domain']:,} domain records into {len(mix):,} samples with "
+        f"{recipe.mixer.name!r} in {timings['mix']:.2f}s")
+
+    start = time.perf_counter()
+    languages = sorted({s.language for s in recipe.sources})
+    chosen = ratio.draw_samples(meta["tokens"], meta["kind"], meta["language"], meta["uid"], languages,
+                                recipe.ratio, recipe.seed)
+    chosen_uids, chosen_counts = np.unique(meta["uid"][chosen.samples], return_counts=True)
+    uses = np.bincount(chosen.samples, minlength=len(meta["uid"]))
+    totals["tokens_used"] = (meta["source_tokens"] * uses[:, None]).sum(axis=0) if len(uses) else totals["tokens"] * 0
+    timings["ratio"] = time.perf_counter() - start
+
+    def write(tmp: Path) -> dict:
+        start = time.perf_counter()
+        dataset_dir = tmp / layout.DATASET
+        dataset_dir.mkdir(parents=True, exist_ok=True)
+        copies = samples.map_batches(copies_batch, fn_kwargs={
+            "chosen_uids": chosen_uids, "chosen_counts": chosen_counts, "seed": recipe.seed,
+            "shards": recipe.shards}, batch_format="pyarrow", **retries)
+        written = copies.groupby("shard", num_partitions=recipe.shards).map_groups(pack_shard, fn_kwargs={
+            "out_dir": str(dataset_dir), "seq_len": recipe.seq_len, "pad_id": pad_token(tokenizer),
+            "shards": recipe.shards}, batch_format="pyarrow", **retries).take_all()
+        results = {row["shard"]: json.loads(row["result"]) for row in written}
+        for index in range(recipe.shards):  # a shard no copy hashed to is an empty file
+            if index not in results:
+                results[index] = pack.write_shard(iter(()), recipe.seq_len, pad_token(tokenizer),
+                                                  dataset_dir / pack.shard_file(index, recipe.shards))
+        packed = pack.finish_dataset(dataset_dir, [results[i] for i in range(recipe.shards)], recipe.seq_len)
+        timings["pack"] = time.perf_counter() - start
+        log_packed(log, packed, recipe.seq_len, timings["pack"])
+        stats = build_stats(recipe, reports, totals, mix,
+                            {"domain": len(mix), "general": int(np.sum(meta["kind"] == 1))}, chosen, packed,
+                            separator_text)
+        stats["tokenizer_fingerprint"] = tokenizer_fingerprint(tokenizer)
+        if recipe.heldout is not None:
+            stats["heldout"] = {"share": recipe.heldout.share, "max_documents": recipe.heldout.max_documents,
+                                "held_records": dict(sorted(held_counts.items())),
+                                "documents_written": {f: len(d) for f, d in sorted(heldout_docs.items())}}
+        write_build_files(tmp, recipe, stats, heldout_docs)
+        return stats
+
+    stats = _write_output(out, write, log)
+    stats["timings_s"] = timings
+    stats["engine"] = {"name": "ray", "read_pieces": len(pieces), "mix_partitions": partitions}
+    return stats
+
+
+def _side_rows(batch, limit: int):
+    """Per block: its report rows, its ``limit`` lowest held-out draws per source, and
+    its held-out count per source."""
+    import pyarrow as pa
+
+    report_rows = [i for i, r in enumerate(batch.column("report").to_pylist()) if r is not None]
+    held = batch.column("held").to_pylist()
+    sources = batch.column("source").to_pylist()
+    by_source: dict[int, list] = {}
+    for i, h in enumerate(held):
+        if h is not None:
+            by_source.setdefault(sources[i], []).append((json.loads(h)[0], json.loads(h)[1]["text"], i))
+    kept = [i for items in by_source.values() for _, _, i in sorted(items)[:limit]]
+    rows = {"piece": [], "source": [], "report": [], "held": [], "held_count": []}
+    pieces = batch.column("piece").to_pylist()
+    reports = batch.column("report").to_pylist()
+    for i in report_rows:
+        rows["piece"].append(pieces[i]); rows["source"].append(sources[i]); rows["report"].append(reports[i])
+        rows["held"].append(None); rows["held_count"].append(0)
+    for i in kept:
+        rows["piece"].append(pieces[i]); rows["source"].append(sources[i]); rows["report"].append(None)
+        rows["held"].append(held[i]); rows["held_count"].append(0)
+    for source, items in by_source.items():
+        rows["piece"].append(-1); rows["source"].append(source); rows["report"].append(None)
+        rows["held"].append(None); rows["held_count"].append(len(items))
+    return pa.table({"piece": pa.array(rows["piece"], pa.int32()), "source": pa.array(rows["source"], pa.int16()),
+                     "report": pa.array(rows["report"], pa.string()), "held": pa.array(rows["held"], pa.string()),
+                     "held_count": pa.array(rows["held_count"], pa.int64())})
+
+
+def training_rows(batch, codes: list[int] | None = None):
+    """The records of the block that go to training (neither report rows nor held out),
+    of the sources ``codes`` (default: all)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = pc.and_(pc.is_null(batch.column("report")), pc.is_null(batch.column("held")))
+    if codes is not None:
+        keep = pc.and_(keep, pc.is_in(batch.column("source"), value_set=pa.array(codes, pa.int16())))
+    return batch.filter(keep).drop_columns(["report", "held", "piece"])
+
+
+def _without_empty_blocks(dataset):
+    """The materialized ``dataset`` without its empty blocks (see the note in ``_build``)."""
+    import ray
+    import ray.data
+
+    refs = dataset.to_arrow_refs()
+    rows = ray.get([_num_rows.remote(ref) for ref in refs])
+    kept = [ref for ref, n in zip(refs, rows) if n]
+    return ray.data.from_arrow_refs(kept) if kept else dataset
+
+
+def _num_rows_fn(table) -> int:
+    return table.num_rows
+
+
+class _LazyRemote:
+    """``ray.remote`` applied on first use (ray is imported only by this engine)."""
+
+    def __init__(self, fn):
+        self.fn, self.remote_fn = fn, None
+
+    def remote(self, *args):
+        if self.remote_fn is None:
+            import ray
+
+            self.remote_fn = ray.remote(self.fn)
+        return self.remote_fn.remote(*args)
+
+
+_num_rows = _LazyRemote(_num_rows_fn)
+
+
+def _source_counts(batch, n: int):
+    """Per block: good records and their tokens per source."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    batch = training_rows(batch)
+    source = batch.column("source").to_numpy()
+    lengths = pc.list_value_length(batch.column("ids")).to_numpy(zero_copy_only=False)
+    return pa.table({"records": [np.bincount(source, minlength=n).tolist()],
+                     "tokens": [np.bincount(source, weights=lengths, minlength=n).astype(np.int64).tolist()]})
+
+
+def _totals(rows: list[dict], n: int) -> dict[str, np.ndarray]:
+    records, tokens = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for row in rows:
+        records += np.asarray(row["records"], np.int64)
+        tokens += np.asarray(row["tokens"], np.int64)
+    return {"records": records, "tokens": tokens}
+
+
+def _sample_metadata(samples) -> dict:
+    """What the ratio draw needs of every sample, gathered on the driver."""
+    parts = {"uid": [], "kind": [], "language": [], "tokens": [], "source_tokens": []}
+    mix_stats = []
+    for batch in samples.select_columns(["uid", "kind", "language", "tokens", "source_tokens", "mix_stats"]) \
+            .iter_batches(batch_format="pyarrow", batch_size=65536):
+        stats = batch.column("mix_stats").to_pylist()
+        real = np.asarray([s is None for s in stats], bool)
+        mix_stats += [s for s in stats if s is not None]
+        for name in ("uid", "kind", "language", "tokens"):
+            parts[name].append(batch.column(name).to_numpy()[real])
+        per_source = batch.column("source_tokens").to_pylist()
+        parts["source_tokens"] += [row for row, r in zip(per_source, real) if r]
+    out = {name: (np.concatenate(parts[name]) if parts[name] else np.zeros(0)) for name in ("uid", "kind", "language", "tokens")}
+    out["uid"] = out["uid"].astype(np.uint64)
+    out["kind"] = out["kind"].astype(np.int8)
+    out["language"] = out["language"].astype(np.int16)
+    out["tokens"] = out["tokens"].astype(np.int64)
+    out["source_tokens"] = np.asarray(parts["source_tokens"], np.int64)
+    out["mix_stats"] = mix_stats
+    return out
