@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first: installing lm-eval or deepspeed first pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# [ray]: the tests run the Ray Data engine of `data build` in local mode.
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
 	# The domain-benchmark plugins, installed as any user's plugin would be (plugins/*/README.md).
 	$(BIN)/python -m pip install --quiet -e plugins/ecomharness-ecinstruct -e plugins/ecomharness-shopping-mmlu
 	@touch $(STAMP)

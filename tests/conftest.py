@@ -51,8 +51,9 @@ def built_cpt_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_data")
     sources = corpus_with_tokenizer(root, n_products=400, n_general=800, seed=3, vocab_size=800,
                                     extra_texts=task_sample_texts())
+    # Two shards: every training test reads a sharded build, as a Ray-built one is.
     recipe = parse_data_recipe({"output": str(root / "data"), "tokenizer": str(root / "tok"), "seq_len": 64,
-                                "sources": sources})
+                                "sources": sources, "shards": 2})
     build_dataset(recipe, log=lambda *_: None)
     return root
 

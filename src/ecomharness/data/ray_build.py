@@ -47,10 +47,30 @@ TASK_RETRIES = 3
 # Ray reads a JSON Lines file in byte ranges of about this size when no block count is given.
 DEFAULT_BLOCK_BYTES = 128 << 20
 
-FAULT_ENV = "ECOMHARNESS_RAY_FAULT"  # "STAGE:MARKER": kill the first STAGE task once (tests)
+FAULT_ENV = "ECOMHARNESS_RAY_FAULT"  # see _maybe_fail (tests)
 
 
 # ----------------------------------------------------------------------------- reading
+
+
+class InputError(Exception):
+    """A ``UserError`` raised inside a Ray task, carried as its message alone: some
+    ``UserError`` subclasses (a ``RecordError`` with its file and line) do not survive
+    Ray's pickling, and the driver raises it again as a ``UserError``."""
+
+
+def _input_errors(fn):
+    """Run ``fn`` in a Ray task with its ``UserError`` turned into an ``InputError``."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            raise InputError(str(exc)) from None
+
+    return wrapped
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,7 @@ def _piece_records(recipe: DataRecipe, piece: Piece):
 RECORD_COLUMNS = ("piece", "source", "language", "key", "uid", "part", "text", "held", "report")
 
 
+@_input_errors
 def read_piece(recipe: DataRecipe, piece_index: int, piece: Piece, partitions: int):
     """Render and validate one piece's records; return them as a pyarrow table.
 
@@ -234,6 +255,7 @@ def _tokenizer(name: str):
     return _TOKENIZERS[name]
 
 
+@_input_errors
 def tokenize_batch(batch, tokenizer_name: str):
     """Add ``ids`` (list of int32) to the rows that have text; other rows get none."""
     import pyarrow as pa
@@ -311,6 +333,7 @@ def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separa
     return out
 
 
+@_input_errors
 def mix_partition(batch, recipe: DataRecipe, separator: np.ndarray, eos: int):
     """The recipe's mixer over one hash partition of the domain records (every key group
     whole), as sample rows plus one row of the mixer's counts."""
@@ -326,6 +349,7 @@ def mix_partition(batch, recipe: DataRecipe, separator: np.ndarray, eos: int):
     return _sample_rows(table, mix.order, mix.bounds, 0, separator, eos, stats)
 
 
+@_input_errors
 def general_samples(batch, recipe: DataRecipe, separator: np.ndarray, eos: int, codes: list[int]):
     """One sample per general record of the block (the record, then EOS)."""
     table = _record_table(training_rows(batch, codes), recipe)
@@ -333,6 +357,7 @@ def general_samples(batch, recipe: DataRecipe, separator: np.ndarray, eos: int, 
     return _sample_rows(table, rows, np.arange(len(rows) + 1, dtype=np.int64), 1, separator, eos)
 
 
+@_input_errors
 def copies_batch(batch, chosen_uids, chosen_counts, seed: int, shards: int):
     """Every drawn copy of the batch's samples with its shard and packing key. Rows of
     equal uid (equal content) each emit all copies; the shard task keeps one of each."""
@@ -355,6 +380,7 @@ def copies_batch(batch, chosen_uids, chosen_counts, seed: int, shards: int):
                      "uid": taken.column("uid"), "copy": pa.array(copy, pa.int64()), "ids": taken.column("ids")})
 
 
+@_input_errors
 def pack_shard(batch, out_dir: str, seq_len: int, pad_id: int, shards: int):
     """Sort one shard's copies into packing order and write the shard file."""
     import pyarrow as pa
@@ -381,18 +407,19 @@ def pack_shard(batch, out_dir: str, seq_len: int, pad_id: int, shards: int):
 
 
 def _maybe_fail(stage: str) -> None:
-    """Fault injection for tests: ``ECOMHARNESS_RAY_FAULT=STAGE:MARKER`` makes the first
-    task of STAGE kill its worker process (once: the marker file records it)."""
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec.startswith(stage + ":"):
-        return
-    marker = Path(spec.split(":", 1)[1])
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return
-    os.close(fd)
-    os._exit(1)
+    """Fault injection for tests: ``ECOMHARNESS_RAY_FAULT=STAGE:MARKER[,STAGE:MARKER]``
+    makes the first task of each STAGE kill its worker process, once (the marker file
+    records that it happened)."""
+    for item in os.environ.get(FAULT_ENV, "").split(","):
+        name, _, marker = item.partition(":")
+        if name != stage or not marker:
+            continue
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os._exit(1)
 
 
 # ----------------------------------------------------------------------------- the build
@@ -441,12 +468,12 @@ def start_ray(address: str | None, log) -> None:
 
 
 def _user_error(exc: BaseException) -> UserError | None:
-    """The ``UserError`` a Ray task raised, under Ray's wrappers, if that is what failed."""
+    """The input error a Ray task raised, under Ray's wrappers, as a ``UserError``."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, UserError):
-            return UserError(str(exc).splitlines()[-1] if "ray" in type(exc).__module__ else str(exc))
+        if isinstance(exc, InputError):
+            return UserError(exc.args[0] if exc.args else str(exc))
         exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
     return None
 

@@ -1,0 +1,163 @@
+"""The Ray engine of ``data build``, in local Ray mode (2 CPUs): the same dataset as the
+local engine, byte for byte, for any number of blocks; bad records counted the same; a
+source cut into several blocks; a killed worker retried without duplicated samples."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ecomharness.data.build import build_dataset
+from ecomharness.data.recipe import load_recipe
+from tests.conftest import corpus_with_tokenizer, run_cli
+
+ray = pytest.importorskip("ray", reason="the ray engine's tests need the [ray] extra")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray instance for the module (starting one costs seconds)."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The synthetic corpus plus a source of bad records of every kind."""
+    root = tmp_path_factory.mktemp("ray_corpus")
+    sources = corpus_with_tokenizer(root, n_products=160, n_general=320, seed=4, vocab_size=500)
+    bad = root / "raw" / "reviews_bad.jsonl"
+    lines = []
+    for i in range(60):
+        lines.append(json.dumps({"product_id": f"P{i % 40:05d}", "text": f"review {i} of a product"}))
+        if i % 7 == 0:
+            lines.append("{not json")
+        if i % 11 == 0:
+            lines.append(json.dumps({"text": "a review without its product"}))
+        if i % 13 == 0:
+            lines.append(json.dumps(["a", "list"]))
+        if i % 17 == 0:
+            lines.append(json.dumps({"product_id": f"P{i:05d}", "text": "   "}))
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sources.append({"name": "reviews_bad", "kind": "domain", "language": "zh", "format": "jsonl", "path": str(bad),
+                    "key": "product_id", "template": "{{ text }}"})
+    return root, sources
+
+
+def _recipe(root: Path, sources, name: str, **extra) -> Path:
+    recipe = {"output": str(root / name), "tokenizer": str(root / "tok"), "seq_len": 64, "seed": 3,
+              "on_error": "skip", "sources": sources, "mixer": {"name": "graph", "min_records": 2, "max_records": 4},
+              "heldout": {"share": 0.05, "max_documents": 9}, "shards": 3, **extra}
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    """Every output file but the recipe copy (which names its own output folder)."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != "recipe.yaml"}
+
+
+def test_ray_engine_builds_the_local_dataset_byte_for_byte_with_1_and_4_blocks(corpus, ray_session):
+    import datasets
+
+    from ecomharness.data.ray_build import build_dataset_ray
+
+    root, sources = corpus
+    local = build_dataset(load_recipe(_recipe(root, sources, "local")), log=lambda *_: None)
+    expected = _files(root / "local")
+    for blocks in (1, 4):
+        stats = build_dataset_ray(load_recipe(_recipe(root, sources, f"ray{blocks}")), blocks=blocks,
+                                  log=lambda *_: None)
+        assert stats["engine"]["read_pieces"] >= len(sources)
+        assert stats["packing"]["content_sha256"] == local["packing"]["content_sha256"]
+        # Identical files, not only identical content: shards, state.json, stats.json,
+        # stats.md and the held-out texts.
+        assert _files(root / f"ray{blocks}") == expected
+    assert local["packing"]["shards"] == 3 and local["heldout"]["documents_written"]
+    # The sharded output is one dataset to datasets (and so to training).
+    dataset = datasets.load_from_disk(str(root / "ray4" / "dataset"))
+    assert len(dataset) == local["packing"]["blocks"]
+    assert int(np.asarray(dataset["attention_mask"]).sum()) == local["packing"]["tokens"]
+
+
+def test_bad_records_are_counted_identically_by_reason_and_example(corpus, ray_session):
+    from ecomharness.data.ray_build import build_dataset_ray
+
+    root, sources = corpus
+    recipe = _recipe(root, sources, "bad_ray", shards=1)
+    ray_stats = build_dataset_ray(load_recipe(recipe), blocks=6, log=lambda *_: None)
+    local_stats = build_dataset(load_recipe(_recipe(root, sources, "bad_local", shards=1)), log=lambda *_: None)
+    ray_bad = next(s for s in ray_stats["sources"] if s["name"] == "reviews_bad")
+    local_bad = next(s for s in local_stats["sources"] if s["name"] == "reviews_bad")
+    assert ray_bad["bad_by_reason"] == local_bad["bad_by_reason"] == {
+        "empty text": 4, "missing key": 6, "unreadable": 14}
+    assert ray_bad["bad_examples"] == local_bad["bad_examples"] and len(ray_bad["bad_examples"]) == 5
+    assert ":2: invalid JSON" in ray_bad["bad_examples"][0]  # the line number of the whole file
+
+
+def test_a_source_too_large_for_one_block_is_read_in_pieces(corpus, ray_session, tmp_path):
+    from ecomharness.data.ray_build import build_dataset_ray, plan_pieces
+
+    root, sources = corpus
+    # One domain file and one general file only: the domain file must be cut.
+    two = [s for s in sources if s["name"] in ("products_zh", "general_zh")]
+    recipe = load_recipe(_recipe(root, two, "big_ray", heldout=None, ratio={"general_languages": {"zh": 1}}))
+    pieces = plan_pieces(recipe, blocks=8)
+    domain_pieces = [p for p in pieces if recipe.sources[p.source].name == "products_zh"]
+    assert len(domain_pieces) >= 2
+    assert [(p.start, p.end) for p in domain_pieces] == sorted((p.start, p.end) for p in domain_pieces)
+    assert domain_pieces[0].start == 0 and domain_pieces[-1].end == Path(two[0]["path"]).stat().st_size
+    ray_stats = build_dataset_ray(recipe, blocks=8, log=lambda *_: None)
+    local_stats = build_dataset(load_recipe(_recipe(root, two, "big_local", heldout=None,
+                                                    ratio={"general_languages": {"zh": 1}})), log=lambda *_: None)
+    assert ray_stats["records"] == local_stats["records"] > 0
+    assert _files(root / "big_ray") == _files(root / "big_local")
+
+
+def test_killed_workers_are_retried_without_duplicated_samples(corpus, tmp_path):
+    """A worker dies in the tokenize stage and another in the pack stage (after Ray has
+    begun the stage): Ray runs their tasks again and the output is still the local one."""
+    root, sources = corpus
+    local = root / "local"
+    if not local.exists():
+        build_dataset(load_recipe(_recipe(root, sources, "local")), log=lambda *_: None)
+    recipe = _recipe(root, sources, "ray_killed")
+    markers = [tmp_path / "tokenize.killed", tmp_path / "pack.killed"]
+    env = {**os.environ, "ECOMHARNESS_RAY_FAULT": f"tokenize:{markers[0]},pack:{markers[1]}"}
+    result = run_cli("data", "build", str(recipe), "--engine", "ray", "--address", "local", "--blocks", "4",
+                     env=env, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all(m.exists() for m in markers), "the fault was not injected"
+    assert _files(root / "ray_killed") == _files(local)
+    stats = json.loads((root / "ray_killed" / "stats.json").read_text())
+    assert stats["packing"]["blocks"] == json.loads((local / "stats.json").read_text())["packing"]["blocks"]
+
+
+def test_engine_errors_are_clear(corpus, ray_session, tmp_path):
+    from ecomharness.errors import UserError
+    from ecomharness.data.ray_build import build_dataset_ray
+
+    root, sources = corpus
+    mixcpt = _recipe(root, sources, "mixture", mixer={"name": "knowledge_mixture",
+                                                      "instruction_sources": ["reviews_bad"]})
+    with pytest.raises(UserError, match="needs every record at once"):
+        build_dataset_ray(load_recipe(mixcpt), log=lambda *_: None)
+    strict = _recipe(root, sources, "strict", on_error="raise")
+    with pytest.raises(UserError, match=r"reviews_bad\.jsonl:2: invalid JSON"):
+        build_dataset_ray(load_recipe(strict), blocks=2, log=lambda *_: None)
+    assert not (root / "strict").exists()
+    result = run_cli("data", "build", str(strict), "--blocks", "2")
+    assert result.returncode != 0 and "--engine ray" in result.stderr
