@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,37 @@ def test_engine_errors_are_clear(corpus, ray_session, tmp_path):
     assert not (root / "strict").exists()
     result = run_cli("data", "build", str(strict), "--blocks", "2")
     assert result.returncode != 0 and "--engine ray" in result.stderr
+
+
+def test_selection_and_curriculum_on_scorer_actors_match_the_local_engine(corpus, ray_session, tmp_path):
+    """Selection (soft sampling, balanced over a topic field: seeded draws over records in
+    reading order) and a curriculum, scored by Ray actors through the shared cache."""
+    from ecomharness.data.ray_build import build_dataset_ray
+
+    root, sources = corpus
+    def extra(cache):
+        return {"select": {"sources": ["products_zh", "reviews_bad"], "scorers": {"pos_entropy": {}},
+                           "sampling": {"mode": "soft", "fraction": 0.6, "temperature": 0.5},
+                           "balance": {"field": "category"}, "cache_dir": str(tmp_path / cache)},
+                "curriculum": {"by": "pos_entropy", "stages": 3, "cache_dir": str(tmp_path / cache)}}
+
+    # The cache emptied between the two: each engine scores everything itself.
+    local = build_dataset(load_recipe(_recipe(root, sources, "sel_local", **extra("cache"))), log=lambda *_: None)
+    shutil.rmtree(tmp_path / "cache")
+    lines: list[str] = []
+    on_ray = build_dataset_ray(load_recipe(_recipe(root, sources, "sel_ray", **extra("cache"))), blocks=5,
+                               scorer_actors=2, log=lines.append)
+    assert _files(root / "sel_ray") == _files(root / "sel_local")
+    chosen = local["selection"]["sources"]["products_zh"]
+    assert 0 < chosen["kept"] < chosen["records"]
+    assert len(on_ray["curriculum"]["stages"]) == 3
+    assert on_ray["score_cache"]["selection"]["computed"] == chosen["records"] + \
+        local["selection"]["sources"]["reviews_bad"]["records"]
+    assert any("selection: kept products_zh" in line for line in lines)
+    # Again on Ray, with the cache the first Ray build filled: the actors score nothing.
+    again = build_dataset_ray(load_recipe(_recipe(root, sources, "sel_ray", **extra("cache"))), force=True, blocks=3,
+                              log=lambda *_: None)
+    assert again["score_cache"]["selection"]["computed"] == 0
+    assert again["score_cache"]["curriculum"]["computed"] == 0
+    assert _files(root / "sel_ray")["dataset/data-00000-of-00003.arrow"] == \
+        _files(root / "sel_local")["dataset/data-00000-of-00003.arrow"]

@@ -35,6 +35,8 @@ def add_arguments(parser) -> None:
                             "start Ray on this machine)")
     build.add_argument("--blocks", type=int, default=None,
                        help="ray engine: read pieces to cut the sources into (default: about 128 MiB each)")
+    build.add_argument("--scorer-actors", type=int, default=None,
+                       help="ray engine: selection/curriculum scorer actors (default: one per GPU, else one)")
 
 
 def run(args) -> int:
@@ -54,10 +56,11 @@ def run(args) -> int:
     if args.engine == "ray":
         from ecomharness.data.ray_build import build_dataset_ray
 
-        stats = build_dataset_ray(recipe, force=args.force, address=args.address, blocks=args.blocks)
+        stats = build_dataset_ray(recipe, force=args.force, address=args.address, blocks=args.blocks,
+                                  scorer_actors=args.scorer_actors)
     else:
-        if args.address is not None or args.blocks is not None:
-            raise UserError("--address and --blocks are options of --engine ray")
+        if args.address is not None or args.blocks is not None or args.scorer_actors is not None:
+            raise UserError("--address, --blocks and --scorer-actors are options of --engine ray")
         stats = build_dataset(recipe, force=args.force)
     r = stats["ratios"]
     g2d = r["general_to_domain_achieved"]

@@ -22,6 +22,7 @@ import numpy as np
 
 from ecomharness.data import layout, pack, ratio
 from ecomharness.data.heldout import combine_masks, split_heldout
+from ecomharness.data.identity import copy_numbers
 from ecomharness.data.recipe import DataRecipe
 from ecomharness.data.records import build_table
 from ecomharness.data.samples import GENERAL, SampleTable, sample_table, sample_texts
@@ -126,8 +127,12 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         spec = recipe.curriculum
         cache_dir = Path(spec.cache_dir or recipe.output.parent / ".selection-cache")
         texts = sample_texts(table, samples, tokenizer, separator_text)
+        # Scored and staged from a canonical order (by uid and copy number), so ties and
+        # the shuffle inside stages do not depend on where the draw listed a sample.
+        uids = samples.uid[chosen.samples]
+        canonical = chosen.samples[np.lexsort((copy_numbers(uids), uids))]
         packed_order, curriculum_stats, score_cache["curriculum"] = order_samples(
-            spec, curriculum_scorer, chosen.samples, texts, cache_dir, recipe.seed + 1)
+            spec, curriculum_scorer, canonical, texts, cache_dir, recipe.seed + 1)
         # The curriculum is one order: shards take consecutive stretches of it.
         shard_order = np.array_split(packed_order, recipe.shards)
         timings["curriculum"] = time.perf_counter() - start

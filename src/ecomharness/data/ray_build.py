@@ -156,7 +156,7 @@ def _piece_records(recipe: DataRecipe, piece: Piece):
         yield from data_sources.get(source.format)(piece.path, source.options)
 
 
-RECORD_COLUMNS = ("piece", "source", "language", "key", "uid", "part", "text", "held", "report")
+RECORD_COLUMNS = ("piece", "row", "source", "language", "key", "uid", "part", "text", "held", "report", "topic_field")
 
 
 @_input_errors
@@ -176,9 +176,14 @@ def read_piece(recipe: DataRecipe, piece_index: int, piece: Piece, partitions: i
     language = sorted({s.language for s in recipe.sources}).index(source.language)
     report = SourceReport()
     columns: dict[str, list] = {name: [] for name in RECORD_COLUMNS}
-    for key, text, record in _rendered(source, lambda path, options: _piece_records(recipe, piece),
-                                       recipe.on_error, report):
+    select = recipe.select
+    topic_field = (select.balance or {}).get("field") if select is not None and source.name in select.sources else None
+    for row, (key, text, record) in enumerate(_rendered(source, lambda path, options: _piece_records(recipe, piece),
+                                                        recipe.on_error, report)):
         uid = record_uid(source.name, key, text)
+        columns["row"].append(row)
+        value = record.get(topic_field) if topic_field else None
+        columns["topic_field"].append(None if value in (None, "") else str(value))
         held = None
         if recipe.heldout is not None:
             doc, order = held_document(recipe.seed, recipe.heldout, source, text, record)
@@ -190,6 +195,8 @@ def read_piece(recipe: DataRecipe, piece_index: int, piece: Piece, partitions: i
         columns["text"].append(None if held else text)
         columns["held"].append(held)
         columns["report"].append(None)
+    columns["row"].append(-1)
+    columns["topic_field"].append(None)
     columns["key"].append(None)
     columns["uid"].append(0)
     columns["part"].append(0)
@@ -202,11 +209,13 @@ def read_piece(recipe: DataRecipe, piece_index: int, piece: Piece, partitions: i
     columns["source"] = [piece.source] * n
     columns["language"] = [language] * n
     return pa.table({
-        "piece": pa.array(columns["piece"], pa.int32()), "source": pa.array(columns["source"], pa.int16()),
+        "piece": pa.array(columns["piece"], pa.int32()), "row": pa.array(columns["row"], pa.int64()),
+        "source": pa.array(columns["source"], pa.int16()),
         "language": pa.array(columns["language"], pa.int16()), "key": pa.array(columns["key"], pa.string()),
         "uid": pa.array(columns["uid"], pa.uint64()), "part": pa.array(columns["part"], pa.int32()),
         "text": pa.array(columns["text"], pa.string()), "held": pa.array(columns["held"], pa.string()),
         "report": pa.array(columns["report"], pa.string()),
+        "topic_field": pa.array(columns["topic_field"], pa.string()),
     })
 
 
@@ -256,8 +265,9 @@ def _tokenizer(name: str):
 
 
 @_input_errors
-def tokenize_batch(batch, tokenizer_name: str):
-    """Add ``ids`` (list of int32) to the rows that have text; other rows get none."""
+def tokenize_batch(batch, tokenizer_name: str, keep_text: bool = False):
+    """Add ``ids`` (list of int32) to the rows that have text; other rows get none. The
+    text is dropped unless selection still has to score it (``keep_text``)."""
     import pyarrow as pa
 
     _maybe_fail("tokenize")
@@ -265,7 +275,9 @@ def tokenize_batch(batch, tokenizer_name: str):
     present = [t for t in texts if t is not None]
     encoded = iter(_tokenizer(tokenizer_name).backend_tokenizer.encode_batch(present, add_special_tokens=False))
     ids = [next(encoded).ids if t is not None else [] for t in texts]
-    return batch.drop_columns(["text"]).append_column("ids", pa.array(ids, pa.list_(pa.int32())))
+    if not keep_text:
+        batch = batch.drop_columns(["text"])
+    return batch.append_column("ids", pa.array(ids, pa.list_(pa.int32())))
 
 
 def _record_table(batch, recipe: DataRecipe):
@@ -290,7 +302,7 @@ def _record_table(batch, recipe: DataRecipe):
     )
 
 
-SAMPLE_SCHEMA_FIELDS = ("uid", "kind", "language", "tokens", "ids", "source_tokens", "mix_stats")
+SAMPLE_SCHEMA_FIELDS = ("uid", "kind", "language", "tokens", "ids", "source_tokens", "record_tokens", "mix_stats")
 
 
 def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separator: np.ndarray, eos: int,
@@ -301,10 +313,11 @@ def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separa
 
     sizes = np.diff(bounds)
     uids = sample_uids(table.uid[order], bounds)
-    ids, per_source = [], []
+    ids, per_source, record_tokens = [], [], []
     n_sources = len(table.source_names)
     for j in range(len(sizes)):
         rows = order[bounds[j]:bounds[j + 1]]
+        record_tokens.append(table.n_tokens[rows])
         parts = []
         for position, row in enumerate(rows.tolist()):
             if position and len(separator):
@@ -320,6 +333,7 @@ def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separa
         "language": pa.array(language.astype(np.int16)),
         "tokens": pa.array(np.asarray([len(x) for x in ids], np.int64)),
         "ids": pa.array(ids, pa.list_(pa.int32())), "source_tokens": pa.array(per_source, pa.list_(pa.int64())),
+        "record_tokens": pa.array(record_tokens, pa.list_(pa.int32())),
         "mix_stats": pa.array([None] * len(sizes), pa.string()),
     }
     out = pa.table(columns)
@@ -327,7 +341,8 @@ def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separa
         stats_row = pa.table({
             "uid": pa.array([0], pa.uint64()), "kind": pa.array([-1], pa.int8()), "language": pa.array([0], pa.int16()),
             "tokens": pa.array([0], pa.int64()), "ids": pa.array([[]], pa.list_(pa.int32())),
-            "source_tokens": pa.array([[]], pa.list_(pa.int64())), "mix_stats": pa.array([mix_stats], pa.string()),
+            "source_tokens": pa.array([[]], pa.list_(pa.int64())), "record_tokens": pa.array([[]], pa.list_(pa.int32())),
+            "mix_stats": pa.array([mix_stats], pa.string()),
         })
         out = pa.concat_tables([out, stats_row])
     return out
@@ -358,9 +373,11 @@ def general_samples(batch, recipe: DataRecipe, separator: np.ndarray, eos: int, 
 
 
 @_input_errors
-def copies_batch(batch, chosen_uids, chosen_counts, seed: int, shards: int):
+def copies_batch(batch, chosen_uids, chosen_counts, seed: int, shards: int, placement=None):
     """Every drawn copy of the batch's samples with its shard and packing key. Rows of
-    equal uid (equal content) each emit all copies; the shard task keeps one of each."""
+    equal uid (equal content) each emit all copies; the shard task keeps one of each.
+    ``placement`` (a curriculum's order): the shard and key of every copy, listed by
+    (uid, copy number); without it both come from seeded hashes."""
     import pyarrow as pa
 
     from ecomharness.data.identity import pack_keys
@@ -374,7 +391,12 @@ def copies_batch(batch, chosen_uids, chosen_counts, seed: int, shards: int):
         counts = np.where(found, chosen_counts[where], 0)
     rows = np.repeat(np.arange(len(uids)), counts)
     copy = (np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int64)
-    shard, key = pack_keys(uids[rows], copy, seed + 1, shards)
+    if placement is None:
+        shard, key = pack_keys(uids[rows], copy, seed + 1, shards)
+    else:
+        first = np.cumsum(chosen_counts) - chosen_counts  # each uid's first copy in placement
+        entry = first[np.searchsorted(chosen_uids, uids[rows])] + copy
+        shard, key = placement[0][entry], placement[1][entry]
     taken = batch.take(pa.array(rows, pa.int64()))
     return pa.table({"shard": pa.array(shard, pa.int32()), "key": pa.array(key, pa.uint64()),
                      "uid": taken.column("uid"), "copy": pa.array(copy, pa.int64()), "ids": taken.column("ids")})
@@ -479,11 +501,13 @@ def _user_error(exc: BaseException) -> UserError | None:
 
 
 def build_dataset_ray(recipe: DataRecipe, force: bool = False, address: str | None = None,
-                      blocks: int | None = None, log=print) -> dict:
+                      blocks: int | None = None, scorer_actors: int | None = None, log=print) -> dict:
     """Build the packed dataset of ``recipe`` on Ray Data (see the module docstring);
-    return the stats written to stats.json, which equal the local engine's."""
+    return the stats written to stats.json, which equal the local engine's.
+    ``scorer_actors``: the pool of selection/curriculum scorer actors (default: one per
+    GPU of the cluster, else one)."""
     try:
-        return _build(recipe, force, address, blocks, log)
+        return _build(recipe, force, address, blocks, scorer_actors, log)
     except UserError:
         raise
     except Exception as exc:
@@ -493,7 +517,8 @@ def build_dataset_ray(recipe: DataRecipe, force: bool = False, address: str | No
         raise
 
 
-def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | None, log) -> dict:
+def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | None, scorer_actors: int | None,
+           log) -> dict:
     from ecomharness.data.build import (_check_each_kind_has_records, _write_output, build_stats, log_packed,
                                         pad_token, write_build_files)
     from ecomharness.data.heldout import first_documents, folder_of
@@ -509,9 +534,11 @@ def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | N
     if not getattr(mixer, "runs_per_key_group", False):
         raise UserError(f"mixer {recipe.mixer.name!r} needs every record at once, which the ray engine does not "
                         "give it (its mixers run per hash partition of the keys): use --engine local")
-    if recipe.select is not None or recipe.curriculum is not None:
-        raise UserError("select and curriculum run on the local engine only (docs/data.md, 'What stays local'): "
-                        "use --engine local for this recipe")
+    curriculum_scorer = None
+    if recipe.curriculum is not None:  # built here too: a bad proxy model path fails before any reading
+        from ecomharness.select.scorers import build_scorer
+
+        curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options), where="curriculum")
     tokenizer = load_tokenizer(recipe.tokenizer)
     separator_text = recipe.mixer.options.get("separator", "\n")
     separator = np.asarray(tokenizer(separator_text, add_special_tokens=False)["input_ids"], np.int32)
@@ -530,7 +557,8 @@ def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | N
     start = time.perf_counter()
     # Read tasks are retried by Ray core's default for tasks (3) when their worker dies.
     records = ray.data.read_datasource(_datasource(recipe, pieces, partitions), override_num_blocks=len(pieces))
-    records = records.map_batches(tokenize_batch, fn_kwargs={"tokenizer_name": recipe.tokenizer},
+    records = records.map_batches(tokenize_batch, fn_kwargs={"tokenizer_name": recipe.tokenizer,
+                                                             "keep_text": recipe.select is not None},
                                   batch_format="pyarrow", batch_size=recipe.batch_size, **retries).materialize()
     timings["read_tokenize"] = time.perf_counter() - start
 
@@ -556,6 +584,16 @@ def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | N
             held_counts[recipe.sources[row["source"]].name] += row["held_count"]
     heldout_docs = ({folder: first_documents(items, recipe.heldout.max_documents)
                      for folder, items in candidates.items()} if recipe.heldout else None)
+
+    selection = None
+    actors = _actor_pool(scorer_actors)
+    if recipe.select is not None:
+        start = time.perf_counter()
+        selection, kept = _select(recipe, records, actors, log)
+        timings["select"] = time.perf_counter() - start
+        records = records.map_batches(_apply_selection, fn_kwargs={"kept": kept, "codes": [
+            i for i, s in enumerate(recipe.sources) if s.name in recipe.select.sources]},
+            batch_format="pyarrow", **retries)
 
     # Ray Data skips a function on a block with no rows and passes on a block with no
     # columns, which its hash shuffle cannot concatenate: every stage that can empty a
@@ -598,6 +636,12 @@ def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | N
     chosen = ratio.draw_samples(meta["tokens"], meta["kind"], meta["language"], meta["uid"], languages,
                                 recipe.ratio, recipe.seed)
     chosen_uids, chosen_counts = np.unique(meta["uid"][chosen.samples], return_counts=True)
+    placement, curriculum_stats, curriculum_cache = None, None, None
+    if curriculum_scorer is not None:
+        start = time.perf_counter()
+        placement, curriculum_stats, curriculum_cache = _curriculum(recipe, samples, chosen_uids, chosen_counts,
+                                                                    curriculum_scorer, actors, separator_text, log)
+        timings["curriculum"] = time.perf_counter() - start
     uses = np.bincount(chosen.samples, minlength=len(meta["uid"]))
     totals["tokens_used"] = (meta["source_tokens"] * uses[:, None]).sum(axis=0) if len(uses) else totals["tokens"] * 0
     timings["ratio"] = time.perf_counter() - start
@@ -608,7 +652,7 @@ def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | N
         dataset_dir.mkdir(parents=True, exist_ok=True)
         copies = samples.map_batches(copies_batch, fn_kwargs={
             "chosen_uids": chosen_uids, "chosen_counts": chosen_counts, "seed": recipe.seed,
-            "shards": recipe.shards}, batch_format="pyarrow", **retries)
+            "shards": recipe.shards, "placement": placement}, batch_format="pyarrow", **retries)
         written = copies.groupby("shard", num_partitions=recipe.shards).map_groups(pack_shard, fn_kwargs={
             "out_dir": str(dataset_dir), "seq_len": recipe.seq_len, "pad_id": pad_token(tokenizer),
             "shards": recipe.shards}, batch_format="pyarrow", **retries).take_all()
@@ -624,6 +668,10 @@ def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | N
                             {"domain": len(mix), "general": int(np.sum(meta["kind"] == 1))}, chosen, packed,
                             separator_text)
         stats["tokenizer_fingerprint"] = tokenizer_fingerprint(tokenizer)
+        if selection is not None:
+            stats["selection"] = selection.stats
+        if curriculum_stats is not None:
+            stats["curriculum"] = curriculum_stats
         if recipe.heldout is not None:
             stats["heldout"] = {"share": recipe.heldout.share, "max_documents": recipe.heldout.max_documents,
                                 "held_records": dict(sorted(held_counts.items())),
@@ -634,7 +682,211 @@ def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | N
     stats = _write_output(out, write, log)
     stats["timings_s"] = timings
     stats["engine"] = {"name": "ray", "read_pieces": len(pieces), "mix_partitions": partitions}
+    stats["score_cache"] = {k: v for k, v in (("selection", selection.cache if selection else None),
+                                                ("curriculum", curriculum_cache)) if v is not None}
     return stats
+
+
+# ----------------------------------------------------------------------------- scorers as actors
+
+
+def _actor_pool(size: int | None) -> dict:
+    """``map_batches`` arguments for the scorer actors: ``size`` of them (default one per
+    GPU, else one), each on a GPU when the cluster has them."""
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if size is not None and size < 1:
+        raise UserError(f"--scorer-actors: expected a whole number >= 1, got {size}")
+    return {"concurrency": size or max(1, gpus), "num_gpus": 1 if gpus else 0}
+
+
+class SelectionScorer:
+    """A Ray actor: the recipe's selection scorers, built once, scoring the records of
+    the selected sources through the shared on-disk score cache."""
+
+    def __init__(self, recipe: DataRecipe):
+        from ecomharness.select.stage import SelectionScoring
+
+        self.recipe = recipe
+        self.scoring = SelectionScoring(recipe, recipe.select)
+        self.codes = [i for i, s in enumerate(recipe.sources) if s.name in recipe.select.sources]
+        self.field = (recipe.select.balance or {}).get("field")
+
+    @_input_errors
+    def __call__(self, batch):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        _maybe_fail("score")
+        keep = pc.and_(pc.and_(pc.is_null(batch.column("report")), pc.is_null(batch.column("held"))),
+                       pc.is_in(batch.column("source"), value_set=pa.array(self.codes, pa.int16())))
+        rows = batch.filter(keep)
+        texts = rows.column("text").to_pylist()
+        fields = rows.column("topic_field").to_pylist()
+        records = [{self.field: value} for value in fields] if self.field else [{} for _ in texts]
+        before = (self.scoring.cache.computed, self.scoring.cache.reused)
+        methods_before = {n: Counter(getattr(s, "methods", {})) for n, s in self.scoring.scorers.items()}
+        scores, topics = self.scoring.score(texts, records) if texts else ({n: np.zeros(0) for n in
+                                                                             self.scoring.scorers}, [])
+        # What each scorer reports having used (pos_entropy's methods), for stats.json.
+        methods = {n: dict(Counter(getattr(s, "methods", {})) - methods_before[n])
+                   for n, s in self.scoring.scorers.items() if hasattr(s, "methods")}
+        out = {"source": rows.column("source"), "piece": rows.column("piece"), "row": rows.column("row"),
+               "topic": pa.array(topics if self.scoring.balance is not None else [None] * len(texts), pa.string())}
+        for name, values in scores.items():
+            out[f"score:{name}"] = pa.array(np.asarray(values, np.float64))
+        counted = np.zeros(len(texts), np.int64)
+        used = [None] * len(texts)
+        if len(texts):
+            counted[0] = self.scoring.cache.computed - before[0]
+            used[0] = json.dumps(methods)
+        out["computed"] = pa.array(counted)
+        out["methods"] = pa.array(used, pa.string())
+        return pa.table(out)
+
+
+def _select(recipe: DataRecipe, records, actors: dict, log):
+    """Score the selected sources on the actor pool, then choose on the driver from the
+    scores in reading order (sorted by piece and row): the local engine's choice, with
+    the same seeded draws. Returns the selection report and the kept (piece, row) keys."""
+    from ecomharness.select.stage import SelectionScoring, choose_records, selection_report
+
+    scored = records.map_batches(SelectionScorer, fn_constructor_kwargs={"recipe": recipe}, batch_format="pyarrow",
+                                 **actors)
+    tables = list(scored.iter_batches(batch_format="pyarrow", batch_size=None))
+    import pyarrow as pa
+
+    table = pa.concat_tables([t for t in tables if t.num_rows]) if any(t.num_rows for t in tables) else None
+    spec = recipe.select
+    # The driver's scoring object only names scorers and directions: nothing is scored here.
+    scoring = SelectionScoring(recipe, spec)
+    seed = recipe.seed if spec.seed is None else spec.seed
+    kept_keys, kept, per_source = [], {}, {}
+    computed = int(np.sum(table.column("computed").to_numpy())) if table is not None else 0
+    for used in (table.column("methods").to_pylist() if table is not None else []):
+        for name, counts in json.loads(used or "{}").items():
+            scoring.scorers[name].methods.update(counts)
+    total = 0
+    for index, source in enumerate(recipe.sources):
+        if source.name not in spec.sources:
+            continue
+        if table is not None:
+            mine = table.filter(pa.compute.equal(table.column("source"), index))
+        else:
+            mine = None
+        n = mine.num_rows if mine is not None else 0
+        pieces = mine.column("piece").to_numpy() if n else np.zeros(0, np.int64)
+        rows = mine.column("row").to_numpy() if n else np.zeros(0, np.int64)
+        order = np.lexsort((rows, pieces))
+        merged = {name: (mine.column(f"score:{name}").to_numpy()[order] if n else np.zeros(0))
+                  for name in scoring.scorers}
+        topics = [mine.column("topic").to_pylist()[i] for i in order] if n and scoring.balance is not None else []
+        mask, per_source[source.name] = choose_records(spec, scoring, seed, n, merged, topics)
+        kept[source.name] = mask
+        kept_keys.append(pieces[order][mask].astype(np.int64) * (1 << 32) + rows[order][mask])
+        total += n
+    report = selection_report(spec, scoring, kept, per_source, computed, total - computed, log)
+    keys = np.sort(np.concatenate(kept_keys)) if kept_keys else np.zeros(0, np.int64)
+    return report, keys
+
+
+def _apply_selection(batch, kept: np.ndarray, codes: list[int]):
+    """Drop the selected sources' records that selection did not keep."""
+    import pyarrow as pa
+
+    source = batch.column("source").to_numpy()
+    keys = batch.column("piece").to_numpy().astype(np.int64) * (1 << 32) + batch.column("row").to_numpy()
+    chosen = np.isin(source, codes)
+    training = np.asarray([r is None for r in batch.column("report").to_pylist()]) & \
+        np.asarray([h is None for h in batch.column("held").to_pylist()])
+    found = np.zeros(len(keys), bool)
+    if len(kept):
+        at = np.minimum(np.searchsorted(kept, keys), len(kept) - 1)
+        found = kept[at] == keys
+    drop = chosen & training & ~found
+    return batch.filter(pa.array(~drop)).drop_columns(["text"])
+
+
+class CurriculumScorer:
+    """A Ray actor: the curriculum's scorer, built once, scoring drawn samples (decoded
+    record by record and joined with the separator, as the local engine does) through
+    the shared on-disk score cache."""
+
+    def __init__(self, recipe: DataRecipe, separator_text: str):
+        from ecomharness.select.cache import ScoreCache
+        from ecomharness.select.scorers import build_scorer
+
+        spec = recipe.curriculum
+        self.scorer = build_scorer(spec.by, dict(spec.options), where="curriculum")
+        self.cache = ScoreCache(Path(spec.cache_dir or recipe.output.parent / ".selection-cache"))
+        self.tokenizer = _tokenizer(recipe.tokenizer)
+        self.separator_text = separator_text
+        self.separator_tokens = len(self.tokenizer(separator_text, add_special_tokens=False)["input_ids"])
+
+    @_input_errors
+    def __call__(self, batch, chosen_uids: np.ndarray):
+        import pyarrow as pa
+
+        _maybe_fail("curriculum")
+        uids = batch.column("uid").to_numpy()
+        wanted = np.isin(uids, chosen_uids) & (batch.column("kind").to_numpy() >= 0)
+        rows = np.flatnonzero(wanted)
+        ids = batch.column("ids")
+        lengths = batch.column("record_tokens")
+        texts = []
+        for row in rows.tolist():
+            sample = ids[row].values.to_numpy(zero_copy_only=False)
+            pieces, at = [], 0
+            for n in lengths[row].values.to_numpy(zero_copy_only=False).tolist():
+                if pieces:
+                    at += self.separator_tokens
+                pieces.append(sample[at:at + n].tolist())
+                at += n
+            texts.append(self.separator_text.join(self.tokenizer.batch_decode(pieces, skip_special_tokens=True)))
+        before = self.cache.computed
+        scores = self.cache.get_or_score(texts, self.scorer) if texts else np.zeros(0)
+        computed = np.zeros(len(rows), np.int64)
+        if len(rows):
+            computed[0] = self.cache.computed - before
+        return pa.table({"uid": pa.array(uids[rows], pa.uint64()), "score": pa.array(np.asarray(scores, np.float64)),
+                         "computed": pa.array(computed)})
+
+
+def _curriculum(recipe: DataRecipe, samples, chosen_uids, chosen_counts, scorer, actors: dict, separator_text: str,
+                log):
+    """Score the drawn samples on the actor pool and order them on the driver: the
+    local engine's order (from the canonical (uid, copy) listing), cut into shards as
+    consecutive stretches. Returns each copy's (shard, key) listed by (uid, copy), the
+    curriculum stats and the cache counts."""
+    from ecomharness.select.curriculum import curriculum_order
+
+    spec = recipe.curriculum
+    scored = samples.map_batches(CurriculumScorer, fn_constructor_kwargs={"recipe": recipe,
+                                                                          "separator_text": separator_text},
+                                 fn_kwargs={"chosen_uids": chosen_uids}, batch_format="pyarrow", **actors)
+    uid_parts, score_parts, computed = [], [], 0
+    for table in scored.iter_batches(batch_format="pyarrow", batch_size=None):
+        uid_parts.append(table.column("uid").to_numpy())
+        score_parts.append(table.column("score").to_numpy())
+        computed += int(np.sum(table.column("computed").to_numpy()))
+    uids = np.concatenate(uid_parts) if uid_parts else np.zeros(0, np.uint64)
+    scores = np.concatenate(score_parts) if score_parts else np.zeros(0)
+    first = np.unique(uids, return_index=True)[1]  # equal content, equal score: one each
+    score_of = dict(zip(uids[first].tolist(), scores[first].tolist()))
+    entries = np.repeat(chosen_uids, chosen_counts)  # (uid, copy) order: the canonical listing
+    entry_scores = np.asarray([score_of[u] for u in entries.tolist()], np.float64)
+    ordered, stats = curriculum_order(spec, entry_scores, recipe.seed + 1, scorer.config)
+    shard = np.zeros(len(entries), np.int64)
+    key = np.zeros(len(entries), np.uint64)
+    for index, part in enumerate(np.array_split(ordered, recipe.shards)):
+        shard[part] = index
+        key[part] = np.arange(len(part), dtype=np.uint64)
+    log(f"[data] curriculum: {len(entries):,} samples in {len(stats['stages'])} stage(s) by {spec.by} ({spec.order}); "
+        f"scores computed {computed:,}, reused {len(first) - computed:,}")
+    cache = {"computed": computed, "reused": int(len(first) - computed),
+             "dir": str(Path(spec.cache_dir or recipe.output.parent / ".selection-cache"))}
+    return (shard, key), stats, cache
 
 
 def _side_rows(batch, limit: int):
@@ -676,7 +928,9 @@ def training_rows(batch, codes: list[int] | None = None):
     keep = pc.and_(pc.is_null(batch.column("report")), pc.is_null(batch.column("held")))
     if codes is not None:
         keep = pc.and_(keep, pc.is_in(batch.column("source"), value_set=pa.array(codes, pa.int16())))
-    return batch.filter(keep).drop_columns(["report", "held", "piece"])
+    batch = batch.filter(keep)
+    return batch.drop_columns([c for c in ("report", "held", "piece", "row", "text", "topic_field")
+                               if c in batch.column_names])
 
 
 def _without_empty_blocks(dataset):

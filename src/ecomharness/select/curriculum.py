@@ -94,6 +94,13 @@ def order_samples(spec: CurriculumSpec, scorer, samples: np.ndarray, sample_text
         values.append(cache.get_or_score(sample_texts(ids), scorer))
     score_of = np.concatenate(values) if values else np.zeros(0)
     scores = score_of[np.searchsorted(distinct, samples)]
+    ordered, stats = curriculum_order(spec, scores, seed, scorer.config)
+    counts = {"computed": cache.computed, "reused": cache.reused, "dir": str(cache.directory)}
+    return samples[ordered], stats, counts
+
+
+def curriculum_order(spec: CurriculumSpec, scores: np.ndarray, seed: int, scorer_config: dict) -> tuple[np.ndarray, dict]:
+    """Positions of the scored samples in curriculum order, and the stats for stats.json."""
     ordered, parts = stage_order(scores, spec.stages, spec.order == "descending", seed)
     position = 0
     stage_stats = []
@@ -102,6 +109,4 @@ def order_samples(spec: CurriculumSpec, scorer, samples: np.ndarray, sample_text
         stage_stats.append({"samples": int(len(part)), "first": position, "mean_score": float(chunk.mean()),
                             "min_score": float(chunk.min()), "max_score": float(chunk.max())})
         position += len(part)
-    stats = {"by": spec.by, "order": spec.order, "stages": stage_stats, "scorer": scorer.config}
-    counts = {"computed": cache.computed, "reused": cache.reused, "dir": str(cache.directory)}
-    return samples[ordered], stats, counts
+    return ordered, {"by": spec.by, "order": spec.order, "stages": stage_stats, "scorer": scorer_config}

@@ -131,6 +131,68 @@ def parse_selection(raw: Any, where: str, source_names: list[str], domain_names:
                          sampling=_sampling(raw.get("sampling")), balance=balance, cache_dir=cache_dir, seed=seed)
 
 
+class SelectionScoring:
+    """The scorers, topic source and score cache of a ``select`` block, built once (in
+    the build's process, or once per Ray actor by the Ray engine)."""
+
+    def __init__(self, recipe, spec: SelectionSpec):
+        self.balance = BalanceSpec(spec.balance) if spec.balance is not None else None
+        self.scorers = {name: build_scorer(name, options) for name, options in spec.scorers.items()}
+        self.directions = {name: getattr(scorer, "higher_is_better", True) for name, scorer in self.scorers.items()}
+        self.cache = ScoreCache(Path(spec.cache_dir or recipe.output.parent / ".selection-cache"))
+
+    def score(self, texts: list[str], records: list[dict]) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Each scorer's scores of ``texts`` (through the cache) and their topics (empty
+        without ``balance``); ``records`` are the texts' records (for a topic field)."""
+        columns = {name: self.cache.get_or_score(texts, scorer) for name, scorer in self.scorers.items()}
+        topics = self.balance.topics(records, texts) if self.balance is not None else []
+        return columns, topics
+
+
+def choose_records(spec: SelectionSpec, scoring: SelectionScoring, seed: int, n: int,
+                   merged: dict[str, np.ndarray], topics: list[str]) -> tuple[np.ndarray, dict]:
+    """The keep mask over one source's ``n`` records (scores and topics in build order)
+    and that source's entry in the selection stats."""
+    sampling = spec.sampling
+    if merged and n:
+        score = combine(merged, scoring.directions, spec.weights, spec.combine)
+    else:  # balance alone: a seeded random order inside each topic
+        score = np.random.default_rng(seed).random(n)
+    k = int(sampling["k"]) if "k" in sampling else int(round(float(sampling.get("fraction", 0.1)) * n))
+    mode, temperature = sampling.get("mode", "hard"), float(sampling.get("temperature", 1.0))
+    topic_report = None
+    if scoring.balance is not None:
+        picked, topic_report = choose_balanced(score, topics, k, mode, temperature, seed, scoring.balance.weights)
+    else:
+        picked = choose(score, k, mode, temperature, seed)
+    mask = np.zeros(n, bool)
+    mask[picked] = True
+    entry = {
+        "records": n, "kept": int(mask.sum()),
+        "mean_score": {name: float(v.mean()) if len(v) else None for name, v in merged.items()},
+        "mean_score_kept": {name: float(v[mask].mean()) if mask.any() else None for name, v in merged.items()},
+    }
+    if topic_report is not None:
+        entry["topics"] = topic_report
+    return mask, entry
+
+
+def selection_report(spec: SelectionSpec, scoring: SelectionScoring, kept: dict[str, np.ndarray],
+                     per_source: dict[str, dict], computed: int, reused: int, log=print) -> SelectionReport:
+    """What selection did, for stats.json and the console."""
+    stats = {"sources": per_source, "scorers": {n: s.config for n, s in scoring.scorers.items()},
+             "sampling": spec.sampling, "combine": spec.combine}
+    if scoring.balance is not None:
+        stats["balance"] = {"by": scoring.balance.name, "weights": scoring.balance.weights}
+    for name, scorer in scoring.scorers.items():
+        if hasattr(scorer, "methods"):
+            stats["scorers"][name] = {**scorer.config, "methods_used": dict(scorer.methods)}
+    log(f"[data] selection: kept " + ", ".join(f"{n} {v['kept']:,}/{v['records']:,}" for n, v in per_source.items())
+        + f" (scores computed {computed:,}, reused {reused:,})")
+    return SelectionReport(kept=kept, stats=json.loads(json.dumps(stats, default=str)),
+                           cache={"computed": computed, "reused": reused, "dir": str(scoring.cache.directory)})
+
+
 def run_selection(recipe, spec: SelectionSpec, rendered: Callable[[Any], Iterable[tuple[str, dict]]],
                   log=print) -> SelectionReport:
     """Score and choose; return the keep masks per source and the stats.
@@ -139,27 +201,22 @@ def run_selection(recipe, spec: SelectionSpec, rendered: Callable[[Any], Iterabl
     order: the build renders, this step only scores and chooses (so selection never
     reaches into the build's internals, and the masks line up with the build's records).
     """
-    balance = BalanceSpec(spec.balance) if spec.balance is not None else None
-    scorers = {name: build_scorer(name, options) for name, options in spec.scorers.items()}
-    directions = {name: getattr(scorer, "higher_is_better", True) for name, scorer in scorers.items()}
-    weights, sampling = spec.weights, spec.sampling
-    cache = ScoreCache(Path(spec.cache_dir or recipe.output.parent / ".selection-cache"))
+    scoring = SelectionScoring(recipe, spec)
     seed = recipe.seed if spec.seed is None else spec.seed
-
-    kept, stats = {}, {"sources": {}, "scorers": {n: s.config for n, s in scorers.items()}}
+    kept, per_source = {}, {}
     for source in recipe.sources:
         if source.name not in spec.sources:
             continue
-        columns: dict[str, list[np.ndarray]] = {n: [] for n in scorers}
+        columns: dict[str, list[np.ndarray]] = {n: [] for n in scoring.scorers}
         topics: list[str] = []
         batch: list[str] = []
         records: list[dict] = []
 
         def flush():
-            for scorer_name, scorer in scorers.items():
-                columns[scorer_name].append(cache.get_or_score(batch, scorer))
-            if balance is not None:
-                topics.extend(balance.topics(records, batch))
+            scores, batch_topics = scoring.score(batch, records)
+            for name, values in scores.items():
+                columns[name].append(values)
+            topics.extend(batch_topics)
             batch.clear()
             records.clear()
 
@@ -173,35 +230,5 @@ def run_selection(recipe, spec: SelectionSpec, rendered: Callable[[Any], Iterabl
         if batch:
             flush()
         merged = {name: np.concatenate(c) if c else np.zeros(0) for name, c in columns.items()}
-        if merged and n:
-            score = combine(merged, directions, weights, spec.combine)
-        else:  # balance alone: a seeded random order inside each topic
-            score = np.random.default_rng(seed).random(n)
-        k = int(sampling["k"]) if "k" in sampling else int(round(float(sampling.get("fraction", 0.1)) * n))
-        mode, temperature = sampling.get("mode", "hard"), float(sampling.get("temperature", 1.0))
-        topic_report = None
-        if balance is not None:
-            picked, topic_report = choose_balanced(score, topics, k, mode, temperature, seed, balance.weights)
-        else:
-            picked = choose(score, k, mode, temperature, seed)
-        mask = np.zeros(n, bool)
-        mask[picked] = True
-        kept[source.name] = mask
-        stats["sources"][source.name] = {
-            "records": n, "kept": int(mask.sum()),
-            "mean_score": {name: float(v.mean()) if len(v) else None for name, v in merged.items()},
-            "mean_score_kept": {name: float(v[mask].mean()) if mask.any() else None for name, v in merged.items()},
-        }
-        if topic_report is not None:
-            stats["sources"][source.name]["topics"] = topic_report
-    stats["sampling"] = sampling
-    stats["combine"] = spec.combine
-    if balance is not None:
-        stats["balance"] = {"by": balance.name, "weights": balance.weights}
-    for name, scorer in scorers.items():
-        if hasattr(scorer, "methods"):
-            stats["scorers"][name] = {**scorer.config, "methods_used": dict(scorer.methods)}
-    log(f"[data] selection: kept " + ", ".join(f"{n} {v['kept']:,}/{v['records']:,}" for n, v in stats["sources"].items())
-        + f" (scores computed {cache.computed:,}, reused {cache.reused:,})")
-    return SelectionReport(kept=kept, stats=json.loads(json.dumps(stats, default=str)),
-                           cache={"computed": cache.computed, "reused": cache.reused, "dir": str(cache.directory)})
+        kept[source.name], per_source[source.name] = choose_records(spec, scoring, seed, n, merged, topics)
+    return selection_report(spec, scoring, kept, per_source, scoring.cache.computed, scoring.cache.reused, log)
