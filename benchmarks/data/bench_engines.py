@@ -103,12 +103,17 @@ def main() -> None:
               f"(plus {on_ray['ray_start_s']:.1f} s to start Ray); same content: {on_ray['content'] == local['content']}")
         if args.scaling:
             print(f"\n## Ray engine, weak scaling at about {args.records_per_block:,} records per block\n")
-            print("| domain records | blocks | read pieces | wall s | s per block |")
-            print("|--:|--:|--:|--:|--:|")
+            print("| domain records | blocks | read pieces | wall s | s per block | s per added block |")
+            print("|--:|--:|--:|--:|--:|--:|")
+            previous = None
             for n in args.scaling:
                 b = max(1, round(n * 1.25 / args.records_per_block))
                 r = on_ray if (n == args.records and b == blocks) else run(recipes[n], "ray", b)
-                print(f"| {n:,} | {b} | {r['pieces']} | {r['seconds']:.1f} | {r['seconds'] / b:.2f} |")
+                # The fixed cost of the stages shrinks per block as blocks grow; the cost of
+                # each added block is what must stay flat.
+                added = "" if previous is None else f"{(r['seconds'] - previous[1]) / (b - previous[0]):.2f}"
+                print(f"| {n:,} | {b} | {r['pieces']} | {r['seconds']:.1f} | {r['seconds'] / b:.2f} | {added} |")
+                previous = (b, r["seconds"])
 
 
 if __name__ == "__main__":

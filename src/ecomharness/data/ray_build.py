@@ -312,29 +312,38 @@ def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separa
     import pyarrow as pa
 
     sizes = np.diff(bounds)
+    n_samples, n_sources = len(sizes), len(table.source_names)
     uids = sample_uids(table.uid[order], bounds)
-    ids, per_source, record_tokens = [], [], []
-    n_sources = len(table.source_names)
-    for j in range(len(sizes)):
-        rows = order[bounds[j]:bounds[j + 1]]
-        record_tokens.append(table.n_tokens[rows])
-        parts = []
-        for position, row in enumerate(rows.tolist()):
-            if position and len(separator):
-                parts.append(separator)
-            parts.append(table.token_ids(row))
-        parts.append(np.asarray([eos], np.int32))
-        ids.append(np.concatenate(parts))
-        per_source.append(np.bincount(table.source[rows], weights=table.n_tokens[rows], minlength=n_sources)
-                          .astype(np.int64))
-    language = table.language[order[bounds[:-1]]] if len(sizes) else np.zeros(0, np.int16)
+    lengths = table.n_tokens[order].astype(np.int64)
+    # Every sample is its records, each followed by the separator, the last by EOS: one
+    # gather from [all ids | separator | EOS] over runs (start, length), no Python loop.
+    last = np.zeros(len(order), bool)
+    last[bounds[1:] - 1] = True
+    pool = np.concatenate([table.ids, separator.astype(np.int32), np.asarray([eos], np.int32)])
+    sep_at, eos_at = len(table.ids), len(table.ids) + len(separator)
+    run_start = np.empty(2 * len(order), np.int64)
+    run_length = np.empty(2 * len(order), np.int64)
+    run_start[0::2], run_length[0::2] = table.starts[order], lengths
+    run_start[1::2] = np.where(last, eos_at, sep_at)
+    run_length[1::2] = np.where(last, 1, len(separator))
+    ends = np.cumsum(run_length)
+    flat = pool[np.repeat(run_start - (ends - run_length), run_length) + np.arange(int(ends[-1]) if len(ends) else 0)]
+    sample_tokens = np.add.reduceat(run_length, 2 * bounds[:-1]) if n_samples else np.zeros(0, np.int64)
+    offsets = np.r_[0, np.cumsum(sample_tokens)].astype(np.int64)
+    sample_of_record = np.repeat(np.arange(n_samples), sizes)
+    per_source = np.bincount(sample_of_record * n_sources + table.source[order], weights=lengths,
+                             minlength=n_samples * n_sources).astype(np.int64)
+    source_offsets = np.arange(n_samples + 1, dtype=np.int64) * n_sources
+    language = table.language[order[bounds[:-1]]] if n_samples else np.zeros(0, np.int16)
     columns = {
-        "uid": pa.array(uids, pa.uint64()), "kind": pa.array(np.full(len(sizes), kind, np.int8)),
+        "uid": pa.array(uids, pa.uint64()), "kind": pa.array(np.full(n_samples, kind, np.int8)),
         "language": pa.array(language.astype(np.int16)),
-        "tokens": pa.array(np.asarray([len(x) for x in ids], np.int64)),
-        "ids": pa.array(ids, pa.list_(pa.int32())), "source_tokens": pa.array(per_source, pa.list_(pa.int64())),
-        "record_tokens": pa.array(record_tokens, pa.list_(pa.int32())),
-        "mix_stats": pa.array([None] * len(sizes), pa.string()),
+        "tokens": pa.array(sample_tokens.astype(np.int64)),
+        "ids": pa.LargeListArray.from_arrays(offsets, pa.array(flat, pa.int32())).cast(pa.list_(pa.int32())),
+        "source_tokens": pa.ListArray.from_arrays(pa.array(source_offsets.astype(np.int32)), pa.array(per_source)),
+        "record_tokens": pa.ListArray.from_arrays(pa.array(bounds.astype(np.int32)),
+                                                  pa.array(lengths.astype(np.int32))),
+        "mix_stats": pa.array([None] * n_samples, pa.string()),
     }
     out = pa.table(columns)
     if mix_stats is not None:
