@@ -1005,13 +1005,15 @@ def _sample_metadata(samples) -> dict:
         mix_stats += [s for s in stats if s is not None]
         for name in ("uid", "kind", "language", "tokens"):
             parts[name].append(batch.column(name).to_numpy()[real])
-        per_source = batch.column("source_tokens").to_pylist()
-        parts["source_tokens"] += [row for row, r in zip(per_source, real) if r]
+        # Sample rows hold one count per source, mixer-stats rows none: flatten and fold.
+        flat = batch.column("source_tokens").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        parts["source_tokens"].append(flat.reshape(int(real.sum()), -1) if real.any() else None)
     out = {name: (np.concatenate(parts[name]) if parts[name] else np.zeros(0)) for name in ("uid", "kind", "language", "tokens")}
     out["uid"] = out["uid"].astype(np.uint64)
     out["kind"] = out["kind"].astype(np.int8)
     out["language"] = out["language"].astype(np.int16)
     out["tokens"] = out["tokens"].astype(np.int64)
-    out["source_tokens"] = np.asarray(parts["source_tokens"], np.int64)
+    folded = [p for p in parts["source_tokens"] if p is not None]
+    out["source_tokens"] = np.concatenate(folded).astype(np.int64) if folded else np.zeros((0, 0), np.int64)
     out["mix_stats"] = mix_stats
     return out
