@@ -149,14 +149,10 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         log_packed(log, packed, recipe.seq_len, timings["pack"])
         stats = build_stats(recipe, reports, source_totals(table, samples, chosen), mix,
                             {"domain": len(mix), "general": int(np.sum(samples.kind == GENERAL))}, chosen, packed,
-                            separator_text)
-        stats["tokenizer_fingerprint"] = tokenizer_fingerprint(tokenizer)
-        if selection is not None:
-            stats["selection"] = selection.stats
-        if curriculum_stats is not None:
-            stats["curriculum"] = curriculum_stats
-        if heldout is not None:
-            stats["heldout"] = heldout.stats(recipe.heldout)
+                            separator_text, tokenizer_fingerprint(tokenizer),
+                            selection=selection.stats if selection is not None else None,
+                            curriculum=curriculum_stats,
+                            heldout=heldout.stats(recipe.heldout) if heldout is not None else None)
         write_build_files(tmp, recipe, stats, heldout.documents if heldout is not None else None)
         return stats
 
@@ -330,10 +326,12 @@ def source_totals(table, samples: SampleTable, chosen) -> dict[str, np.ndarray]:
 
 
 def build_stats(recipe, reports, totals: dict[str, np.ndarray], mix, sample_counts: dict[str, int], chosen, packed,
-                separator_text) -> dict:
+                separator_text, tokenizer_fingerprint: str, selection: dict | None = None,
+                curriculum: dict | None = None, heldout: dict | None = None) -> dict:
     """stats.json of a build, from what either engine measured: bad-record ``reports``
     per source, per-source ``totals`` (``source_totals``), the mixer's counts and
-    histograms (``mix``), domain and general sample counts, the ratio draw and packing."""
+    histograms (``mix``), domain and general sample counts, the ratio draw, packing, the
+    vocabulary's fingerprint, and the optional stages' own stats."""
     sources = []
     for i, spec in enumerate(recipe.sources):
         report = reports[spec.name]
@@ -378,6 +376,9 @@ def build_stats(recipe, reports, totals: dict[str, np.ndarray], mix, sample_coun
         "tokens_used_by_kind": dict(sorted(kinds.items())),
         "ratios": ratios,
         "packing": {**packed, "seq_len": recipe.seq_len},
+        "tokenizer_fingerprint": tokenizer_fingerprint,
+        **{name: value for name, value in (("selection", selection), ("curriculum", curriculum),
+                                           ("heldout", heldout)) if value is not None},
     }
 
 

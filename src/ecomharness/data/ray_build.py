@@ -530,7 +530,7 @@ def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | N
            log) -> dict:
     from ecomharness.data.build import (_check_each_kind_has_records, _write_output, build_stats, log_packed,
                                         pad_token, write_build_files)
-    from ecomharness.data.heldout import first_documents, folder_of
+    from ecomharness.data.heldout import HeldoutSplit, first_documents, folder_of
     from ecomharness.data.records import SourceReport, load_tokenizer, tokenizer_fingerprint
     from ecomharness.registry import mixers
 
@@ -673,18 +673,13 @@ def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | N
         packed = pack.finish_dataset(dataset_dir, [results[i] for i in range(recipe.shards)], recipe.seq_len)
         timings["pack"] = time.perf_counter() - start
         log_packed(log, packed, recipe.seq_len, timings["pack"])
+        held = (HeldoutSplit(keep={}, documents=heldout_docs, held=held_counts).stats(recipe.heldout)
+                if recipe.heldout is not None else None)
         stats = build_stats(recipe, reports, totals, mix,
                             {"domain": len(mix), "general": int(np.sum(meta["kind"] == 1))}, chosen, packed,
-                            separator_text)
-        stats["tokenizer_fingerprint"] = tokenizer_fingerprint(tokenizer)
-        if selection is not None:
-            stats["selection"] = selection.stats
-        if curriculum_stats is not None:
-            stats["curriculum"] = curriculum_stats
-        if recipe.heldout is not None:
-            stats["heldout"] = {"share": recipe.heldout.share, "max_documents": recipe.heldout.max_documents,
-                                "held_records": dict(sorted(held_counts.items())),
-                                "documents_written": {f: len(d) for f, d in sorted(heldout_docs.items())}}
+                            separator_text, tokenizer_fingerprint(tokenizer),
+                            selection=selection.stats if selection is not None else None,
+                            curriculum=curriculum_stats, heldout=held)
         write_build_files(tmp, recipe, stats, heldout_docs)
         return stats
 
