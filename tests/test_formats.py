@@ -186,3 +186,29 @@ def test_process_functions_on_constructed_docs():
     head = lmeval.process_headlines({"target": "Yes", "label_set": ["Yes", "No"], "label_type": "up"}, ["No"])
     assert head["acc"] == 0.0 and lmeval.headlines_avg_f1([head["avg_f1"]]) == 0.0
     assert lmeval.rougeL_zh(["红色"], ["红色"]) == 1.0
+
+
+def test_jsonl_byte_ranges_read_every_line_once_with_its_whole_file_number(tmp_path):
+    """The Ray engine's read pieces: ranges that tile a file give exactly the whole
+    file's records and errors, numbered as in the whole file, wherever the cuts fall."""
+    import random
+
+    from ecomharness.formats.common import RecordError, iter_jsonl
+
+    rng = random.Random(1)
+    lines = []
+    for i in range(300):
+        roll = rng.random()
+        lines.append("" if roll < 0.1 else "{oops" if roll < 0.15 else
+                     json.dumps({"i": i, "t": "é" * rng.randint(0, 40)}, ensure_ascii=False))
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")  # no newline after the last line
+
+    def read(start=0, end=None):
+        return [(n, str(r) if isinstance(r, RecordError) else r) for n, r in iter_jsonl(path, start, end)]
+
+    whole = read()
+    size = path.stat().st_size
+    for pieces in (2, 3, 7, 64, size):
+        cuts = [size * k // pieces for k in range(pieces + 1)]
+        assert [x for a, b in zip(cuts, cuts[1:]) for x in read(a, b)] == whole, pieces
