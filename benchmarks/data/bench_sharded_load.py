@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 
-def rss_mib() -> float:
-    """This process's resident set size now (Linux), in MiB."""
+def rss_mib(kind: str = "RssAnon") -> float:
+    """This process's resident memory now (Linux), in MiB: ``RssAnon`` is memory of its
+    own; ``RssFile`` is file pages mapped in, which the kernel drops under pressure."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(kind + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -66,7 +67,8 @@ def read(folder: str) -> None:
     total = sum(int(np.asarray(dataset[int(i)]["attention_mask"]).sum()) for i in rows)
     read_s = time.perf_counter() - start
     print(json.dumps({"rows": len(dataset), "rss_start_mib": before, "rss_after_import_mib": imported,
-                      "rss_after_open_mib": after_open, "rss_after_reads_mib": rss_mib(), "open_s": opened,
+                      "rss_after_open_mib": after_open, "rss_after_reads_mib": rss_mib(),
+                      "file_pages_after_reads_mib": rss_mib("RssFile"), "open_s": opened,
                       "random_reads": len(rows), "reads_s": read_s, "tokens_read": total}))
 
 
@@ -90,11 +92,13 @@ def main() -> None:
                               check=True)
         r = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"dataset: {r['rows']:,} blocks of {args.seq_len} in {args.shards} shards, {size:,.0f} MiB on disk")
-        print(f"resident memory: {r['rss_after_import_mib']:,.0f} MiB after importing datasets, "
+        print(f"own (anonymous) memory: {r['rss_after_import_mib']:,.0f} MiB after importing datasets, "
               f"{r['rss_after_open_mib']:,.0f} MiB after load_from_disk ({r['open_s']:.2f} s), "
               f"{r['rss_after_reads_mib']:,.0f} MiB after {r['random_reads']:,} random blocks ({r['reads_s']:.2f} s)")
-        print(f"growth from opening and reading: {r['rss_after_reads_mib'] - r['rss_after_import_mib']:,.0f} MiB "
-              f"({(r['rss_after_reads_mib'] - r['rss_after_import_mib']) / size:.1%} of the dataset's size)")
+        print(f"growth of own memory from opening and reading: "
+              f"{r['rss_after_reads_mib'] - r['rss_after_import_mib']:,.0f} MiB "
+              f"({(r['rss_after_reads_mib'] - r['rss_after_import_mib']) / size:.1%} of the dataset's size); "
+              f"file pages mapped in: {r['file_pages_after_reads_mib']:,.0f} MiB (page cache, dropped under pressure)")
 
 
 if __name__ == "__main__":
