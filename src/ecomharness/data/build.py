@@ -57,8 +57,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
         raise UserError(f"{out} already exists: pass --force to rebuild it (the old one is kept until the new one is complete)")
     readers = {s.format: data_sources.get(s.format) for s in recipe.sources}
     mixer = mixers.get(recipe.mixer.name)
-    options = dict(recipe.mixer.options)
-    separator_text = options.pop("separator", "\n")
+    options, separator_text = mixer_options(recipe)
     timings: dict[str, float] = {}
     score_cache: dict[str, dict] = {}
     # Built first so that a bad proxy model path fails before any reading.
@@ -99,7 +98,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print) -> dict:
     from ecomharness.data.records import load_tokenizer, tokenizer_fingerprint
 
     tokenizer = load_tokenizer(recipe.tokenizer)
-    separator = np.asarray(tokenizer(separator_text, add_special_tokens=False)["input_ids"], np.int32)
+    separator = separator_ids(tokenizer, separator_text)
 
     start = time.perf_counter()
     domain_rows = table.rows_of_kind("domain")
@@ -187,9 +186,25 @@ def empty_mix_counts(recipe: DataRecipe) -> dict:
                         n_tokens=empty.astype(np.int32), starts=empty, ids=empty.astype(np.int32),
                         source_names=[s.name for s in recipe.sources], source_kinds=[s.kind for s in recipe.sources],
                         languages=sorted({s.language for s in recipe.sources}), uid=empty.astype(np.uint64))
+    options, _ = mixer_options(recipe)
+    return mix_counts(mixers.get(recipe.mixer.name)(table, options, recipe.seed))
+
+
+def mixer_options(recipe: DataRecipe) -> tuple[dict, str]:
+    """The mixer's own options, and the separator text that joins a sample's records
+    (``mixer.separator``, default a newline), which is the build's, not the mixer's."""
     options = dict(recipe.mixer.options)
-    options.pop("separator", None)
-    mix = mixers.get(recipe.mixer.name)(table, options, recipe.seed)
+    return options, options.pop("separator", "\n")
+
+
+def separator_ids(tokenizer, separator_text: str) -> np.ndarray:
+    """The separator's token ids (int32), as packed between a sample's records."""
+    return np.asarray(tokenizer(separator_text, add_special_tokens=False)["input_ids"], np.int32)
+
+
+def mix_counts(mix) -> dict:
+    """A mix's counts and histograms as plain data: what stats.json shows, and what each
+    Ray partition reports for the driver to sum."""
     return {"counts": dict(mix.counts), "cluster_sizes": dict(mix.cluster_sizes), "coverage": dict(mix.coverage),
             "samples": len(mix)}
 

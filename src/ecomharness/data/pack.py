@@ -31,22 +31,45 @@ def _features():
     })
 
 
+def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices ``starts[0]..starts[0]+lengths[0]-1, starts[1]..`` as one array."""
+    ends = np.cumsum(lengths)
+    total = int(ends[-1]) if len(ends) else 0
+    return np.repeat(np.asarray(starts, np.int64) - (ends - lengths), lengths) + np.arange(total, dtype=np.int64)
+
+
+def sample_ids(table: RecordTable, order: np.ndarray, bounds: np.ndarray, separator: np.ndarray,
+               eos: int) -> tuple[np.ndarray, np.ndarray]:
+    """The packed tokens of samples (sample ``j`` is the rows ``order[bounds[j]:bounds[j+1]]``):
+    each sample's records joined by the separator ids, then EOS. Returns the int32 ids of
+    all samples in order and each sample's offsets into them (``len(samples) + 1``).
+
+    The one definition of a sample's layout, for both engines: a single gather from
+    [all ids | separator | EOS] over runs (record, separator or EOS), no Python loop."""
+    order = np.asarray(order, np.int64)
+    lengths = table.n_tokens[order].astype(np.int64)
+    last = np.zeros(len(order), bool)
+    last[bounds[1:] - 1] = True
+    pool = np.concatenate([table.ids, separator.astype(np.int32), np.asarray([eos], np.int32)])
+    run_start = np.empty(2 * len(order), np.int64)
+    run_length = np.empty(2 * len(order), np.int64)
+    run_start[0::2], run_length[0::2] = table.starts[order], lengths
+    run_start[1::2] = np.where(last, len(table.ids) + len(separator), len(table.ids))
+    run_length[1::2] = np.where(last, 1, len(separator))
+    flat = pool[concatenated_ranges(run_start, run_length)]
+    per_sample = np.add.reduceat(run_length, 2 * bounds[:-1]) if len(bounds) > 1 else np.zeros(0, np.int64)
+    return flat.astype(np.int32), np.r_[0, np.cumsum(per_sample)].astype(np.int64)
+
+
 def sample_token_stream(table: RecordTable, order: np.ndarray, bounds: np.ndarray,
                         samples: np.ndarray, separator: np.ndarray, eos: int, chunk: int = 4096):
-    """Yield int32 arrays of tokens: each selected sample's records joined by the
-    separator ids, then EOS; ``chunk`` samples per array."""
-    sep = separator.astype(np.int32)
-    eos_arr = np.asarray([eos], dtype=np.int32)
+    """Yield int32 arrays of tokens: the selected samples' packed tokens (``sample_ids``),
+    ``chunk`` samples per array."""
     for begin in range(0, len(samples), chunk):
-        parts: list[np.ndarray] = []
-        for sample in samples[begin : begin + chunk].tolist():
-            rows = order[bounds[sample] : bounds[sample + 1]]
-            for position, row in enumerate(rows.tolist()):
-                if position and len(sep):
-                    parts.append(sep)
-                parts.append(table.token_ids(row))
-            parts.append(eos_arr)
-        yield np.concatenate(parts) if parts else np.zeros(0, np.int32)
+        picked = samples[begin : begin + chunk]
+        sizes = bounds[picked + 1] - bounds[picked]
+        rows = order[concatenated_ranges(bounds[picked], sizes)]
+        yield sample_ids(table, rows, np.r_[0, np.cumsum(sizes)], separator, eos)[0]
 
 
 def shard_orders(uids: np.ndarray, seed: int, shards: int) -> list[np.ndarray]:

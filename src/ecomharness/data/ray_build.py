@@ -270,11 +270,13 @@ def tokenize_batch(batch, tokenizer_name: str, keep_text: bool = False):
     text is dropped unless selection still has to score it (``keep_text``)."""
     import pyarrow as pa
 
+    from ecomharness.data.records import encode_texts
+
     _maybe_fail("tokenize")
     texts = batch.column("text").to_pylist()
     present = [t for t in texts if t is not None]
-    encoded = iter(_tokenizer(tokenizer_name).backend_tokenizer.encode_batch(present, add_special_tokens=False))
-    ids = [next(encoded).ids if t is not None else [] for t in texts]
+    encoded = iter(encode_texts(_tokenizer(tokenizer_name), present))
+    ids = [next(encoded) if t is not None else [] for t in texts]
     if not keep_text:
         batch = batch.drop_columns(["text"])
     return batch.append_column("ids", pa.array(ids, pa.list_(pa.int32())))
@@ -302,9 +304,6 @@ def _record_table(batch, recipe: DataRecipe):
     )
 
 
-SAMPLE_SCHEMA_FIELDS = ("uid", "kind", "language", "tokens", "ids", "source_tokens", "record_tokens", "mix_stats")
-
-
 def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separator: np.ndarray, eos: int,
                  mix_stats: str | None = None):
     """Samples (runs of ``order`` cut by ``bounds``) as rows: their packed ids, uid, kind,
@@ -315,21 +314,8 @@ def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separa
     n_samples, n_sources = len(sizes), len(table.source_names)
     uids = sample_uids(table.uid[order], bounds)
     lengths = table.n_tokens[order].astype(np.int64)
-    # Every sample is its records, each followed by the separator, the last by EOS: one
-    # gather from [all ids | separator | EOS] over runs (start, length), no Python loop.
-    last = np.zeros(len(order), bool)
-    last[bounds[1:] - 1] = True
-    pool = np.concatenate([table.ids, separator.astype(np.int32), np.asarray([eos], np.int32)])
-    sep_at, eos_at = len(table.ids), len(table.ids) + len(separator)
-    run_start = np.empty(2 * len(order), np.int64)
-    run_length = np.empty(2 * len(order), np.int64)
-    run_start[0::2], run_length[0::2] = table.starts[order], lengths
-    run_start[1::2] = np.where(last, eos_at, sep_at)
-    run_length[1::2] = np.where(last, 1, len(separator))
-    ends = np.cumsum(run_length)
-    flat = pool[np.repeat(run_start - (ends - run_length), run_length) + np.arange(int(ends[-1]) if len(ends) else 0)]
-    sample_tokens = np.add.reduceat(run_length, 2 * bounds[:-1]) if n_samples else np.zeros(0, np.int64)
-    offsets = np.r_[0, np.cumsum(sample_tokens)].astype(np.int64)
+    flat, offsets = pack.sample_ids(table, order, bounds, separator, eos)
+    sample_tokens = np.diff(offsets)
     sample_of_record = np.repeat(np.arange(n_samples), sizes)
     per_source = np.bincount(sample_of_record * n_sources + table.source[order], weights=lengths,
                              minlength=n_samples * n_sources).astype(np.int64)
@@ -364,13 +350,11 @@ def mix_partition(batch, recipe: DataRecipe, separator: np.ndarray, eos: int):
     from ecomharness.registry import mixers
 
     _maybe_fail("mix")
+    from ecomharness.data.build import mix_counts, mixer_options
+
     table = _record_table(batch, recipe)
-    options = dict(recipe.mixer.options)
-    options.pop("separator", None)
-    mix = mixers.get(recipe.mixer.name)(table, options, recipe.seed)
-    stats = json.dumps({"counts": dict(mix.counts), "cluster_sizes": dict(mix.cluster_sizes),
-                        "coverage": dict(mix.coverage), "samples": len(mix)})
-    return _sample_rows(table, mix.order, mix.bounds, 0, separator, eos, stats)
+    mix = mixers.get(recipe.mixer.name)(table, mixer_options(recipe)[0], recipe.seed)
+    return _sample_rows(table, mix.order, mix.bounds, 0, separator, eos, json.dumps(mix_counts(mix)))
 
 
 @_input_errors
@@ -529,7 +513,7 @@ def build_dataset_ray(recipe: DataRecipe, force: bool = False, address: str | No
 def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | None, scorer_actors: int | None,
            log) -> dict:
     from ecomharness.data.build import (_check_each_kind_has_records, _write_output, build_stats, log_packed,
-                                        pad_token, write_build_files)
+                                        mixer_options, pad_token, separator_ids, write_build_files)
     from ecomharness.data.heldout import HeldoutSplit, first_documents, folder_of
     from ecomharness.data.records import SourceReport, load_tokenizer, tokenizer_fingerprint
     from ecomharness.registry import mixers
@@ -549,8 +533,8 @@ def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | N
 
         curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options), where="curriculum")
     tokenizer = load_tokenizer(recipe.tokenizer)
-    separator_text = recipe.mixer.options.get("separator", "\n")
-    separator = np.asarray(tokenizer(separator_text, add_special_tokens=False)["input_ids"], np.int32)
+    separator_text = mixer_options(recipe)[1]
+    separator = separator_ids(tokenizer, separator_text)
     eos = tokenizer.eos_token_id
     start_ray(address, log)
     import ray
@@ -720,12 +704,9 @@ class SelectionScorer:
     @_input_errors
     def __call__(self, batch):
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         _maybe_fail("score")
-        keep = pc.and_(pc.and_(pc.is_null(batch.column("report")), pc.is_null(batch.column("held"))),
-                       pc.is_in(batch.column("source"), value_set=pa.array(self.codes, pa.int16())))
-        rows = batch.filter(keep)
+        rows = batch.filter(training_mask(batch, self.codes))
         texts = rows.column("text").to_pylist()
         fields = rows.column("topic_field").to_pylist()
         records = [{self.field: value} for value in fields] if self.field else [{} for _ in texts]
@@ -799,16 +780,12 @@ def _apply_selection(batch, kept: np.ndarray, codes: list[int]):
     """Drop the selected sources' records that selection did not keep."""
     import pyarrow as pa
 
-    source = batch.column("source").to_numpy()
     keys = batch.column("piece").to_numpy().astype(np.int64) * (1 << 32) + batch.column("row").to_numpy()
-    chosen = np.isin(source, codes)
-    training = np.asarray([r is None for r in batch.column("report").to_pylist()]) & \
-        np.asarray([h is None for h in batch.column("held").to_pylist()])
     found = np.zeros(len(keys), bool)
     if len(kept):
         at = np.minimum(np.searchsorted(kept, keys), len(kept) - 1)
         found = kept[at] == keys
-    drop = chosen & training & ~found
+    drop = training_mask(batch, codes).to_numpy(zero_copy_only=False) & ~found
     return batch.filter(pa.array(~drop)).drop_columns(["text"])
 
 
@@ -818,6 +795,7 @@ class CurriculumScorer:
     the shared on-disk score cache."""
 
     def __init__(self, recipe: DataRecipe, separator_text: str):
+        from ecomharness.data.build import separator_ids
         from ecomharness.select.cache import ScoreCache
         from ecomharness.select.scorers import build_scorer
 
@@ -826,7 +804,7 @@ class CurriculumScorer:
         self.cache = ScoreCache(Path(spec.cache_dir or recipe.output.parent / ".selection-cache"))
         self.tokenizer = _tokenizer(recipe.tokenizer)
         self.separator_text = separator_text
-        self.separator_tokens = len(self.tokenizer(separator_text, add_special_tokens=False)["input_ids"])
+        self.separator_tokens = len(separator_ids(self.tokenizer, separator_text))
 
     @_input_errors
     def __call__(self, batch, chosen_uids: np.ndarray):
@@ -904,7 +882,8 @@ def _side_rows(batch, limit: int):
     by_source: dict[int, list] = {}
     for i, h in enumerate(held):
         if h is not None:
-            by_source.setdefault(sources[i], []).append((json.loads(h)[0], json.loads(h)[1]["text"], i))
+            order, doc = json.loads(h)
+            by_source.setdefault(sources[i], []).append((order, doc["text"], i))
     kept = [i for items in by_source.values() for _, _, i in sorted(items)[:limit]]
     rows = {"piece": [], "source": [], "report": [], "held": [], "held_count": []}
     pieces = batch.column("piece").to_pylist()
@@ -923,16 +902,22 @@ def _side_rows(batch, limit: int):
                      "held_count": pa.array(rows["held_count"], pa.int64())})
 
 
-def training_rows(batch, codes: list[int] | None = None):
-    """The records of the block that go to training (neither report rows nor held out),
-    of the sources ``codes`` (default: all)."""
+def training_mask(batch, codes: list[int] | None = None):
+    """Which rows of a record block go to training (neither report rows nor held out),
+    among the sources ``codes`` (default: all)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     keep = pc.and_(pc.is_null(batch.column("report")), pc.is_null(batch.column("held")))
     if codes is not None:
         keep = pc.and_(keep, pc.is_in(batch.column("source"), value_set=pa.array(codes, pa.int16())))
-    batch = batch.filter(keep)
+    return keep
+
+
+def training_rows(batch, codes: list[int] | None = None):
+    """The records of the block that go to training (``training_mask``), without the
+    columns only reading and selection need."""
+    batch = batch.filter(training_mask(batch, codes))
     return batch.drop_columns([c for c in ("report", "held", "piece", "row", "text", "topic_field")
                                if c in batch.column_names])
 
