@@ -50,10 +50,29 @@ def _value(value: Any):
     return value
 
 
-def _aggregations(task: str, configs: dict, tasks: dict | None) -> tuple[dict[str, str], dict[str, bool]]:
+def _default_aggregations(names) -> dict[str, str]:
+    """lm-eval's default aggregation of metrics a task uses without listing them in a
+    ``metric_list`` (a multiple-choice task's ``acc``: ``mean``), by name."""
+    import lm_eval.api.metrics  # noqa: F401  (registers the built-in metrics and their defaults)
+    from lm_eval.api.registry import get_metric_aggregation
+
+    found = {}
+    for name in names:
+        try:
+            fn = get_metric_aggregation(name)
+        except (KeyError, ValueError):
+            continue
+        if fn is not None:
+            found[name] = getattr(fn, "__name__", str(fn))
+    return found
+
+
+def _aggregations(task: str, configs: dict, tasks: dict | None, names: list[str],
+                  higher_is_better: dict | None = None) -> tuple[dict[str, str], dict[str, bool]]:
     """Each metric's aggregation name and direction: from the built task when given (it
     knows lm-eval's defaults for tasks without a ``metric_list``), else from the
-    results' config."""
+    results' config, with lm-eval's default aggregation for a metric the config does
+    not list and the results' ``higher_is_better`` for its direction."""
     built = (tasks or {}).get(task)
     if built is not None:
         aggregation = {m: getattr(fn, "__name__", str(fn)) for m, fn in built.aggregation().items()}
@@ -63,6 +82,12 @@ def _aggregations(task: str, configs: dict, tasks: dict | None) -> tuple[dict[st
     aggregation = {m["metric"]: m.get("aggregation", "mean") for m in metric_list
                    if isinstance(m, dict) and isinstance(m.get("aggregation", "mean"), str)}
     higher = {m["metric"]: bool(m.get("higher_is_better", True)) for m in metric_list if isinstance(m, dict)}
+    unlisted = [m for m in names if m not in aggregation]
+    if unlisted:
+        recorded = (higher_is_better or {}).get(task) or {}
+        for metric, name in _default_aggregations(unlisted).items():
+            aggregation[metric] = name
+            higher[metric] = bool(recorded.get(metric, True))
     return aggregation, higher
 
 
@@ -74,15 +99,16 @@ def collect(results: dict, task_manager=None, tasks: dict | None = None) -> dict
     when given), its members and how it aggregates."""
     samples = results.get("samples") or {}
     configs = results.get("configs") or {}
-    tasks: dict[str, Any] = {}
+    table: dict[str, Any] = {}
     for task, entries in sorted(samples.items()):
         if not entries:
             continue
         first_filter = entries[0].get("filter", "none")
         entries = [e for e in entries if e.get("filter", "none") == first_filter]
         entries.sort(key=lambda e: e.get("doc_id", 0))
-        aggregation, higher = _aggregations(task, configs, tasks)
-        names = [m for m in entries[0].get("metrics", []) if m in aggregation]
+        listed = [m for m in entries[0].get("metrics", []) if isinstance(m, str)]
+        aggregation, higher = _aggregations(task, configs, tasks, listed, results.get("higher_is_better"))
+        names = [m for m in listed if m in aggregation]
         seen: dict[str, int] = {}
         ids = []
         for entry in entries:
@@ -90,7 +116,7 @@ def collect(results: dict, task_manager=None, tasks: dict | None = None) -> dict
                 json.dumps(entry.get("doc"), sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest())
             seen[base] = seen.get(base, 0) + 1
             ids.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
-        tasks[task] = {
+        table[task] = {
             "doc_ids": ids,
             "filter": first_filter,
             "metrics": {m: [_value(e.get(m)) for e in entries] for m in names},
@@ -109,7 +135,7 @@ def collect(results: dict, task_manager=None, tasks: dict | None = None) -> dict
             if isinstance(item, dict) and isinstance(item.get("metric"), str) and item.get("aggregation", "mean") == "mean":
                 aggregate[item["metric"]] = {"weight_by_size": bool(item.get("weight_by_size", False))}
         groups[group] = {"members": list(members), "aggregate": aggregate}
-    return {"format": FORMAT, "version": VERSION, "tasks": tasks, "groups": groups}
+    return {"format": FORMAT, "version": VERSION, "tasks": table, "groups": groups}
 
 
 def write(record_folder: str | Path, prefix: str, table: dict) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
+from ecomharness.evaluation.lm_eval_samples import read_samples, task_identity
 from ecomharness.evaluation.ledger import (
     check_measure,
     is_finite,
@@ -78,8 +79,11 @@ class Evidence:
     checkpoint: str | None = None
     step: int | None = None
     # Per-document scores (``evaluation/per_document.py``), for paired tests; None when
-    # the evaluation did not keep them (older records, plain lm-eval results).
+    # the evaluation did not keep them (older records, lm-eval results without samples).
     per_document: dict | None = None
+    # What lm-eval itself records about each task (``evaluation/lm_eval_samples.py``:
+    # ``task_hash``, ``config_hash``): the identity of results that carry no data source.
+    lm_eval_identity: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def leaves(self, task: str) -> list[str]:
         """The leaf tasks under a group (the task itself if it is not a group)."""
@@ -152,14 +156,19 @@ def _per_document(reference: Any, folder: Path | None, where: str) -> dict | Non
     return merged
 
 
-def from_results(results: dict, label: str, folder: Path | None = None) -> Evidence:
+def from_results(results: dict, label: str, folder: Path | None = None, file: Path | None = None) -> Evidence:
     """Evidence from an lm-eval results dict (with ecomharness's data sources if present);
-    ``folder`` (the results file's) resolves its per-document scores."""
+    ``folder`` (the results file's) resolves its per-document scores. Results without
+    our per-document sidecar take them from lm-eval's own sample logs beside ``file``
+    (``lm_eval --log_samples``), checked against the results."""
     raw = _mapping(results.get("results"), f"{label}: results")
     for task, values in raw.items():
         if not isinstance(values, dict):
             raise UserError(f"{label}: results.{task}: expected a mapping of 'metric,filter' -> number")
     provenance = _mapping(results.get("ecomharness"), f"{label}: ecomharness")
+    per_document = _per_document(provenance.get("per_document"), folder, f"{label}: ecomharness.per_document")
+    if per_document is None and file is not None:
+        per_document = read_samples(results, file)
     return Evidence(
         label=label,
         metrics=_measures(metrics_of(results), f"{label}: results"),
@@ -168,7 +177,8 @@ def from_results(results: dict, label: str, folder: Path | None = None) -> Evide
         group_subtasks=_groups(results.get("group_subtasks"), f"{label}: group_subtasks"),
         n_samples=_mapping(results.get("n-samples"), f"{label}: n-samples"),
         n_shot=_mapping(results.get("n-shot"), f"{label}: n-shot"),
-        per_document=_per_document(provenance.get("per_document"), folder, f"{label}: ecomharness.per_document"),
+        per_document=per_document,
+        lm_eval_identity=task_identity(results),
     )
 
 
@@ -286,4 +296,4 @@ def load_evidence(path: str | Path, selector: str | None = None, rank_by=None, l
         raise UserError(f"{file}: not a JSON results file ({exc})") from exc
     if not isinstance(results, dict) or "results" not in results:
         raise UserError(f"{file}: not an lm-eval results file (no 'results' key)")
-    return from_results(results, str(file), file.parent)
+    return from_results(results, str(file), file.parent, file)

@@ -118,31 +118,93 @@ def provenance(rule: Rule, task: str, candidate: Evidence, baseline: Evidence | 
             if found:
                 return found
         c_source, b_source = candidate.data_sources.get(leaf), baseline.data_sources.get(leaf)
-        if c_source is None or b_source is None:
+        unsourced = c_source is None or b_source is None
+        by_hash = unsourced and lm_eval_paired(leaf, candidate, baseline) is not None
+        if unsourced and not by_hash:
             side = "candidate" if c_source is None else "baseline"
             found = _closed(rule, task, "unknown_source",
-                            f"the {side} records no data source for {leaf} (evaluate with `ecomharness eval` or training)",
-                            policy)
+                            f"the {side} records no data source for {leaf} (evaluate with `ecomharness eval` or "
+                            f"training, or run lm-eval with --log_samples on both sides)", policy)
             if found:
                 return found
         c_identity, b_identity = candidate.identity(leaf), baseline.identity(leaf)
-        if c_source is None or b_source is None:  # unknown_source allowed: compare what both can say
-            c_identity = {k: v for k, v in c_identity.items() if k in UNSOURCED_FIELDS}
-            b_identity = {k: v for k, v in b_identity.items() if k in UNSOURCED_FIELDS}
+        if unsourced:  # compare what both can say: lm-eval's own records
+            c_lm, b_lm = candidate.lm_eval_identity.get(leaf, {}), baseline.lm_eval_identity.get(leaf, {})
+            # A task hash exists only where samples were logged: compared where both have it.
+            shared = [k for k in LM_EVAL_FIELDS if by_hash and k in c_lm and k in b_lm]
+            c_identity = {**{k: v for k, v in c_identity.items() if k in UNSOURCED_FIELDS},
+                          **{k: c_lm[k] for k in shared}}
+            b_identity = {**{k: v for k, v in b_identity.items() if k in UNSOURCED_FIELDS},
+                          **{k: b_lm[k] for k in shared}}
         differs = identity_difference(c_identity, b_identity)
         if differs:
             key, c_value, b_value = differs
-            found = _closed(rule, task, "data_mismatch",
-                            f"{leaf} was scored on different documents: {key} is {c_value!r} in the candidate "
-                            f"({(c_source or {}).get('source', candidate.label)}), {b_value!r} in the baseline "
-                            f"({(b_source or {}).get('source', baseline.label)})", policy)
+            detail = f"{key} is {c_value!r} in the candidate ({(c_source or {}).get('source', candidate.label)}), " \
+                     f"{b_value!r} in the baseline ({(b_source or {}).get('source', baseline.label)})"
+            if key == "task_hash":
+                detail = f"lm-eval's task hash differs: {sample_difference(leaf, candidate, baseline)}"
+            elif key == "config_hash":
+                detail = "lm-eval recorded a different task config on the two sides (prompt, metric or generation settings)"
+            found = _closed(rule, task, "data_mismatch", f"{leaf} was scored on different documents: {detail}", policy)
             if found:
                 return found
     return None
 
 
+def lm_eval_paired(leaf: str, candidate: Evidence, baseline: Evidence) -> int | None:
+    """How many documents of ``leaf`` pair one to one by lm-eval's ``doc_hash`` when both
+    sides' identity can be taken from lm-eval's records (each records the task's config
+    and has per-document scores for it); None otherwise."""
+    if leaf not in candidate.lm_eval_identity or leaf not in baseline.lm_eval_identity:
+        return None
+    tables = [e.per_document for e in (candidate, baseline)]
+    if any(t is None or leaf not in t["tasks"] for t in tables):
+        return None
+    c_ids, b_ids = (t["tasks"][leaf]["doc_ids"] for t in tables)
+    if not c_ids or len(c_ids) != len(b_ids) or set(c_ids) != set(b_ids):
+        return None
+    return len(c_ids)
+
+
+def sample_difference(leaf: str, candidate: Evidence, baseline: Evidence) -> str:
+    """The first paired document whose position (``doc_id``) or prompt differs between two
+    lm-eval sample logs, in words; lm-eval's task hash covers both and the targets."""
+    c_entry, b_entry = candidate.per_document["tasks"][leaf], baseline.per_document["tasks"][leaf]
+    b_at = {doc: i for i, doc in enumerate(b_entry["doc_ids"])}
+    for i, doc in enumerate(c_entry["doc_ids"]):
+        j = b_at[doc]
+        c_index, b_index = (e.get("doc_index") or [None] * len(e["doc_ids"]) for e in (c_entry, b_entry))
+        if c_index[i] != b_index[j]:
+            return f"document {doc[:12]}... is doc_id {c_index[i]} in the candidate and {b_index[j]} in the baseline"
+        c_prompt, b_prompt = (e.get("prompt_hashes") or [None] * len(e["doc_ids"]) for e in (c_entry, b_entry))
+        if c_prompt[i] != b_prompt[j]:
+            return f"document {doc[:12]}... (doc_id {c_index[i]}) was given a different prompt"
+    return "the documents and prompts pair, so a target differs"
+
+
+def identity_basis(task: str, candidate: Evidence, baseline: Evidence) -> str | None:
+    """Words for a check whose identity came from lm-eval's records rather than our data
+    sources (a leaf without a data source on a side, paired by document hash); None when
+    every leaf has data sources on both sides."""
+    paired = []
+    for leaf in candidate.leaves(task):
+        if candidate.data_sources.get(leaf) is not None and baseline.data_sources.get(leaf) is not None:
+            continue
+        n = lm_eval_paired(leaf, candidate, baseline)
+        if n is None:
+            return None
+        paired.append(n)
+    if not paired:
+        return None
+    return (f"identity taken from lm-eval's records (task hash, config, version, n-shot, documents evaluated) and "
+            f"{sum(paired)} documents paired by doc_hash")
+
+
 # Identity fields lm-eval itself records, so results without our data sources have them.
 UNSOURCED_FIELDS = ("evaluated", "n_shot")
+# What lm-eval records about a task's documents and config (evaluation/lm_eval_samples.py),
+# compared when both sides' documents pair by hash.
+LM_EVAL_FIELDS = ("task_hash", "config_hash")
 
 
 def identity_difference(candidate: dict, baseline: dict) -> tuple[str, Any, Any] | None:
@@ -306,6 +368,9 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
                 inputs["unpaired_because"] = test.unpaired_because
             if (rule.name, task) in policy.adjusted_p:
                 inputs["p_holm"] = p
+        basis = identity_basis(task, candidate, baseline)
+        if basis:
+            inputs["identity"] = basis
         head = f"{task} {rule.metric} {_fmt(b.value)} -> {_fmt(c.value)} ({c.value - b.value:+.4f}" \
             + (", lower is better)" if lower else ")")
         shown = _describe(test, p) if test is not None and p is not None else ""
@@ -350,6 +415,8 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
                 passed = False
                 why += (f"; underpowered: on these documents a difference smaller than {test.mde:.4f} could not "
                         f"have been detected, above the required {rule.max_detectable_effect:g} [fail-closed: underpowered]")
+        if basis:
+            why += f"; {basis}"
         checks.append(Check(rule.name, rule.kind, task, rule.metric, passed, f"{head}: {why}", inputs, settings))
     return checks
 
