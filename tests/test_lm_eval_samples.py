@@ -178,7 +178,7 @@ def test_samples_that_do_not_match_their_results_are_input_errors(plain_runs, tm
     path = _edit_samples(edited, "toy_sum", flip)
     done = run_cli("gate", "--policy", str(policy), "--candidate", str(plain_runs["user1"]), "--baseline", str(edited))
     assert done.returncode == 2, done.stdout + done.stderr
-    assert str(path.name) in done.stderr and "recomputed from the samples" in done.stderr, done.stderr
+    assert str(path.name) in done.stderr and "recomputed from the per-document values" in done.stderr, done.stderr
 
     short = _copy(plain_runs["user0"], tmp_path / "short")
     _edit_samples(short, "toy_sum", lambda lines: lines[1:])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +179,34 @@ def _type_name(hint) -> str:
     if hint is list:
         return "a list"
     return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(hint, str(hint))
+
+
+@contextlib.contextmanager
+def sole_writer(lock_file: Path, what: str):
+    """Hold an exclusive, non-blocking ``flock`` on ``lock_file`` while the body runs, so
+    that a second command writing ``what`` (a run directory, a build output) is refused
+    at once with a clear message instead of both writing the same files. The kernel
+    releases the lock when its holder dies, so a killed command never leaves ``what``
+    locked; the small file itself stays and is reused."""
+    import fcntl
+
+    from ecomharness.errors import UserError
+
+    lock_file = Path(lock_file)
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"{what}: cannot create its lock file {lock_file} ({exc.strerror or exc})") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise UserError(f"{what} is being written by {holder}; wait for it to finish, or use another "
+                            "output") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

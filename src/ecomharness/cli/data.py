@@ -41,9 +41,12 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Run ``data build``: print each stage's time and where the report is."""
+    from pathlib import Path
+
     from ecomharness.data.build import build_dataset
     from ecomharness.data.recipe import load_recipe
     from ecomharness.errors import UserError
+    from ecomharness.util import sole_writer
 
     recipe = load_recipe(args.recipe)
     if args.check:
@@ -53,15 +56,19 @@ def run(args) -> int:
             print(f"[data] {line}")
         print(f"[data] {args.recipe}: the recipe is valid")
         return 0
-    if args.engine == "ray":
-        from ecomharness.data.ray_build import build_dataset_ray
+    if args.engine != "ray" and (args.address is not None or args.blocks is not None
+                                 or args.scorer_actors is not None):
+        raise UserError("--address, --blocks and --scorer-actors are options of --engine ray")
+    output = Path(recipe.output)
+    # One build per output: a second would otherwise replace the first's files silently.
+    with sole_writer(output.parent / f".{output.name}.lock", f"the build output {output}"):
+        if args.engine == "ray":
+            from ecomharness.data.ray_build import build_dataset_ray
 
-        stats = build_dataset_ray(recipe, force=args.force, address=args.address, blocks=args.blocks,
-                                  scorer_actors=args.scorer_actors)
-    else:
-        if args.address is not None or args.blocks is not None or args.scorer_actors is not None:
-            raise UserError("--address, --blocks and --scorer-actors are options of --engine ray")
-        stats = build_dataset(recipe, force=args.force)
+            stats = build_dataset_ray(recipe, force=args.force, address=args.address, blocks=args.blocks,
+                                      scorer_actors=args.scorer_actors)
+        else:
+            stats = build_dataset(recipe, force=args.force)
     r = stats["ratios"]
     g2d = r["general_to_domain_achieved"]
     print(f"[data] general:domain achieved {'n/a' if g2d is None else f'{g2d:.3f}'} "

@@ -43,6 +43,8 @@ def run(args) -> int:
     from ecomharness.evaluation.rescore import read_predictions, score_file, task_kinds, task_of_file
     from ecomharness.util import write_json_atomic
 
+    if args.output and Path(args.output).is_dir():
+        raise UserError(f"--output {args.output}: is a directory; give a file name such as scores.json")
     report = {}
     loaded = []
     for name in args.files:
@@ -70,6 +72,9 @@ def run(args) -> int:
                 stderr = f" ± {value['stderr']:.4f}" if value["stderr"] is not None else ""
                 print(f"  {metric:<18} {value['value']:.4f}{stderr}")
     if args.output:
-        write_json_atomic(Path(args.output), report)
+        try:
+            write_json_atomic(Path(args.output), report)
+        except OSError as exc:
+            raise UserError(f"--output {args.output}: cannot be written ({exc.strerror or exc})") from exc
         print(f"wrote {args.output}")
     return 0

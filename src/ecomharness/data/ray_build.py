@@ -460,6 +460,28 @@ class MixSummary:
         self.samples += stats["samples"]
 
 
+# How long a cluster's head may take to accept a connection before the build gives up.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _probe(address: str | None) -> None:
+    """``UserError`` at once when nothing listens at a ``host:port`` cluster address:
+    ``ray.init`` would otherwise retry for minutes without a word. ``auto``, ``local``
+    and ``ray://`` client addresses are left to Ray."""
+    import socket
+
+    if not address or address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise UserError(f"--address {address}: expected HOST:PORT (the head node's GCS port), auto or ray://...")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"--address {address}: no Ray cluster answers there within {CONNECT_TIMEOUT_S:g} s "
+                        f"({exc.strerror or exc}); start one with `ray start --head` or check the address") from exc
+
+
 def start_ray(address: str | None, log) -> None:
     """Connect to the cluster at ``address`` (or ``RAY_ADDRESS``), else start Ray on this
     machine; quiet Ray Data's progress bars (the build prints its own stages)."""
@@ -473,6 +495,7 @@ def start_ray(address: str | None, log) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     if ray.is_initialized():
         return
+    _probe(address or os.environ.get("RAY_ADDRESS"))
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as exc:

@@ -15,6 +15,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jinja2
 import jinja2.sandbox
@@ -197,7 +198,16 @@ _TOKENIZER = None
 def _load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(name)
+    if Path(name).expanduser().is_absolute() and not Path(name).expanduser().exists():
+        raise UserError(f"tokenizer {name}: no such directory (give a saved tokenizer's directory or a hub id)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        # transformers raises OSError for a hub id it cannot reach (offline) or a folder
+        # without tokenizer files, ValueError for a config it cannot read.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"tokenizer {name}: cannot be loaded ({first}); give a saved tokenizer's directory, or a "
+                        "hub id with the hub reachable") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise UserError(f"tokenizer {name}: a fast (Rust) tokenizer is required")
     if tokenizer.eos_token_id is None:

@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ecomharness.errors import UserError
+
 log = logging.getLogger("ecomharness.evaluation")
 
 
@@ -81,6 +83,21 @@ def preserved_training_state(model):
             torch.cuda.set_rng_state_all(cuda_states)
 
 
+def _check_samples(samples: dict, tasks: dict) -> None:
+    """``UserError`` unless every task ``samples`` names is one of the built leaf tasks
+    and every index is a document of it: otherwise lm-eval ignores the entry (and the
+    ledger would record a setting that chose nothing) or every evaluation fails."""
+    for task, indices in samples.items():
+        if task not in tasks:
+            raise UserError(f"eval samples: {task!r} is not a task of this profile (its tasks: "
+                            f"{', '.join(sorted(tasks))}); samples names leaf tasks, not groups")
+        total = len(tasks[task].eval_docs)
+        bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < total]
+        if bad:
+            raise UserError(f"eval samples.{task}: {bad[0]!r} is not a document index of {task} "
+                            f"(it has {total} documents: 0 to {total - 1})")
+
+
 class CheckpointEvaluator:
     """Tasks built once; ``evaluate_model`` / ``evaluate_path`` per checkpoint."""
 
@@ -109,6 +126,8 @@ class CheckpointEvaluator:
             task.set_fewshot_seed(seed=settings.seed)
             if settings.max_gen_toks and task.get_config("output_type") == "generate_until":
                 task.set_config(key="generation_kwargs", value={"max_gen_toks": settings.max_gen_toks}, update=True)
+        if settings.samples is not None:
+            _check_samples(settings.samples, self.loaded["tasks"])
         # The seeded subset, drawn once from each task's document count; recorded in
         # every ledger record (``subset``) beside the settings that chose it.
         self.subset: dict[str, dict[str, Any]] = {}

@@ -32,16 +32,13 @@ from typing import Any
 
 from ecomharness.errors import UserError
 from ecomharness.evaluation import per_document
-from ecomharness.metrics.corpus import count_form
 
 # lm-eval's date_id: datetime.now().isoformat() with ":" replaced by "-".
 _DATE = re.compile(r"_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)\.json$")
 # The fields of a sample line a paired test and the identity checks use; the rest
 # (document, prompts, responses) can be large and is not kept.
 _KEPT = ("doc_id", "doc_hash", "prompt_hash", "target_hash", "filter", "metrics")
-# How close a recomputed aggregate must be to the reported one: both are sums of the
-# same floats, only the order of addition can differ.
-_TOLERANCE = 1e-9
+_TOLERANCE = per_document.TOLERANCE
 # "<function gold_index at 0x7fd0ae1d7240>": the address differs in every process.
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 
@@ -118,20 +115,9 @@ def _check_task(task: str, path: Path, entries: list[dict], entry: dict, results
     if isinstance(recorded, str) and recorded and recorded != _task_hash(entries):
         raise UserError(f"{path}: the samples' hashes do not reproduce the results file's task_hashes.{task}: "
                         "the samples are not from this run, or were edited")
-    for metric, values in entry["metrics"].items():
-        reported = _reported(results, task, metric, entry["filter"])
-        if not isinstance(reported, (int, float)) or isinstance(reported, bool):
-            continue
-        if any(v is None for v in values):
-            continue  # not finite: the pairing refuses it, and the gate fails closed
-        form = count_form(entry["aggregation"][metric], values)
-        if form is None:
-            continue  # no count form: it cannot be recomputed here, nor paired
-        value = form.value()
-        if not (math.isfinite(value) and math.isfinite(reported)) or \
-                abs(value - reported) > _TOLERANCE * max(1.0, abs(reported)):
-            raise UserError(f"{path}: {metric} recomputed from the samples is {value!r}, the results file reports "
-                            f"{reported!r} for {task}: the samples do not match their results")
+    metrics = {task: {(m if entry["filter"] == "none" else f"{m},{entry['filter']}"):
+                      _reported(results, task, m, entry["filter"]) for m in entry["metrics"]}}
+    per_document.check_against({"tasks": {task: entry}}, metrics, str(path))
 
 
 def _leaves(task: str, groups: dict[str, list[str]]) -> list[str]:

@@ -208,7 +208,68 @@ def check_table(table: Any, where: str) -> None:
             raise UserError(f"{where}: tasks.{task} must have doc_ids and metrics")
         if len(set(ids)) != len(ids):
             raise UserError(f"{where}: tasks.{task}.doc_ids repeats a document id")
+        aggregation = entry.get("aggregation") if isinstance(entry.get("aggregation"), dict) else {}
         for metric, values in metrics.items():
             if not isinstance(values, list) or len(values) != len(ids):
                 raise UserError(f"{where}: tasks.{task}.metrics.{metric} must have one value per document "
                                 f"({len(ids)})")
+            _check_values(values, aggregation.get(metric, "mean"), metric, f"{where}: tasks.{task}.metrics.{metric}")
+
+
+# Metrics whose every per-document value lies in [0, 1] by definition, whichever task
+# reports them: lm-eval's accuracies and exact match, ROUGE F-measures, the share-like
+# metrics of this project's tasks. A value outside cannot have come from the metric, so
+# the table was not written by an evaluation. (``score`` is not here: a plugin may
+# define its own, a cosine similarity for one, on another range.)
+UNIT_INTERVAL = frozenset({"acc", "acc_norm", "exact_match", "em", "rougeL", "rouge1", "rouge2", "missing",
+                           "ambiguous", "invalid", "ndcg", "hit_at_1"})
+
+
+def _check_values(values: list, aggregation: str, metric: str, where: str) -> None:
+    """Every value a test could read: a number must be finite (a missing one is written
+    as null, and pairing refuses it); a mean's values must be numbers, and in [0, 1] for
+    the metrics that are proportions."""
+    for i, value in enumerate(values):
+        if value is None or isinstance(value, (list, dict)):
+            if aggregation == "mean" and value is not None:
+                raise UserError(f"{where}[{i}]: {value!r} is not a number, and {metric} is a mean of numbers")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}[{i}]: {value!r} is not a number")
+        if not math.isfinite(value):
+            raise UserError(f"{where}[{i}]: {value!r} is not a finite number (a per-document value an evaluation "
+                            "could not compute is written as null)")
+        if aggregation == "mean" and metric in UNIT_INTERVAL and not 0.0 <= value <= 1.0:
+            raise UserError(f"{where}[{i}]: {value!r} is not between 0 and 1, as every {metric} is")
+
+
+def check_against(table: dict, metrics: dict, where: str) -> None:
+    """``UserError`` unless each metric the table holds, recomputed from its
+    per-document values, equals the value the results or record report (``metrics``:
+    task -> metric name as ``ledger.metrics_of`` keys it -> ``{"value"}``, or a number):
+    a table that belongs to other results would otherwise give a point estimate from one
+    and a test from the other."""
+    from ecomharness.metrics.corpus import count_form
+
+    for task, entry in table.get("tasks", {}).items():
+        reported_task = metrics.get(task) or {}
+        for metric, values in entry["metrics"].items():
+            key = metric if entry.get("filter", "none") == "none" else f"{metric},{entry['filter']}"
+            reported = reported_task.get(key)
+            reported = reported.get("value") if isinstance(reported, dict) else reported
+            if isinstance(reported, bool) or not isinstance(reported, (int, float)) or not math.isfinite(reported) \
+                    or any(v is None for v in values):
+                continue  # nothing to recompute, or nothing a test will use
+            form = count_form((entry.get("aggregation") or {}).get(metric, "mean"), values)
+            if form is None:
+                continue
+            value = form.value()
+            if not math.isfinite(value) or abs(value - reported) > TOLERANCE * max(1.0, abs(reported)):
+                raise UserError(f"{where}: tasks.{task}.metrics.{metric}: recomputed from the per-document values it "
+                                f"is {value:.6g}, but the results report {reported!r}: these per-document scores do "
+                                "not belong to these results")
+
+
+# A recomputed aggregate and the reported one are sums of the same floats; only the
+# order of addition differs.
+TOLERANCE = 1e-9

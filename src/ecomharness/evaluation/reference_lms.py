@@ -17,6 +17,7 @@ import lm_eval.models  # noqa: F401 - lm-eval fills its model registry only whil
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from ecomharness.errors import UserError
 from ecomharness.metrics.text import normalize_label
 
 # Log-likelihoods the oracle reports: the gold continuation is certain, others are not.
@@ -27,7 +28,8 @@ _OTHER_LOGPROB = -100.0
 def _gold_text(instance) -> str:
     doc = instance.doc
     if not isinstance(doc, dict) or "target_text" not in doc:
-        raise ValueError(
+        # Input, not a crash: the task's documents do not say their gold output.
+        raise UserError(
             f"task {instance.task_name!r}: document {instance.doc_id} has no 'target_text', "
             "so the reference models cannot know its gold answer"
         )

@@ -95,6 +95,11 @@ def read_predictions(path: Path, on_error: str = "raise") -> tuple[list[tuple[di
             raise RecordError(path, line, "prediction", f"must be text, got {type(prediction).__name__}")
         if "target" not in doc and "target" in record:  # lm-eval's doc_to_target value
             doc["target"] = record["target"]
+        for field in ("target", "target_text"):
+            value = doc.get(field)
+            if field in doc and not (isinstance(value, str) or
+                                     (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+                raise RecordError(path, line, f"doc.{field}", f"must be text or a list of texts, got {value!r:.40}")
         if isinstance(record.get("task"), str):
             doc["__task__"] = record["task"]
         return doc, prediction
@@ -158,6 +163,9 @@ def score_predictions(pairs: list[tuple[dict, str]], kind: str | None = None) ->
             scored = process(doc, [prediction])
         except KeyError as exc:
             raise UserError(f"document {index + 1} lacks field {exc.args[0]!r} needed to score as {kind}") from None
+        except (TypeError, AttributeError) as exc:  # a field of the wrong type (a number, null)
+            raise UserError(f"document {index + 1}: a field has a type that {kind} scoring cannot read ({exc})") \
+                from None
         for name, value in scored.items():
             rows.setdefault(name, []).append(value)
     metrics: dict[str, dict] = {}

@@ -25,6 +25,7 @@ from typing import Any
 
 from ecomharness.errors import UserError
 from ecomharness.evaluation.lm_eval_samples import read_samples, task_identity
+from ecomharness.evaluation.per_document import check_against
 from ecomharness.evaluation.ledger import (
     check_measure,
     is_finite,
@@ -131,6 +132,16 @@ def _mapping(value: Any, where: str) -> dict:
     return dict(value)
 
 
+def _sources(value: Any, where: str) -> dict[str, dict]:
+    """Data-source records, task -> mapping (``tasks.data.load_task`` writes them)."""
+    sources = _mapping(value, where)
+    for task, source in sources.items():
+        if not isinstance(source, dict):
+            raise UserError(f"{where}.{task}: expected a data-source mapping (origin, source, fingerprint, ...), "
+                            f"got {type(source).__name__} {source!r:.60}")
+    return sources
+
+
 def _groups(value: Any, where: str) -> dict[str, list[str]]:
     groups = _mapping(value, where)
     for name, members in groups.items():
@@ -169,34 +180,44 @@ def from_results(results: dict, label: str, folder: Path | None = None, file: Pa
     per_document = _per_document(provenance.get("per_document"), folder, f"{label}: ecomharness.per_document")
     if per_document is None and file is not None:
         per_document = read_samples(results, file)
-    return Evidence(
+    return _checked(Evidence(
         label=label,
         metrics=_measures(metrics_of(results), f"{label}: results"),
         versions=_mapping(results.get("versions"), f"{label}: versions"),
-        data_sources=_mapping(provenance.get("data_sources"), f"{label}: ecomharness.data_sources"),
+        data_sources=_sources(provenance.get("data_sources"), f"{label}: ecomharness.data_sources"),
         group_subtasks=_groups(results.get("group_subtasks"), f"{label}: group_subtasks"),
         n_samples=_mapping(results.get("n-samples"), f"{label}: n-samples"),
         n_shot=_mapping(results.get("n-shot"), f"{label}: n-shot"),
         per_document=per_document,
         lm_eval_identity=task_identity(results),
-    )
+    ))
 
 
 def from_record(record: dict, label: str, folder: Path | None = None) -> Evidence:
     """Evidence from one ledger record; ``folder`` (the ledger's) resolves its
     per-document scores."""
-    return Evidence(
+    return _checked(Evidence(
         label=label,
         metrics=_measures(record.get("metrics", {}), f"{label}: metrics"),
         versions=_mapping(record.get("task_versions"), f"{label}: task_versions"),
-        data_sources=_mapping(record.get("data_sources"), f"{label}: data_sources"),
+        data_sources=_sources(record.get("data_sources"), f"{label}: data_sources"),
         group_subtasks=_groups(record.get("group_subtasks"), f"{label}: group_subtasks"),
         n_samples=_mapping(record.get("n_samples"), f"{label}: n_samples"),
         n_shot=_mapping(record.get("n_shot"), f"{label}: n_shot"),
         checkpoint=record.get("checkpoint"),
         step=record.get("step"),
         per_document=_per_document(record.get("per_document"), folder, f"{label}: per_document"),
-    )
+    ))
+
+
+def _checked(evidence: Evidence) -> Evidence:
+    """The evidence, once its per-document scores are shown to be the ones its metrics
+    were computed from (``per_document.check_against``); ``UserError`` otherwise."""
+    if evidence.per_document is not None:
+        check_against(evidence.per_document, {task: {metric: measure.value for metric, measure in metrics.items()}
+                                              for task, metrics in evidence.metrics.items()},
+                      f"{evidence.label}: per-document scores")
+    return evidence
 
 
 def _results_file(path: Path) -> Path:

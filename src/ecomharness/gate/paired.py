@@ -165,6 +165,31 @@ def bootstrap_differences(strata: list[tuple[CountForm, CountForm, float]], resa
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def one_document_se(strata: list[tuple[CountForm, CountForm, float]]) -> float:
+    """The floor of a bootstrap's standard error: the error if a single document had
+    moved by one unit of its metric, as McNemar lets one discordant pair stand in.
+
+    Differences with no variance (the same model twice, every score 0 early in CPT,
+    every document moving by the same amount) give a bootstrap deviation of 0, and a
+    detectable effect of 0 would claim any change could have been seen. The unit is the
+    largest per-document value either side shows (1 when all are 0) for a mean, and the
+    metric's own size (at least 1) for a corpus metric; one document of n moves a mean
+    by unit / n. The smallest stratum's floor is taken: one document, not one per task."""
+    floors = []
+    for candidate, baseline, weight in strata:
+        n = len(candidate.counts)
+        if n == 0:
+            continue
+        if candidate.mean and baseline.mean:
+            unit = float(max(np.max(np.abs(candidate.counts[:, 0])), np.max(np.abs(baseline.counts[:, 0]))))
+        else:
+            unit = max(abs(candidate.value()), abs(baseline.value()))
+            unit = unit if math.isfinite(unit) else 1.0
+            unit = max(unit, 1.0)
+        floors.append(abs(weight) * (unit or 1.0) / n)
+    return min(floors) if floors else 0.0
+
+
 def paired_bootstrap(strata: list[tuple[CountForm, CountForm, float]], alpha: float = 0.05,
                      resamples: int = DEFAULT_RESAMPLES, seed: int = 0, label: str = "") -> PairedResult:
     """Paired (stratified) bootstrap of the difference: percentile interval, and the
@@ -175,7 +200,7 @@ def paired_bootstrap(strata: list[tuple[CountForm, CountForm, float]], alpha: fl
     p = float((np.sum(np.abs(deltas - observed) >= abs(observed) - 1e-12) + 1) / (resamples + 1))
     low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
     se = float(np.std(deltas, ddof=1))
-    mde = (_z(alpha) + NormalDist().inv_cdf(POWER)) * se
+    mde = (_z(alpha) + NormalDist().inv_cdf(POWER)) * max(se, one_document_se(strata))
     n = int(sum(len(c.counts) for c, _, _ in strata))
     name = "paired-bootstrap" if len(strata) == 1 else "stratified-paired-bootstrap"
     return PairedResult(name, n, observed, (float(low), float(high)), min(p, 1.0), mde,

@@ -10,6 +10,7 @@ whether the unpaired test may stand in.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ecomharness.gate.evidence import Evidence
@@ -61,7 +62,7 @@ def _leaf(task: str, metric: str, candidate: Evidence, baseline: Evidence) -> tu
         raise Unpaired(f"{task} was scored on different documents ({only_c} only in the candidate, {only_b} only in "
                        f"the baseline, {len(shared)} shared)", intersection)
     b_values = [b_values[b_index[doc]] for doc in c_ids]
-    if any(v is None for v in (*c_values, *b_values)):
+    if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in (*c_values, *b_values)):
         raise Unpaired(f"{task}/{metric} has a per-document value that is not a finite number")
     forms = paired_count_forms(aggregation, c_values, b_values)
     if forms is None:

@@ -53,6 +53,9 @@ from ecomharness.util import did_you_mean, load_yaml_file, reject_unknown_keys
 
 ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch", "unpaired")
 CORRECTIONS = ("none", "holm")
+# Below 100 resamples a percentile interval is noise; above a million (100 times the
+# default, minutes per test on a 2-core machine) a policy would run for hours.
+MIN_RESAMPLES, MAX_RESAMPLES = 100, 1_000_000
 
 
 @dataclass(frozen=True)
@@ -214,8 +217,9 @@ def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None =
         raise UserError(f"{where}.bootstrap: expected {{resamples: N, seed: N}}, got {bootstrap!r}")
     reject_unknown_keys(bootstrap, {"resamples", "seed"}, f"{where}.bootstrap")
     resamples, seed = bootstrap.get("resamples", 10_000), bootstrap.get("seed", 0)
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 100:
-        raise UserError(f"{where}.bootstrap.resamples: expected a whole number >= 100, got {resamples!r}")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or not MIN_RESAMPLES <= resamples <= MAX_RESAMPLES:
+        raise UserError(f"{where}.bootstrap.resamples: expected a whole number from {MIN_RESAMPLES} to "
+                        f"{MAX_RESAMPLES:,}, got {resamples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UserError(f"{where}.bootstrap.seed: expected a whole number, got {seed!r}")
     rules_raw = raw.get("rules")

@@ -318,12 +318,13 @@ def significance(rule: Rule, task: str, c: Measure, b: Measure, candidate: Evide
     return outcome
 
 
-def _describe(test: Significance, p: float | None) -> str:
-    """How a check's test reads in its reason: the test, p, n, the interval, the
+def _describe(test: Significance, adjusted: float | None) -> str:
+    """How a check's test reads in its reason: the test, its own p (and the
+    Holm-adjusted p that decided, when the policy corrects), n, the interval, the
     detectable effect."""
     if test.test is None:
         return ""
-    parts = [f"{test.test}, p={p:.3g}"]
+    parts = [f"{test.test}, p={test.p:.3g}" + (f", Holm-adjusted p={adjusted:.3g}" if adjusted is not None else "")]
     details = test.details
     if "n" in details:
         parts.append(f"n={details['n']}")
@@ -373,7 +374,9 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
             inputs["identity"] = basis
         head = f"{task} {rule.metric} {_fmt(b.value)} -> {_fmt(c.value)} ({c.value - b.value:+.4f}" \
             + (", lower is better)" if lower else ")")
-        shown = _describe(test, p) if test is not None and p is not None else ""
+        holm = (rule.name, task) in policy.adjusted_p
+        shown = _describe(test, p if holm else None) if test is not None and p is not None else ""
+        p_name = "Holm-adjusted p" if holm else "p"
         no_test = test.why_none if test is not None and test.why_none else "a stderr is missing or not finite"
         if gain:
             settings["significant"] = rule.significant
@@ -384,7 +387,7 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
             elif rule.significant and p is None:
                 passed, why = False, f"a significant gain is required but {no_test}"
             elif rule.significant and p >= alpha:
-                passed, why = False, f"gain not significant (p={p:.3g} >= alpha {alpha:g}; {shown})"
+                passed, why = False, f"gain not significant ({p_name}={p:.3g} >= alpha {alpha:g}; {shown})"
             else:
                 passed = True
                 why = f"gain {diff:+.4f} >= {amount:+.4f}" + (f", significant ({shown})" if rule.significant else "")
@@ -397,12 +400,12 @@ def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
                 if use_alpha and shown:
                     why += f" ({shown})"
             elif use_alpha and p is not None and p >= alpha:
-                passed, why = True, f"drop {drop:+.4f} exceeds {amount:.4f} but is not significant (p={p:.3g} >= {alpha:g}; {shown})"
+                passed, why = True, f"drop {drop:+.4f} exceeds {amount:.4f} but is not significant ({p_name}={p:.3g} >= {alpha:g}; {shown})"
             else:
                 passed = False
                 why = f"drop {drop:+.4f} exceeds the allowed {amount:.4f}"
                 if use_alpha:
-                    why += f" and is significant (p={p:.3g} < {alpha:g}; {shown})" if p is not None else \
+                    why += f" and is significant ({p_name}={p:.3g} < {alpha:g}; {shown})" if p is not None else \
                         f" ({no_test}: threshold applied without a significance test)"
         if passed and rule.max_detectable_effect is not None:
             settings["max_detectable_effect"] = rule.max_detectable_effect

@@ -25,12 +25,13 @@ from ecomharness.train.run_dir import (
     DONE_MARKER,
     complete_checkpoints,
     done_marker,
+    has_started,
     is_main_process,
     recipe_file,
     set_aside_incomplete,
     trainer_state,
 )
-from ecomharness.util import load_yaml_file, write_text_atomic
+from ecomharness.util import load_yaml_file, write_text_atomic, sole_writer
 
 __all__ = ["DONE_MARKER", "check_recipe", "run_training"]
 
@@ -88,6 +89,14 @@ def _keep_recipe(recipe: TrainRecipe, log) -> None:
         # form, say) is the same recipe if it reads the same.
         old = {**parse_recipe(old, where=str(kept)).to_raw(), "run_dir": old.get("run_dir")}
         changed = sorted(k for k in set(old) | set(raw) if k != "run_dir" and old.get(k) != raw.get(k))
+        if changed and not has_started(recipe.run_dir):
+            # An earlier command stopped before training (bad data, a missing model): its
+            # recipe was never run, so the corrected one replaces it.
+            log(f"[train] {kept} was kept by a command that never started training: replaced by this recipe "
+                f"(it differed in {', '.join(changed)})")
+            if is_main_process():
+                write_text_atomic(kept, yaml.safe_dump(raw, allow_unicode=True, sort_keys=True))
+            return
         if changed:
             raise UserError(f"{recipe.run_dir} holds a run of a different recipe (differs in {', '.join(changed)}); "
                             "use another run_dir or delete the old run")
@@ -177,8 +186,8 @@ def check_recipe(recipe: TrainRecipe) -> list[str]:
     every evaluation task resolves with its data found. Returns the lines to print;
     raises ``UserError`` at the first problem."""
     from ecomharness.gate.policy import load_policy
+    from ecomharness.evaluation.checkpoint import CheckpointEvaluator
     from ecomharness.registry import gate_rules
-    from ecomharness.tasks.open import open_tasks
 
     lines = []
     tokenizer = components.load_tokenizer(recipe)
@@ -203,9 +212,23 @@ def check_recipe(recipe: TrainRecipe) -> list[str]:
         load_policy(recipe.eval.gate, known_kinds=set(gate_rules.names()))
         lines.append(f"gate policy {recipe.eval.gate}: valid")
     for name, profile in recipe.eval.profiles().items():
-        resolved = open_tasks(list(profile.tasks), include_path=list(profile.include_path) or None,
-                              metadata=profile.metadata).names
-        lines.append(f"eval ({name}): {len(resolved)} task(s) or group(s) resolve, their data found")
+        # Built as training will build them: the data is loaded, so the line below says
+        # where each task's documents will really come from, and `samples` is checked.
+        evaluator = CheckpointEvaluator(profile.settings())
+        origins: dict[str, list[str]] = {}
+        for task, source in sorted(evaluator.data_sources.items()):
+            origins.setdefault(source.get("origin", "unknown"), []).append(task)
+        line = f"eval ({name}): {len(evaluator.task_names)} task(s) or group(s) resolve, " \
+               f"{len(evaluator.loaded['tasks'])} task(s) load"
+        bundled = origins.pop("bundled", [])
+        if origins:
+            line += "; data from " + ", ".join(f"{origin} ({len(tasks)})" for origin, tasks in sorted(origins.items()))
+        if bundled:
+            line += (f"; WARNING: {len(bundled)} task(s) will read the sample bundled with ecomharness, not your "
+                     f"data: {', '.join(bundled)}")
+            if any(task.startswith("heldout") for task in bundled):
+                line += " (no held-out slice was found: give the data build a heldout block or set heldout_dir)"
+        lines.append(line)
     if not recipe.eval.profiles():
         lines.append("eval: off")
     return lines
@@ -213,11 +236,20 @@ def check_recipe(recipe: TrainRecipe) -> list[str]:
 
 def run_training(recipe: TrainRecipe, log=print) -> dict:
     """Train as the recipe says; return a summary (steps, train and eval seconds)."""
-    recipe.run_dir.mkdir(parents=True, exist_ok=True)
-    _keep_recipe(recipe, log)
-    ds_config = recipe.deepspeed_config()
-    with single_process_env(ds_config is not None):
-        return _run(recipe, ds_config, log)
+    try:
+        recipe.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"run_dir {recipe.run_dir}: cannot be created ({exc.strerror or exc})") from exc
+    # One training command per run directory (its main process holds the lock; the other
+    # ranks of the same job write through it): a second would save into the same
+    # checkpoint folders.
+    lock = sole_writer(recipe.run_dir / ".train.lock", f"run directory {recipe.run_dir}") \
+        if is_main_process() else contextlib.nullcontext()
+    with lock:
+        _keep_recipe(recipe, log)
+        ds_config = recipe.deepspeed_config()
+        with single_process_env(ds_config is not None):
+            return _run(recipe, ds_config, log)
 
 
 def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:

@@ -26,7 +26,7 @@ RECIPE_FILE = "recipe.yaml"
 STATE_FILE = "trainer_state.json"  # HF Trainer writes it last: its presence marks a complete save
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
-__all__ = ["DONE_MARKER", "RECIPE_FILE", "complete_checkpoints", "done_marker", "is_main_process", "ledger_path",
+__all__ = ["DONE_MARKER", "RECIPE_FILE", "complete_checkpoints", "done_marker", "has_started", "is_main_process", "ledger_path",
            "recipe_file", "set_aside_incomplete", "trainer_state"]
 
 
@@ -54,6 +54,18 @@ def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
         if match and (path / STATE_FILE).is_file():
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def has_started(run_dir: Path) -> bool:
+    """Whether a run in ``run_dir`` ever began training: a checkpoint folder (complete or
+    not), an evaluation ledger or the done marker. A kept recipe without any of these
+    belongs to a command that stopped before training (a setup error)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return False
+    if done_marker(run_dir).exists() or (run_dir / "eval" / "ledger.jsonl").exists():
+        return True
+    return any(_CHECKPOINT.match(child.name) for child in run_dir.iterdir())
 
 
 def trainer_state(checkpoint: Path) -> dict[str, Any]:

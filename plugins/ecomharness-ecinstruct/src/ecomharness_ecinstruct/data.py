@@ -100,7 +100,10 @@ def _location(metadata: dict) -> tuple[str, Path | None]:
     return "default", None
 
 
-def _qpr_gains(metadata: dict, origin: str, count: int) -> list[list[float]]:
+def _qpr_gains(metadata: dict, origin: str, candidates: list[int]) -> list[list[float]]:
+    """The ESCI gains of each test record's candidates (``candidates``: how many each
+    record ranks), from eCeLLM's label file, matched by position."""
+    count = len(candidates)
     raw = metadata.get("ecinstruct_qpr_labels") or os.environ.get("ECOMHARNESS_ECINSTRUCT_QPR_LABELS")
     if raw:
         path = Path(str(raw)).expanduser()
@@ -124,6 +127,10 @@ def _qpr_gains(metadata: dict, origin: str, count: int) -> list[list[float]]:
         unknown = [label for label in row if label not in ESCI_GAIN]
         if unknown:
             raise UserError(f"{path}: list {number}: unknown ESCI label(s) {unknown}; expected E, S, C or I")
+        if len(row) != candidates[number - 1]:
+            raise UserError(f"{path}: list {number} has {len(row)} label(s), but test record {number} ranks "
+                            f"{candidates[number - 1]} candidate(s); lists are matched to records by position, so "
+                            "each must label every candidate")
         gains.append([ESCI_GAIN[label] for label in row])  # option A's, B's, ... (a list: Arrow keeps it whole)
     return gains
 
@@ -230,7 +237,9 @@ def load(**metadata):
         raise UserError(f"task {name}: no {setting} test records of {' / '.join(info.names)} in "
                         f"{path or origin}")
     if info.scoring == "ndcg":
-        for doc, gains in zip(docs, _qpr_gains(metadata, origin, len(docs))):
+        candidates = [len(doc["options"].split("\n")) if doc["options"] else len(doc["gold"].split(","))
+                      for doc in docs]
+        for doc, gains in zip(docs, _qpr_gains(metadata, origin, candidates)):
             doc["gains"] = gains
     source = str(path.resolve()) if path is not None else (f"hub:{HUB_ID}" if origin == "hub" else
                                                              "bundled:ecomharness_ecinstruct/_sample")
