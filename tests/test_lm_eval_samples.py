@@ -210,3 +210,29 @@ def test_a_changed_prompt_is_a_data_mismatch(plain_runs, tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "[fail-closed: data_mismatch]" in done.stdout
     assert "(doc_id 3) was given a different prompt" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: text.replace('"doc_hash"', '"doc_hsh"', 1), "not an lm-eval sample"),
+    (lambda text: text[: len(text) // 2], "not a JSON line"),
+    (lambda text: text.replace('"metrics": ["acc", "acc_norm"]', '"metrics": ["acc", "acc_norm", "f1"]', 1),
+     "metric 'f1' is listed but has no value"),
+])
+def test_malformed_sample_lines_are_named(plain_runs, tmp_path, edit, message):
+    broken = _copy(plain_runs["user0"], tmp_path / "broken")
+    path = next(broken.rglob("samples_toy_sum_*.jsonl"))
+    path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
+    done = run_cli("compare", str(plain_runs["user1"]), str(broken), "--metrics", "acc")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert path.name in done.stderr and message in done.stderr, done.stderr
+
+
+def test_a_results_file_with_odd_fields_is_not_a_crash(plain_runs, tmp_path):
+    odd = _copy(plain_runs["user0"], tmp_path / "odd")
+    file = _results(odd)
+    results = json.loads(file.read_text(encoding="utf-8"))
+    results.update({"task_hashes": ["x"], "configs": "y", "config": None, "n-samples": {"toy_sum": 3}})
+    file.write_text(json.dumps(results), encoding="utf-8")
+    done = run_cli("compare", str(plain_runs["user1"]), str(odd), "--metrics", "acc")
+    assert done.returncode in (0, 2), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr

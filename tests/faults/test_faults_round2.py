@@ -22,16 +22,9 @@ from ecomharness.cli import main
 from ecomharness.errors import UserError
 from tests.conftest import REPO, corpus_with_tokenizer, run_cli
 from tests.faults.test_faults_evidence import _scores, side
+from tests.faults.test_faults_training import _args as _train_args
 
-RECIPE = REPO / "train" / "recipes" / "tiny_cpu.yaml"
-
-
-def _train_args(built: Path, run_dir: Path, *extra: str) -> list[str]:
-    args = ["train", str(RECIPE)]
-    for item in (f"data.path={built / 'data'}", f"tokenizer={built / 'tok'}", f"run_dir={run_dir}",
-                 "deepspeed=null", "eval.tasks=[ecom_icl_pdc]", "eval.limit=2", *extra):
-        args += ["--set", item]
-    return args
+RECIPE = REPO / "train" / "recipes" / "tiny_cpu.yaml"  # as test_faults_training runs it
 
 
 def _hold(lock_file: Path) -> subprocess.Popen:

@@ -76,36 +76,88 @@ def check_measure(measure: Any, where: str) -> None:
         raise UserError(f"{where}.stderr: expected a number or null, got {stderr!r}")
 
 
-def read_ledger(path: str | Path, strict: bool = False) -> list[dict[str, Any]]:
+def read_ledger(path: str | Path, strict: bool = False,
+                keep: Callable[[dict, int], dict | None] | None = None) -> list[dict[str, Any]]:
     """Every complete record, in order. A torn JSON line is skipped with a warning.
 
     ``strict``: a line that is not UTF-8 or a record of the wrong shape raises
     ``UserError`` naming ``file:line`` (otherwise it is skipped with a warning).
+    ``keep``: called with each checked record and its byte offset as the file is read;
+    what it returns is kept instead of the record (None: nothing). A reader that needs a
+    few fields of a 100,000-record ledger holds those, not gigabytes of data sources.
     """
     path = Path(path)
     if not path.is_file():
         return []
     records = []
     with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                _bad(strict, f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+        number = 0
+        while True:
+            offset = fh.tell()
+            raw = fh.readline()
+            if not raw:
+                break
+            number += 1
+            record = _parse_line(raw, f"{path}:{number}", strict)
+            if record is None:
                 continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("%s: skipping an incomplete ledger line (a run killed mid-write?)", where)
-                continue
-            try:
-                records.append(check_record(record, where))
-            except UserError as exc:
-                _bad(strict, str(exc))
+            kept = record if keep is None else keep(record, offset)
+            if kept is not None:
+                records.append(kept)
     return records
+
+
+def _parse_line(raw: bytes, where: str, strict: bool) -> dict | None:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _bad(strict, f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+        return None
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        log.warning("%s: skipping an incomplete ledger line (a run killed mid-write?)", where)
+        return None
+    try:
+        return check_record(record, where)
+    except UserError as exc:
+        _bad(strict, str(exc))
+        return None
+
+
+def read_record_at(path: str | Path, offset: int) -> dict[str, Any]:
+    """The record whose line starts at byte ``offset`` (``read_ledger``'s ``keep`` saw
+    it); ``UserError`` when the file changed under the reader."""
+    with Path(path).open("rb") as fh:
+        fh.seek(offset)
+        record = _parse_line(fh.readline(), f"{path} (byte {offset})", strict=True)
+    if record is None:
+        raise UserError(f"{path}: the record at byte {offset} is gone (the ledger was rewritten while being read)")
+    return record
+
+
+# The fields of a record that choosing a checkpoint needs (``slim_record``).
+_SLIM = ("checkpoint", "step", "status", "task_set", "error", "tokens_seen", "epoch", "wall_time")
+
+
+def slim_record(record: dict, offset: int, metrics: Callable[[dict], dict] | None = None) -> dict:
+    """What choosing among checkpoints needs of a record, and where the whole record is
+    (``offsets``, for ``full_record``); ``metrics`` picks the metrics to keep (none by
+    default). A ``read_ledger`` ``keep`` function, with ``functools.partial`` for
+    ``metrics``."""
+    slim = {key: record[key] for key in _SLIM if key in record}
+    slim["offsets"] = [offset]
+    if metrics is not None and "metrics" in record:
+        slim["metrics"] = metrics(record["metrics"])
+    return slim
+
+
+def full_record(path: str | Path, slim: dict) -> dict:
+    """The whole record a slim one (``slim_record``, possibly combined over task sets by
+    ``checkpoint_records``) stands for, read again from the ledger."""
+    return checkpoint_records([read_record_at(path, offset) for offset in slim["offsets"]])[0]
 
 
 def _bad(strict: bool, message: str) -> None:
@@ -194,6 +246,8 @@ def _combine(parts: list[dict]) -> dict:
         record[key] = next((p[key] for p in reversed(parts) if p.get(key) is not None), None)
     record["task_sets"] = [p.get("task_set") for p in parts]
     record["eval_seconds"] = round(sum(p.get("eval_seconds", 0.0) for p in parts), 3)
+    if any("offsets" in p for p in parts):  # slim records (``slim_record``): where each part is
+        record["offsets"] = [offset for p in parts for offset in p.get("offsets", [])]
     failed = [p for p in parts if p["status"] != "ok"]
     if failed:
         record["status"] = "failed"

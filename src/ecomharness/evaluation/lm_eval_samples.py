@@ -43,6 +43,14 @@ _TOLERANCE = per_document.TOLERANCE
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 
 
+def _field(mapping: Any, key: str) -> dict:
+    """``mapping[key]`` when both are mappings, else an empty one: a results file written
+    by another tool may lack a field or hold another type there, and what this module
+    reads from it only ever adds checks."""
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def sample_files(results_file: Path) -> dict[str, Path]:
     """``{task: samples file}`` written by the same lm-eval run as ``results_file``
     (same folder, same date suffix); empty when the run did not log samples."""
@@ -67,9 +75,11 @@ def _read_samples(path: Path) -> list[dict]:
                 sample = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path}:{number}: not a JSON line ({exc.msg})") from exc
-            if not isinstance(sample, dict) or not isinstance(sample.get("doc_hash"), str) \
-                    or not isinstance(sample.get("metrics"), list):
-                raise UserError(f"{path}:{number}: not an lm-eval sample (expected doc_hash and metrics)")
+            if not isinstance(sample, dict) or not isinstance(sample.get("metrics"), list) \
+                    or not all(isinstance(sample.get(k), str) for k in ("doc_hash", "prompt_hash", "target_hash")) \
+                    or isinstance(sample.get("doc_id"), bool) or not isinstance(sample.get("doc_id"), int):
+                raise UserError(f"{path}:{number}: not an lm-eval sample (expected doc_id, doc_hash, prompt_hash, "
+                                "target_hash and metrics)")
             names = [m for m in sample["metrics"] if isinstance(m, str)]
             missing = [m for m in names if m not in sample]
             if missing:
@@ -101,17 +111,17 @@ def _task_hash(entries: list[dict]) -> str:
 
 
 def _reported(results: dict, task: str, metric: str, filt: str) -> Any:
-    return ((results.get("results") or {}).get(task) or {}).get(f"{metric},{filt}")
+    return _field(_field(results, "results"), task).get(f"{metric},{filt}")
 
 
 def _check_task(task: str, path: Path, entries: list[dict], entry: dict, results: dict) -> None:
     """The samples of one task against what the results file reports for it."""
-    counts = (results.get("n-samples") or {}).get(task)
+    counts = _field(results, "n-samples").get(task)
     effective = counts.get("effective") if isinstance(counts, dict) else None
     if isinstance(effective, int) and effective != len(entry["doc_ids"]):
         raise UserError(f"{path}: {len(entry['doc_ids'])} documents for filter {entry['filter']!r}, but the results "
                         f"file reports n-samples {effective} for {task}: the samples are not from this run")
-    recorded = (results.get("task_hashes") or {}).get(task)
+    recorded = _field(results, "task_hashes").get(task)
     if isinstance(recorded, str) and recorded and recorded != _task_hash(entries):
         raise UserError(f"{path}: the samples' hashes do not reproduce the results file's task_hashes.{task}: "
                         "the samples are not from this run, or were edited")
@@ -135,8 +145,7 @@ def _group_aggregates(results: dict, tasks: dict, groups: dict[str, list[str]]) 
     for group, members in groups.items():
         leaves = _leaves(group, groups)
         aggregate = {}
-        reported = {**((results.get("results") or {}).get(group) or {}),
-                    **((results.get("groups") or {}).get(group) or {})}
+        reported = {**_field(_field(results, "results"), group), **_field(_field(results, "groups"), group)}
         for key, value in reported.items():
             if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
                 continue
@@ -167,12 +176,12 @@ def _group_aggregates(results: dict, tasks: dict, groups: dict[str, list[str]]) 
 def task_identity(results: dict) -> dict[str, dict]:
     """Per task, what lm-eval records about it besides its version and shot count:
     ``config_hash`` and, when the run logged samples, lm-eval's ``task_hash``."""
-    configs = results.get("configs") if isinstance(results.get("configs"), dict) else {}
-    model_args = (results.get("config") or {}).get("model_args") if isinstance(results.get("config"), dict) else None
+    configs = _field(results, "configs")
+    model_args = _field(results, "config").get("model_args")
     found: dict[str, dict] = {}
     for task, config in configs.items():
         found[task] = {"config_hash": config_hash(config, model_args)}
-        recorded = (results.get("task_hashes") or {}).get(task) if isinstance(results.get("task_hashes"), dict) else None
+        recorded = _field(results, "task_hashes").get(task)
         if isinstance(recorded, str) and recorded:
             found[task]["task_hash"] = recorded
     return found
@@ -183,20 +192,20 @@ def read_samples(results: dict, results_file: Path) -> dict | None:
     (``per_document.collect``'s shape, plus each document's ``doc_index`` and
     ``prompt_hashes``), or None when the run logged no samples. Raises ``UserError``
     when a samples file does not match its results."""
-    configs = results.get("configs") if isinstance(results.get("configs"), dict) else {}
+    configs = _field(results, "configs")
     files = sample_files(results_file)
     if not files:
         return None
     samples = {task: _read_samples(path) for task, path in files.items()}
     table = per_document.collect({"samples": samples, "configs": configs,
-                                  "higher_is_better": results.get("higher_is_better")})
+                                  "higher_is_better": _field(results, "higher_is_better")})
     for task, entry in table["tasks"].items():
         entries = sorted((e for e in samples[task] if e.get("filter", "none") == entry["filter"]),
                          key=lambda e: e.get("doc_id", 0))
         entry["doc_index"] = [e.get("doc_id") for e in entries]
         entry["prompt_hashes"] = [e.get("prompt_hash") for e in entries]
         _check_task(task, files[task], samples[task], entry, results)
-    groups = results.get("group_subtasks") if isinstance(results.get("group_subtasks"), dict) else {}
+    groups = _field(results, "group_subtasks")
     groups = {g: list(m) for g, m in groups.items() if isinstance(m, list) and m}
     table["groups"] = _group_aggregates(results, table["tasks"], groups)
     table["source"] = "lm-eval samples"

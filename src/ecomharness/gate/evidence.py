@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from ecomharness.evaluation.lm_eval_samples import read_samples, task_identity
 from ecomharness.evaluation.per_document import check_against
 from ecomharness.evaluation.ledger import (
     check_measure,
+    full_record,
+    slim_record,
     is_finite,
     checkpoint_records,
     ledger_path,
@@ -242,13 +245,32 @@ def ledger_file(path: Path) -> Path:
     return file
 
 
-def ledger_records(path: Path) -> list[dict]:
-    """The latest record of each checkpoint in a ledger (ok or failed), by step."""
+def ledger_records(path: Path, rank_by: tuple[str, str] | None = None) -> list[dict]:
+    """The latest record of each checkpoint in a ledger (ok or failed), by step, slim:
+    what choosing one needs (checkpoint, step, status, error, the ``rank_by`` metric) and
+    where the whole record is (``evidence_of`` reads it). A ledger of 100,000 records is
+    gigabytes of per-task data sources; choosing holds a few fields of each."""
     file = ledger_file(path)
-    records = checkpoint_records(read_ledger(file, strict=True))
+    pick = None
+    if rank_by is not None:
+        task, metric = rank_by
+
+        def pick(metrics: dict) -> dict:
+            found = (metrics.get(task) or {}).get(metric) if isinstance(metrics, dict) else None
+            return {task: {metric: found}} if found is not None else {}
+
+    records = checkpoint_records(read_ledger(file, strict=True, keep=partial(slim_record, metrics=pick)))
     if not records:
         raise UserError(f"{file}: the ledger holds no evaluation records")
     return records
+
+
+def evidence_of(path: Path, record: dict) -> Evidence:
+    """The evidence of a ledger record chosen among ``ledger_records``: the whole
+    record (every task set of its checkpoint) read again from the ledger."""
+    file = ledger_file(path)
+    full = full_record(file, record) if "offsets" in record else record
+    return from_record(full, f"{path}@{full['checkpoint']}", file.parent)
 
 
 def _usable(record: dict) -> dict:
@@ -305,9 +327,8 @@ def load_evidence(path: str | Path, selector: str | None = None, rank_by=None, l
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     if ledger or is_ledger(path):
-        records = ledger_records(path)
-        record = select_record(records, selector or "last", rank_by, str(path))
-        return from_record(record, f"{path}@{record['checkpoint']}", ledger_file(path).parent)
+        records = ledger_records(path, rank_by)
+        return evidence_of(path, select_record(records, selector or "last", rank_by, str(path)))
     if selector not in (None, "last"):
         raise UserError(f"{path}: a checkpoint selector needs a ledger or run directory, not a results file")
     file = _results_file(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecomharness.errors import UserError
-from ecomharness.gate.evidence import INIT, Evidence, from_record, ledger_file, ledger_records, rank_value
+from ecomharness.gate.evidence import INIT, Evidence, evidence_of, from_record, ledger_records, rank_value
 from ecomharness.gate.policy import Policy
 from ecomharness.gate.verdict import Verdict, run_gate
 
@@ -18,14 +18,14 @@ def best_passing(policy: Policy, ledger: Path, baseline: Evidence | None) -> tup
     if policy.rank_by is None:
         raise UserError("--checkpoint best-passing needs `rank_by: {task, metric}` in the policy")
     outcomes, best = [], None
-    for record in ledger_records(ledger):
+    for record in ledger_records(ledger, policy.rank_by):
         if record["checkpoint"] == INIT:
             continue
         if record["status"] != "ok":
             outcomes.append((record["checkpoint"], "evaluation failed"))
             continue
-        verdict = run_gate(policy, from_record(record, f"{ledger}@{record['checkpoint']}", ledger_file(ledger).parent),
-                           baseline)
+        # One checkpoint's whole record at a time: a long run's ledger is not held whole.
+        verdict = run_gate(policy, evidence_of(ledger, record), baseline)
         outcomes.append((record["checkpoint"], "pass" if verdict.passed else "fail"))
         value = rank_value(record, policy.rank_by)
         if verdict.passed and value is not None and (best is None or (value, record["step"]) >= best[0]):

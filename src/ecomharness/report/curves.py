@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecomharness.errors import UserError
-from ecomharness.evaluation.ledger import latest_ok_records, ledger_path, read_ledger
+from ecomharness.evaluation.ledger import full_record, latest_ok_records, ledger_path, read_ledger, slim_record
 
 
 HEADLINE_METRICS = ("score", "acc", "bits_per_byte")
@@ -26,16 +26,30 @@ def headline_metric(metrics: dict, metric: str | None = None) -> str | None:
     return next((m for m in HEADLINE_METRICS if m in metrics), None)
 
 
+def _measure(record: dict, task: str, name: str) -> tuple[float, float | None] | None:
+    """``(value, stderr)`` of ``name`` for ``task`` in a ledger record, or in a drawn one
+    (``drawn_records``: one ``(metric, value, stderr)`` per task); None if absent."""
+    entry = record.get("metrics", {}).get(task)
+    if isinstance(entry, tuple):
+        return entry[1:] if entry[0] == name else None
+    found = (entry or {}).get(name)
+    return None if found is None else (found["value"], found["stderr"])
+
+
+def _names(entry) -> dict:
+    return {entry[0]: None} if isinstance(entry, tuple) else entry
+
+
 def series(records: list[dict], metric: str | None = None) -> dict[str, list[tuple[int, float, float | None]]]:
     """``{task: [(step, value, stderr), ...]}`` for every task/group reporting ``metric``
     (without one: each task's headline metric, see ``metric_names``)."""
     chosen = metric_names(records, metric)
     out: dict[str, list[tuple[int, float, float | None]]] = {}
     for record in records:
-        for task, metrics in record.get("metrics", {}).items():
-            measure = metrics.get(chosen.get(task, ""))
+        for task in record.get("metrics", {}):
+            measure = _measure(record, task, chosen.get(task, ""))
             if measure is not None:
-                out.setdefault(task, []).append((record["step"], measure["value"], measure["stderr"]))
+                out.setdefault(task, []).append((record["step"], *measure))
     return out
 
 
@@ -43,8 +57,8 @@ def metric_names(records: list[dict], metric: str | None = None) -> dict[str, st
     """The metric drawn for each task: ``metric``, or the task's headline metric."""
     names: dict[str, str] = {}
     for record in records:
-        for task, metrics in record.get("metrics", {}).items():
-            chosen = headline_metric(metrics, metric)
+        for task, entry in record.get("metrics", {}).items():
+            chosen = headline_metric(_names(entry), metric)
             if chosen is not None:
                 names.setdefault(task, chosen)
     return names
@@ -96,21 +110,43 @@ def markdown_table(records: list[dict], metric: str | None = None) -> str:
     for record in records:
         cells = []
         for name in names:
-            m = record.get("metrics", {}).get(name, {}).get(chosen[name])
+            m = _measure(record, name, chosen[name])
             if m is None:
                 cells.append("")
             else:
-                cells.append(f"{m['value']:.4f}" + (f" ± {m['stderr']:.4f}" if m["stderr"] is not None else ""))
+                cells.append(f"{m[0]:.4f}" + (f" ± {m[1]:.4f}" if m[1] is not None else ""))
         tokens = record.get("tokens_seen")
         lines.append(f"| {record['checkpoint']} | {record['step']} | {tokens if tokens is not None else ''} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _drawn(record: dict, offset: int, metric: str | None) -> dict:
+    """What the report shows of a record, kept as the ledger is read: the slim fields,
+    its groups, and per task the one metric it draws (``metric``, or the task's headline)
+    as a ``(metric, value, stderr)`` tuple: a 100,000-checkpoint ledger is drawn from a
+    few hundred bytes per checkpoint, not from every metric, data source and setting."""
+    slim = slim_record(record, offset)
+    slim["groups"] = record.get("groups", [])
+    drawn = {}
+    for task, measures in (record.get("metrics") or {}).items():
+        name = headline_metric(measures, metric)
+        if name is not None:
+            drawn[task] = (name, measures[name]["value"], measures[name]["stderr"])
+    slim["metrics"] = drawn
+    return slim
+
+
+def drawn_records(run_dir: str | Path, metric: str | None = None) -> list[dict]:
+    """A run's checkpoints as the report draws them (``latest_ok_records``, slim)."""
+    return latest_ok_records(read_ledger(ledger_path(run_dir), strict=True,
+                                         keep=lambda record, offset: _drawn(record, offset, metric)))
+
+
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric: str | None = None) -> dict[str, Path]:
     """Write ``curves.png`` and ``report.md`` for a run; return their paths."""
     run_dir = Path(run_dir)
-    records = latest_ok_records(read_ledger(ledger_path(run_dir), strict=True))
+    records = drawn_records(run_dir, metric)
     if not records:
         raise UserError(f"{ledger_path(run_dir)}: no successful evaluation recorded yet")
     out = Path(out_dir) if out_dir else run_dir / "report"
@@ -120,7 +156,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric:
                         f"no task reports {', '.join(HEADLINE_METRICS)} (name a metric with --metric)")
     groups = {g for r in records for g in r.get("groups", [])}
     png = plot_curves(data, out / "curves.png", groups, metric or metric_names(records))
-    failed = [r for r in read_ledger(ledger_path(run_dir), strict=True) if r.get("status") == "failed"]
+    failed = read_ledger(ledger_path(run_dir), strict=True,
+                         keep=lambda r, offset: slim_record(r, offset) if r.get("status") == "failed" else None)
     md = out / "report.md"
     what = f"`{metric}`" if metric else "each task's headline metric (`score`, else `acc`, else `bits_per_byte`)"
     text = [f"# Evaluation report: {run_dir.name}", "", f"Metric: {what} per checkpoint (value ± stderr "
@@ -145,11 +182,15 @@ def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: 
                          known_kinds=set(gate_rules.names()))
     lines = [f"| run | checkpoint | {domain} | {general} | gate vs init |", "|---|---|--:|--:|---|"]
     for run_dir in run_dirs:
-        records = latest_ok_records(read_ledger(ledger_path(run_dir), strict=True))
+        ledger = ledger_path(run_dir)
+        records = latest_ok_records(read_ledger(ledger, strict=True, keep=slim_record))
         if not records:
-            raise UserError(f"{ledger_path(run_dir)}: no successful evaluation recorded yet")
-        last = records[-1]
-        verdict = against_init(policy, last, init_record(records), folder=ledger_path(run_dir).parent)
+            raise UserError(f"{ledger}: no successful evaluation recorded yet")
+        # Only the two records compared are read whole.
+        last = full_record(ledger, records[-1])
+        init = init_record(records)
+        init = full_record(ledger, init) if init is not None else None
+        verdict = against_init(policy, last, init, folder=ledger.parent)
         failed = "; ".join(c.reason for c in verdict.checks if not c.passed)
         cells = []
         for group in (domain, general):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ecomharness.errors import UserError
 from ecomharness.evaluation.checkpoint import CheckpointEvaluator
-from ecomharness.evaluation.ledger import evaluate_and_record, checkpoint_records, read_ledger
+from ecomharness.evaluation.ledger import checkpoint_records, evaluate_and_record, read_ledger, slim_record
 from ecomharness.train.callbacks.inline_eval import chosen_for_evaluation, record_judge
 from ecomharness.train.run_dir import complete_checkpoints, done_marker, ledger_path, recipe_file, trainer_state
 
@@ -116,7 +116,8 @@ def _evaluate_init(recipe, evaluator: CheckpointEvaluator, ledger: Path, device:
     baseline). A model built from scratch (``model.init``) has no directory to read: its
     start is evaluated in the training process only."""
     key = evaluator.settings.key()
-    if any(r["checkpoint"] == "init" and r.get("task_set") == key and r["status"] == "ok" for r in read_ledger(ledger)):
+    if any(r["checkpoint"] == "init" and r.get("task_set") == key and r["status"] == "ok"
+           for r in read_ledger(ledger, keep=slim_record)):
         return
     if recipe.model.path is None:
         log_fn("[watch] init: the model is built from scratch (model.init), so only the training process can "
@@ -136,7 +137,9 @@ def _evaluate_init(recipe, evaluator: CheckpointEvaluator, ledger: Path, device:
 
 
 def _pending(run_dir: Path, ledger: Path, key: str, every_n_saves: int, attempted: set[str]):
-    latest = {r["checkpoint"]: r for r in checkpoint_records([r for r in read_ledger(ledger) if r.get("task_set") == key])}
+    # Slim records: a long run's ledger is polled here again and again.
+    mine = read_ledger(ledger, keep=lambda r, offset: slim_record(r, offset) if r.get("task_set") == key else None)
+    latest = {r["checkpoint"]: r for r in checkpoint_records(mine)}
     pending = []
     for step, path in complete_checkpoints(run_dir):
         if path.name in attempted or latest.get(path.name, {}).get("status") == "ok":
