@@ -64,12 +64,28 @@ def test_groups_get_lm_evals_group_stderr_from_their_leaves():
 
 
 def test_without_a_count_form_the_aggregation_itself_is_resampled():
-    pytest.importorskip("ecomharness_shopping_mmlu.metrics")  # registers skill_score
-    rows = [["t1", "accuracy", float(i % 3 == 0)] for i in range(60)] + [["t2", "micro f1", [1, 1, 0]]] * 30
-    results, table = _results({"s": ("skill_score", rows, "N/A")})
+    from lm_eval.api.registry import AGGREGATION_REGISTRY, register_aggregation
+
+    if "median_for_test" not in AGGREGATION_REGISTRY:  # an aggregation no plugin gave a count form
+        register_aggregation("median_for_test")(lambda values: float(np.median(values)))
+    values = [float(i % 7) / 7 for i in range(90)]
+    results, table = _results({"s": ("median_for_test", values, "N/A")})
     filled = fill_bootstrap_stderr(results, table)
     assert filled["metrics"] == {"s/score": RESAMPLES_SLOW}
     assert 0 < results["results"]["s"]["score_stderr,none"] < 0.2
+
+
+def test_a_plugin_aggregation_with_a_count_form_is_resampled_as_counts():
+    pytest.importorskip("ecomharness_shopping_mmlu.metrics")  # registers skill_score and its count form
+    from ecomharness_shopping_mmlu.metrics import skill_score
+
+    rows = [["t1", "accuracy", float(i % 3 == 0)] for i in range(60)] + [["t2", "micro f1", [1, 1, 0]]] * 30
+    results, table = _results({"s": ("skill_score", rows, "N/A")})
+    filled = fill_bootstrap_stderr(results, table)
+    assert filled["metrics"] == {"s/score": RESAMPLES}
+    rng = np.random.default_rng(3)
+    direct = np.std([skill_score([rows[i] for i in rng.integers(0, 90, 90)]) for _ in range(2000)], ddof=1)
+    assert results["results"]["s"]["score_stderr,none"] == pytest.approx(direct, rel=0.1)
 
 
 def test_nothing_to_fill_leaves_no_record():

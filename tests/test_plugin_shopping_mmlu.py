@@ -177,3 +177,52 @@ def test_oracle_on_each_task_wise_type(tmp_path, task):
     assert result.returncode == 0, result.stderr[-3000:]
     [file] = list(out.rglob("results_*.json"))
     assert json.loads(file.read_text(encoding="utf-8"))["results"]["shopping_mmlu_task"]["score,none"] == 1.0
+
+
+def _skill_rows(seed: int, n: int = 80) -> list:
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        task = ("t1", "t2", "t3")[i % 3]
+        if task == "t3":
+            rows.append([task, "micro f1", [rng.randint(0, 3), rng.randint(0, 2), rng.randint(0, 2)]])
+        else:
+            rows.append([task, "accuracy" if task == "t1" else "rougel", rng.random() if task == "t2" else
+                         float(rng.random() < 0.5)])
+    return rows
+
+
+def test_skill_score_count_form_equals_the_skill_score_on_every_resample():
+    import numpy as np
+
+    rows = _skill_rows(1)
+    form = metrics.skill_count_form(rows)
+    assert form.value() == pytest.approx(metrics.skill_score(rows), abs=1e-12)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        drawn = rng.integers(0, len(rows), len(rows))
+        weights = np.bincount(drawn, minlength=len(rows))[None, :].astype(float)
+        assert form.value(weights)[0] == pytest.approx(metrics.skill_score([rows[i] for i in drawn]), abs=1e-12)
+
+
+def test_skill_score_is_compared_on_paired_evidence():
+    """Registered through ``ecomharness_aggregations``, the skill score gets a paired test."""
+    from ecomharness.gate.evidence import Evidence, Measure
+    from ecomharness.gate.pairing import paired_result
+
+    def side(label, rows):
+        table = {"format": "ecomharness-per-document", "version": 1, "groups": {},
+                 "tasks": {"shopping_mmlu_concept_gen": {
+                     "doc_ids": [f"d{i}" for i in range(len(rows))], "filter": "none", "metrics": {"score": rows},
+                     "aggregation": {"score": "skill_score"}, "higher_is_better": {"score": True}}}}
+        return Evidence(label, {"shopping_mmlu_concept_gen": {"score": Measure(metrics.skill_score(rows), None)}},
+                        per_document=table)
+
+    base, cand = _skill_rows(1), _skill_rows(2)
+    cand = [[t, m, v] for (t, m, _), (_, _, v) in zip(base, cand)]  # same questions, other answers
+    result = paired_result("shopping_mmlu_concept_gen", "score", side("c", cand), side("b", base))
+    assert result.test == "paired-bootstrap" and result.n == len(base)
+    assert result.difference == pytest.approx(metrics.skill_score(cand) - metrics.skill_score(base), abs=1e-12)
+    assert result.ci[0] <= result.difference <= result.ci[1]

@@ -136,3 +136,49 @@ def test_plugins_command_lists_plugins_and_their_hooks():
 
     payload = json.loads(result.stdout)
     assert any(p["name"] == "ecom_tasks" and p["task_dirs"] for p in payload)
+
+
+def test_a_plugin_aggregation_gets_paired_tests_and_bootstrap_errors():
+    """``ecomharness_aggregations``: a third party's aggregation, with its count form,
+    is tested on paired evidence and given a bootstrap stderr like a built-in."""
+    import numpy as np
+
+    from ecomharness import hookimpl
+    from ecomharness.evaluation.stderr import RESAMPLES, fill_bootstrap_stderr
+    from ecomharness.gate.evidence import Evidence, Measure
+    from ecomharness.gate.pairing import Unpaired, paired_result
+    from ecomharness.metrics.corpus import Aggregation, CountForm
+    from ecomharness.registry import aggregations
+
+    def hit_rate(values):
+        return CountForm(np.asarray(values, dtype=float).reshape(-1, 2), lambda s: s[:, 0] / np.maximum(s[:, 1], 1))
+
+    class HitRate:
+        @hookimpl
+        def ecomharness_aggregations(self):
+            return {"hit_rate_for_test": Aggregation("hit_rate_for_test", hit_rate)}
+
+    def side(label, values):
+        value = sum(v[0] for v in values) / sum(v[1] for v in values)
+        table = {"tasks": {"t": {"doc_ids": [f"d{i}" for i in range(len(values))], "filter": "none",
+                                 "metrics": {"rate": values}, "aggregation": {"rate": "hit_rate_for_test"}}},
+                 "groups": {}}
+        return Evidence(label, {"t": {"rate": Measure(value, None)}}, per_document=table), value, table
+
+    base = [[i % 2, 2] for i in range(60)]
+    cand = [[(i % 3 > 0) + (i % 2), 2] for i in range(60)]
+    (c, c_value, _), (b, b_value, b_table) = side("c", cand), side("b", base)
+    aggregations.reset()
+    with pytest.raises(Unpaired, match="no paired resampling form"):
+        paired_result("t", "rate", c, b)
+    get_plugin_manager().register(HitRate(), name="hit_rate_test")
+    aggregations.reset()
+    try:
+        result = paired_result("t", "rate", c, b)
+        assert result.test == "paired-bootstrap" and result.n == 60
+        assert result.difference == pytest.approx(c_value - b_value)
+        results = {"results": {"t": {"rate,none": b_value, "rate_stderr,none": "N/A"}}, "group_subtasks": {}}
+        assert fill_bootstrap_stderr(results, b_table)["metrics"] == {"t/rate": RESAMPLES}
+        assert 0 < results["results"]["t"]["rate_stderr,none"] < 0.1
+    finally:
+        aggregations.reset()

@@ -41,6 +41,23 @@ def ecomharness_metric_modules():
 
 
 @hookspec
+def ecomharness_aggregations():
+    """Paired-resampling forms of lm-eval aggregations, by aggregation name.
+
+    Called the first time a per-document table is tested or given a bootstrap error.
+    Return a mapping from an aggregation name (as a task's ``metric_list`` names it, and
+    as registered with lm-eval) to a ``metrics.corpus.Aggregation`` or its
+    ``"module:attr"``: the record's ``count_form(values)`` turns the per-document values
+    ``process_results`` returned into per-document counts and the metric as a function
+    of their sums (``metrics.corpus.CountForm``), so a paired bootstrap, the McNemar
+    test and bootstrap standard errors work on the metric; ``paired(candidate,
+    baseline)`` (optional) builds both sides over shared columns (one label set, say).
+    An aggregation without a record has no paired test: the gate fails closed
+    (``unpaired``). Names must be unique across plugins.
+    """
+
+
+@hookspec
 def ecomharness_record_formats():
     """Readers that turn files in a public data format into lm-eval documents.
 

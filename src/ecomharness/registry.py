@@ -45,6 +45,11 @@ class Registry:
         """Every registered name, sorted."""
         return sorted(self._load())
 
+    def find(self, name: str) -> Any:
+        """The object registered under ``name`` (imported on first use), or None when
+        no plugin registered it."""
+        return self.get(name) if name in self._load() else None
+
     def plugin_of(self, name: str) -> str:
         """The plugin that registered ``name``."""
         return self._lookup(name)[0]
@@ -78,3 +83,4 @@ mixers = Registry("mixer", "ecomharness_mixers")
 gate_rules = Registry("gate rule kind", "ecomharness_gate_rules")
 selectors = Registry("selector", "ecomharness_selectors")
 topic_classifiers = Registry("topic classifier", "ecomharness_topic_classifiers")
+aggregations = Registry("aggregation", "ecomharness_aggregations")

@@ -191,41 +191,107 @@ def _row_labels(rows, types) -> list[str]:
     return _labels([(g, p) for *_, g, p in rows] if types is not None else rows)
 
 
-def count_form(aggregation: str, values: list) -> CountForm | None:
-    """The count form of ``values`` (a task's per-document values of one metric, as its
-    ``process_results`` returned them) under lm-eval aggregation ``aggregation``; None
-    for an aggregation with no count form here (it then has no paired resampling test)."""
-    if aggregation == "mean":
-        if not all(isinstance(v, (int, float)) for v in values):
-            return None
-        return _mean([float(v) for v in values])
-    if aggregation in ("ie_precision", "ie_recall", "ie_f1"):
-        formula = {"ie_precision": _ie_precision, "ie_recall": _ie_recall, "ie_f1": _ie_f1}[aggregation]
-        return CountForm(_ie_counts(values), formula)
-    if aggregation in ("bits_per_byte", "weighted_perplexity"):
-        # lm-eval's loglikelihood_rolling values: (log-likelihood, words or bytes).
-        counts = np.asarray([[float(v[0]), float(v[1])] for v in values]).reshape(-1, 2)
-        formula = _bits_per_byte if aggregation == "bits_per_byte" else _weighted_perplexity
-        return CountForm(counts, formula)
-    found = _as_cls_rows(aggregation, values)
-    if found is None:
+def _mean_form(values: list) -> CountForm | None:
+    if not all(isinstance(v, (int, float)) for v in values):
         return None
-    rows, types = found
-    return _label_form(aggregation, rows, types, _row_labels(rows, types))
+    return _mean([float(v) for v in values])
 
 
-def paired_count_forms(aggregation: str, candidate: list, baseline: list) -> tuple[CountForm, CountForm] | None:
-    """Count forms of two sides' values on the same documents, over one label set (a
-    label seen on one side only is a column of zeros on the other, and each resample's
-    F1 counts only the labels that resample contains, as the aggregation itself does)."""
-    c_found, b_found = _as_cls_rows(aggregation, candidate), _as_cls_rows(aggregation, baseline)
-    if c_found is not None and b_found is not None:
+def _ie_form(formula):
+    return lambda values: CountForm(_ie_counts(values), formula)
+
+
+def _rolling_form(formula):
+    # lm-eval's loglikelihood_rolling values: (log-likelihood, words or bytes).
+    return lambda values: CountForm(np.asarray([[float(v[0]), float(v[1])] for v in values]).reshape(-1, 2), formula)
+
+
+def _label_form_of(aggregation: str):
+    def form(values: list) -> CountForm | None:
+        found = _as_cls_rows(aggregation, values)
+        if found is None:
+            return None
+        rows, types = found
+        return _label_form(aggregation, rows, types, _row_labels(rows, types))
+    return form
+
+
+def _label_paired(aggregation: str):
+    """Count forms of two sides over one label set (a label seen on one side only is a
+    column of zeros on the other, and each resample's F1 counts only the labels that
+    resample contains, as the aggregation itself does)."""
+    def paired(candidate: list, baseline: list) -> tuple[CountForm, CountForm] | None:
+        c_found, b_found = _as_cls_rows(aggregation, candidate), _as_cls_rows(aggregation, baseline)
+        if c_found is None or b_found is None:
+            return None
         (c_rows, c_types), (b_rows, b_types) = c_found, b_found
         labels = sorted(set(_row_labels(c_rows, c_types)) | set(_row_labels(b_rows, b_types)))
         types = None if c_types is None else sorted(set(c_types) | set(b_types))
         return _label_form(aggregation, c_rows, types, labels), _label_form(aggregation, b_rows, types, labels)
-    c, b = count_form(aggregation, candidate), count_form(aggregation, baseline)
-    return (c, b) if c is not None and b is not None else None
+    return paired
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """Everything the harness knows about one lm-eval aggregation, in one record: how
+    a task's per-document values become the metric as a function of summed counts
+    (``count_form``; what paired tests and bootstrap errors resample), how two sides'
+    values become comparable forms (``paired``; default: each side's own count form),
+    the function lm-eval aggregates with (``lm_eval``, ``"module:attr"``; None for
+    lm-eval's own, such as ``mean``) and its direction.
+
+    Registered by name through the ``ecomharness_aggregations`` hook, built-ins like any
+    plugin's (``builtin/metrics.py``); ``count_form`` looks records up by the
+    aggregation name lm-eval recorded for a metric."""
+
+    name: str
+    count_form: Callable[[list], "CountForm | None"]
+    paired: Callable[[list, list], "tuple[CountForm, CountForm] | None"] | None = None
+    lm_eval: str | None = None
+    higher_is_better: bool = True
+
+    def paired_forms(self, candidate: list, baseline: list) -> tuple[CountForm, CountForm] | None:
+        """Both sides' count forms, comparable column by column; None without one."""
+        if self.paired is not None:
+            return self.paired(candidate, baseline)
+        c, b = self.count_form(candidate), self.count_form(baseline)
+        return (c, b) if c is not None and b is not None else None
+
+
+_LMEVAL = "ecomharness.metrics.lmeval"
+MEAN = Aggregation("mean", _mean_form)
+IE_PRECISION = Aggregation("ie_precision", _ie_form(_ie_precision), lm_eval=f"{_LMEVAL}:ie_precision")
+IE_RECALL = Aggregation("ie_recall", _ie_form(_ie_recall), lm_eval=f"{_LMEVAL}:ie_recall")
+IE_F1 = Aggregation("ie_f1", _ie_form(_ie_f1), lm_eval=f"{_LMEVAL}:ie_f1")
+BITS_PER_BYTE = Aggregation("bits_per_byte", _rolling_form(_bits_per_byte), higher_is_better=False)
+WEIGHTED_PERPLEXITY = Aggregation("weighted_perplexity", _rolling_form(_weighted_perplexity), higher_is_better=False)
+CLS_MACRO_F1, CLS_WEIGHTED_F1, F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN = (
+    Aggregation(name, _label_form_of(name), _label_paired(name), lm_eval=f"{_LMEVAL}:{name}")
+    for name in ("cls_macro_f1", "cls_weighted_f1", "f1_finben", "headlines_avg_f1", "avg_f1_finben"))
+BUILTIN = (MEAN, IE_PRECISION, IE_RECALL, IE_F1, BITS_PER_BYTE, WEIGHTED_PERPLEXITY, CLS_MACRO_F1, CLS_WEIGHTED_F1,
+           F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN)
+
+
+def aggregation_record(name: str) -> Aggregation | None:
+    """The registered record of an aggregation (built-in or a plugin's), or None."""
+    from ecomharness.registry import aggregations
+
+    return aggregations.find(name)
+
+
+def count_form(aggregation: str, values: list) -> CountForm | None:
+    """The count form of ``values`` (a task's per-document values of one metric, as its
+    ``process_results`` returned them) under lm-eval aggregation ``aggregation``; None
+    for an aggregation no plugin gave a count form (it then has no paired resampling
+    test and no bootstrap error)."""
+    record = aggregation_record(aggregation)
+    return None if record is None else record.count_form(values)
+
+
+def paired_count_forms(aggregation: str, candidate: list, baseline: list) -> tuple[CountForm, CountForm] | None:
+    """Count forms of two sides' values on the same documents (``Aggregation.paired_forms``)."""
+    record = aggregation_record(aggregation)
+    return None if record is None else record.paired_forms(candidate, baseline)
 
 
 def is_binary(form: CountForm) -> bool:

@@ -29,8 +29,10 @@ import logging
 import math
 from collections import defaultdict
 
+import numpy as np
 from lm_eval.api.registry import register_aggregation
 
+from ecomharness.metrics.corpus import Aggregation, CountForm
 from ecomharness.metrics.rouge import rouge_l
 
 log = logging.getLogger("ecomharness_shopping_mmlu")
@@ -153,3 +155,64 @@ def skill_score(rows) -> float:
         else:
             scores.append(sum(v[1] for v in values) / len(values))
     return sum(scores) / len(scores) if scores else 0.0
+
+
+# --- the skill score as counts, for paired tests and bootstrap errors --------------------
+
+_WIDTH = 5  # per benchmark task: value sum, questions, tp, fp, fn
+
+
+def _skill_tasks(*sides) -> list[tuple[str, bool]]:
+    """The benchmark tasks the rows of either side name, each with whether it is scored
+    by micro F1, in one order for both sides."""
+    found: dict[str, bool] = {}
+    for rows in sides:
+        for task, metric, _ in rows:
+            found.setdefault(str(task), metric == "micro f1")
+    return sorted(found.items())
+
+
+def _skill_counts(rows, tasks: list[tuple[str, bool]]) -> np.ndarray:
+    index = {task: k for k, (task, _) in enumerate(tasks)}
+    out = np.zeros((len(rows), _WIDTH * len(tasks)))
+    for i, (task, metric, value) in enumerate(rows):
+        k = _WIDTH * index[str(task)]
+        out[i, k + 1] = 1
+        if metric == "micro f1":
+            out[i, k + 2:k + 5] = [float(x) for x in value[:3]]
+        else:
+            out[i, k] = float(value)
+    return out
+
+
+def _skill_formula(tasks: list[tuple[str, bool]]):
+    micro = np.array([is_micro for _, is_micro in tasks], dtype=bool)
+
+    def formula(sums: np.ndarray) -> np.ndarray:
+        blocks = sums.reshape(len(sums), len(tasks), _WIDTH)
+        value, count, tp, fp, fn = (blocks[:, :, j] for j in range(_WIDTH))
+        f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300), 0.0)
+        score = np.where(micro, f1, value / np.maximum(count, 1))
+        present = count > 0  # a task no question of a resample belongs to is not averaged
+        n = present.sum(axis=1)
+        return np.where(n > 0, (score * present).sum(axis=1) / np.maximum(n, 1), 0.0)
+
+    return formula
+
+
+def skill_count_form(rows) -> CountForm:
+    """``skill_score`` as a function of summed per-question counts (equal to it on every
+    subset of the questions: a resample is one matrix product)."""
+    tasks = _skill_tasks(rows)
+    return CountForm(_skill_counts(rows, tasks), _skill_formula(tasks))
+
+
+def skill_paired_forms(candidate, baseline) -> tuple[CountForm, CountForm]:
+    """Both sides' skill-score count forms over the same benchmark tasks."""
+    tasks = _skill_tasks(candidate, baseline)
+    formula = _skill_formula(tasks)
+    return CountForm(_skill_counts(candidate, tasks), formula), CountForm(_skill_counts(baseline, tasks), formula)
+
+
+SKILL_SCORE = Aggregation("skill_score", skill_count_form, skill_paired_forms,
+                          lm_eval="ecomharness_shopping_mmlu.metrics:skill_score")

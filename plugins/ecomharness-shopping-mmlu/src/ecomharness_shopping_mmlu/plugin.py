@@ -15,3 +15,9 @@ def ecomharness_task_dirs():
 def ecomharness_metric_modules():
     """Imported before tasks are built: registers the skill score's aggregation."""
     return ["ecomharness_shopping_mmlu.metrics"]
+
+
+@hookimpl
+def ecomharness_aggregations():
+    """The skill score's count form: paired tests and bootstrap errors on it."""
+    return {"skill_score": "ecomharness_shopping_mmlu.metrics:SKILL_SCORE"}
