@@ -8,6 +8,8 @@ list instead (``eval`` hands its flags to lm-eval's own parser unchanged).
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_OK
+
 import argparse
 import importlib
 import sys
@@ -59,24 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0] if argv else None
     try:
         if command in modules and getattr(modules[command], "PASSTHROUGH", False):
-            return int(modules[command].run_argv(argv[1:]) or 0)
+            return int(modules[command].run_argv(argv[1:]) or EXIT_OK)
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
-            return 2
-        return int(modules[args.command].run(args) or 0)
+            return EXIT_INPUT
+        return int(modules[args.command].run(args) or EXIT_OK)
     except (UserError, PluginError) as exc:
         print(f"ecomharness {command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     except Exception as exc:  # noqa: BLE001 - a crash must not read as a failed gate (1)
         where = _save_traceback()
         print(f"ecomharness {command}: internal error: {type(exc).__name__}: {exc}"
               f" (full traceback: {where})", file=sys.stderr)
-        return INTERNAL_ERROR
+        return EXIT_INTERNAL
 
-
-# Exit codes: 0 success / gate passed, 1 gate failed, 2 bad input or usage, 3 a crash.
-INTERNAL_ERROR = 3
 
 
 def _save_traceback() -> str:

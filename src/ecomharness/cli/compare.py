@@ -6,6 +6,8 @@ internal error: a comparison is not a verdict.
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_OK
+
 NAME = "compare"
 HELP = "paired comparison of two evaluations on the same documents (markdown + JSON)"
 EPILOG = """\
@@ -74,4 +76,4 @@ def run(args) -> int:
                 write(Path(path))
             except OSError as exc:
                 raise UserError(f"{flag} {path}: cannot write ({exc.strerror or exc})") from exc
-    return 0
+    return EXIT_OK

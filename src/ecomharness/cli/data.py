@@ -7,6 +7,8 @@ token ratios and the tokenizer; see docs/data.md.
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_OK
+
 NAME = "data"
 HELP = "build a packed CPT dataset from raw corpora (data build RECIPE.yaml)"
 EPILOG = """\
@@ -55,7 +57,7 @@ def run(args) -> int:
         for line in check_recipe(recipe):
             print(f"[data] {line}")
         print(f"[data] {args.recipe}: the recipe is valid")
-        return 0
+        return EXIT_OK
     if args.engine != "ray" and (args.address is not None or args.blocks is not None
                                  or args.scorer_actors is not None):
         raise UserError("--address, --blocks and --scorer-actors are options of --engine ray")
@@ -76,4 +78,4 @@ def run(args) -> int:
           + ", ".join(f"{k} {v:.3f}" for k, v in r["general_language_shares_achieved"].items()))
     print(f"[data] wrote {recipe.output}/dataset, stats.json, stats.md "
           f"({stats['bad_records']} bad records skipped)")
-    return 0
+    return EXIT_OK

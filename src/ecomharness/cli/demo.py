@@ -8,6 +8,8 @@ time; corpus, tokenizer, data, base model and its evaluation are cached under OU
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_OK
+
 NAME = "demo"
 HELP = "run the end-to-end CPT demo (synthetic data, tiny Bloom, DeepSpeed, gate)"
 EPILOG = """\
@@ -31,4 +33,4 @@ def run(args) -> int:
     from ecomharness.demo.run import run_demo
 
     run_demo(Path(args.out), compare=args.compare)
-    return 0  # the summary says plainly whether the gate passed and the gain showed
+    return EXIT_OK  # the summary says plainly whether the gate passed and the gain showed

@@ -8,6 +8,8 @@ and a JSON verdict on request.
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_FAILED, EXIT_OK
+
 NAME = "gate"
 HELP = "pass/fail a checkpoint against a baseline with a policy (exit 0/1/2)"
 EPILOG = """\
@@ -94,7 +96,7 @@ def run(args) -> int:
     failed = sum(not c.passed for c in verdict.checks)
     print(f"[gate] {'PASSED' if verdict.passed else 'FAILED'}: {len(verdict.checks) - failed} of "
           f"{len(verdict.checks)} checks passed")
-    return 0 if verdict.passed else 1
+    return EXIT_OK if verdict.passed else EXIT_FAILED
 
 
 def _plan(policy, source_path, baseline, args, as_ledger: bool) -> int:
@@ -114,7 +116,7 @@ def _plan(policy, source_path, baseline, args, as_ledger: bool) -> int:
     print(plan_markdown(rows))
     if args.json_out:
         write_json_atomic(args.json_out, {"candidate": candidate.label, "baseline": baseline.label, "rows": rows})
-    return 0
+    return EXIT_OK
 
 
 def write_outputs(verdict, args) -> None:

@@ -6,6 +6,8 @@ appear here too, because they are registered the same way.
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_OK
+
 NAME = "plugins"
 HELP = "list installed plugins with their distribution, version and hooks"
 EPILOG = """\
@@ -38,7 +40,7 @@ def run(args) -> int:
             for info in infos
         ]
         print(json.dumps(payload, indent=2))
-        return 0
+        return EXIT_OK
     for info in infos:
         print(f"{info.name}  ({info.distribution} {info.version}, module {info.module})")
         print(f"  hooks: {', '.join(info.hooks) or '-'}")
@@ -46,4 +48,4 @@ def run(args) -> int:
             print(f"  task dir: {path}")
     if not infos:
         print("(no plugins installed)")
-    return 0
+    return EXIT_OK

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_OK
+
 NAME = "report"
 HELP = "curves and a table of every evaluated checkpoint of a run"
 EPILOG = """\
@@ -38,9 +40,9 @@ def run(args) -> int:
 
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / "compare.md").write_text(table, encoding="utf-8")
-        return 0
+        return EXIT_OK
     if len(args.run_dir) != 1:
         raise UserError("give one run directory (or several with --compare)")
     paths = write_report(args.run_dir[0], args.out, args.metric)
     print(f"[report] {paths['report']}\n[report] {paths['curves']}")
-    return 0
+    return EXIT_OK

@@ -7,6 +7,8 @@ or to score the outputs of a model behind an API.
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_OK
+
 NAME = "score"
 HELP = "re-score predictions (lm-eval samples or {doc, prediction} JSON Lines)"
 EPILOG = """\
@@ -77,4 +79,4 @@ def run(args) -> int:
         except OSError as exc:
             raise UserError(f"--output {args.output}: cannot be written ({exc.strerror or exc})") from exc
         print(f"wrote {args.output}")
-    return 0
+    return EXIT_OK

@@ -7,6 +7,8 @@ when ``--check`` finds a broken task (a problem with input, like every other com
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_INPUT, EXIT_OK
+
 NAME = "tasks"
 HELP = "list plugin task groups and tasks, and check their YAML"
 EPILOG = """\
@@ -67,5 +69,5 @@ def run(args) -> int:
             print(f"{r['name']:<{width}}  {r['kind']:<5}  {r['plugin']}")
         if not rows:
             print("(no tasks: no installed plugin provides a task directory)")
-    return 2 if (args.check and problems) else 0
+    return EXIT_INPUT if (args.check and problems) else EXIT_OK
 

@@ -6,6 +6,8 @@ task files of every plugin, so a plain lm-eval command line sees them all.
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_OK
+
 NAME = "tasks-path"
 HELP = "print one --include_path directory for lm_eval covering every plugin's tasks"
 EPILOG = """\
@@ -26,4 +28,4 @@ def run(args) -> int:
 
     report_problems(check_plugin_tasks())
     print(tasks_path())
-    return 0
+    return EXIT_OK

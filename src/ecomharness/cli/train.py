@@ -8,6 +8,8 @@ last checkpoint; the ledger never evaluates a checkpoint twice.
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_OK
+
 NAME = "train"
 HELP = "train with a recipe (CPT or SFT, DeepSpeed), evaluating checkpoints"
 EPILOG = """\
@@ -42,8 +44,8 @@ def run(args) -> int:
         for line in check_recipe(recipe):
             print(f"[train] {line}")
         print(f"[train] {args.recipe}: the recipe is valid")
-        return 0
+        return EXIT_OK
     summary = run_training(recipe)
     print(f"[train] {summary['global_step']} steps; training {summary['train_seconds']:.1f}s, "
           f"evaluation {summary['eval_seconds']:.1f}s; ledger {recipe.run_dir / 'eval' / 'ledger.jsonl'}")
-    return 0
+    return EXIT_OK

@@ -7,6 +7,8 @@ evaluation succeeded, 3 when one failed (recorded in the ledger), 2 on bad input
 
 from __future__ import annotations
 
+from ecomharness.errors import EXIT_INTERNAL, EXIT_OK
+
 NAME = "watch"
 HELP = "evaluate each checkpoint of a run as it appears (async evaluation)"
 EPILOG = """\
@@ -43,5 +45,5 @@ def run(args) -> int:
         details = "; ".join(f"{name}: {error}" for name, error in result.errors.items())
         print(f"ecomharness watch: error: {len(result.failed)} evaluation(s) failed ({details}); "
               "the tracebacks are above, the failures are in the ledger", file=sys.stderr)
-        return 3
-    return 0
+        return EXIT_INTERNAL
+    return EXIT_OK
