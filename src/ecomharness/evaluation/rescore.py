@@ -163,9 +163,6 @@ def score_predictions(pairs: list[tuple[dict, str]], kind: str | None = None) ->
             scored = process(doc, [prediction])
         except KeyError as exc:
             raise UserError(f"document {index + 1} lacks field {exc.args[0]!r} needed to score as {kind}") from None
-        except (TypeError, AttributeError) as exc:  # a field of the wrong type (a number, null)
-            raise UserError(f"document {index + 1}: a field has a type that {kind} scoring cannot read ({exc})") \
-                from None
         for name, value in scored.items():
             rows.setdefault(name, []).append(value)
     metrics: dict[str, dict] = {}
