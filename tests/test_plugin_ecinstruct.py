@@ -207,3 +207,16 @@ def test_tiny_model_scores_the_same_through_ecomharness_and_plain_lm_eval(tiny_m
 
     assert scores(tmp_path / "ours") == scores(tmp_path / "plain")
     assert set(scores(tmp_path / "ours")) == {"ecinstruct_ood"} | {t for t in TASK_NAMES if t.endswith("_ood")}
+
+
+@pytest.mark.parametrize("answer, letter", [
+    ("B", "B"), ("b", "B"), ("B.", "B"), ("(B)", "B"), ("B: very positive", "B"), ("C) a lamp", "C"),
+    ("The answer is B", "B"), ("Answer: C", "C"), ("answer is (D).", "D"),
+    ("Positive", None), ("A great product", None), ("The answer is", None), ("Answer: none", None), ("", None),
+])
+def test_an_option_is_read_only_from_a_standalone_letter_or_an_explicit_answer(answer, letter):
+    assert metrics.option_letter(answer) == letter
+    scored = metrics.process_choice({"gold": "B"}, [answer])
+    assert scored["invalid"] == float(letter is None)
+    assert scored["acc"] == float(letter == "B")
+    assert scored["macro_f1"] == [["B"], [letter] if letter else []]

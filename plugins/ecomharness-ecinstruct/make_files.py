@@ -65,6 +65,10 @@ generation_kwargs:
 """
 
 
+# The tasks whose answers are option letters (read by metrics.option_letter).
+OPTION_PROCESSES = ("process_choice", "process_choice_macro_f1", "process_hit_at_1")
+
+
 def write_yaml() -> None:
     """One YAML per task and setting, the two groups, and the common include."""
     (TASKS_DIR / "_ecinstruct_yaml").write_text(HEADER + COMMON, encoding="utf-8")
@@ -79,7 +83,9 @@ def write_yaml() -> None:
             for metric, aggregation in metrics:
                 higher = "false" if metric == "invalid" else "true"
                 lines.append(f"  - {{metric: {metric}, aggregation: {aggregation}, higher_is_better: {higher}}}\n")
-            lines += ["metadata:\n", "  version: 1.0\n", f"  ecinstruct: {{task: {short}, setting: {setting}}}\n"]
+            # 1.1: an option answer is read only from a standalone letter or "answer is X".
+            version = "1.1" if process in OPTION_PROCESSES else "1.0"
+            lines += ["metadata:\n", f"  version: {version}\n", f"  ecinstruct: {{task: {short}, setting: {setting}}}\n"]
             (TASKS_DIR / f"{task}.yaml").write_text("".join(lines), encoding="utf-8")
     for setting, tasks in members.items():
         text = (HEADER + f"# ECInstruct, {setting.upper()} test sets: unweighted mean of each task's primary score\n"

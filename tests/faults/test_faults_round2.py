@@ -219,3 +219,16 @@ def test_a_ray_address_where_nothing_listens_fails_at_once(tmp_path, capsys):
     assert main(["data", "build", str(recipe), "--engine", "ray", "--address", f"127.0.0.1:{port}"]) == 2
     assert time.monotonic() - start < 60
     assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in capsys.readouterr().err
+
+
+# --- issue 32, item 5: the all-bad-records error says why ----------------------------------
+
+def test_a_file_whose_every_record_is_bad_names_the_commonest_reason(tmp_path):
+    from ecomharness.formats.common import ReadResult, RecordError
+    from ecomharness.tasks.data import task_documents
+
+    bad = [RecordError(tmp_path / "t.jsonl", i, "label", "must be text") for i in (1, 2, 4)]
+    bad.append(RecordError(tmp_path / "t.jsonl", 3, "text", "is missing"))
+    with pytest.raises(UserError, match=r"all 4 record\(s\) were skipped as bad, the commonest reason: "
+                                        r"field 'label' must be text \(3x\) \(first at .*t.jsonl:1\)"):
+        task_documents("t", "explicit", ReadResult([], bad, str(tmp_path / "t.jsonl"), "f"), None)

@@ -455,6 +455,20 @@ def load_task(**metadata):
                           fewshot_pool=spec.fewshot_pool)
 
 
+def _why_none(test: ReadResult) -> str:
+    """Why a source gave no document, in words: the commonest reason its records were
+    skipped and how often, with the first one's place (or that it had no gold labels,
+    or no records)."""
+    if test.skipped:
+        first = test.skipped[0]
+        where = f"{first.path}:{first.line}" if getattr(first, "line", None) else str(getattr(first, "path", ""))
+        return (f": all {len(test.skipped)} record(s) were skipped as bad, the commonest reason: "
+                f"{_commonest_reason(test.skipped)} (first at {where})")
+    if test.meta.get("no_gold"):
+        return f": its {test.meta['no_gold']} record(s) carry no gold label"
+    return ": it holds no records"
+
+
 def task_documents(task: str, origin: str, test: ReadResult, fewshot: ReadResult | None, *, seed: int = DEFAULT_SEED,
                    max_docs: int = DEFAULT_MAX_DOCS, fewshot_pool: bool = True, provenance: dict | None = None):
     """A task's ``DatasetDict`` (``test`` and ``fewshot`` splits) from what was read, with
@@ -471,7 +485,7 @@ def task_documents(task: str, origin: str, test: ReadResult, fewshot: ReadResult
     docs = list(test.docs)
     records_in_file = len(docs) + len(test.skipped) + test.meta.get("no_gold", 0)
     if not docs:
-        raise UserError(f"task {task}: {test.source} holds no usable documents")
+        raise UserError(f"task {task}: {test.source} holds no usable documents" + _why_none(test))
     rng = random.Random(seed)
     held_out = 0
     if fewshot is not None and fewshot.docs:

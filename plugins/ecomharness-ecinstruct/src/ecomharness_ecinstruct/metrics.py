@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 
 import ecomharness.metrics.lmeval  # noqa: F401 - registers ie_f1, cls_macro_f1, ... with lm-eval
 from ecomharness.metrics.rouge import rouge_l
@@ -40,10 +41,24 @@ def _answer(results) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _letter(text: str) -> str | None:
-    from ecomharness_ecinstruct.data import answer_letter
+# "B", "B.", "(B)", "B: very positive": a letter standing alone at the start.
+_STANDALONE = re.compile(r"^\(?([A-Ta-t])\)?(?:\s*$|\s*[.:)\],;-])")
+# "The answer is B", "Answer: C", "answer is (D).": the letter after an explicit "answer".
+_EXPLICIT = re.compile(r"\banswer\s*(?:is\s*:?|:)\s*\(?([A-Ta-t])\)?(?![A-Za-z])", re.IGNORECASE)
 
-    return answer_letter(text)
+
+def option_letter(text: str) -> str | None:
+    """The option a model's answer names: a standalone letter at its start, or the
+    letter of an explicit "answer is X" / "Answer: X"; None (invalid, counted) for
+    anything else. Reading the first character of any answer, as before, turned "The
+    answer is B" into T and "Positive" into P, each counted as a valid class."""
+    text = text.strip()
+    found = _STANDALONE.match(text) or _EXPLICIT.search(text)
+    return found.group(1).upper() if found else None
+
+
+def _letter(text: str) -> str | None:
+    return option_letter(text)
 
 
 def _set_row(gold: list, pred: list) -> list:
