@@ -166,8 +166,9 @@ def bootstrap_differences(strata: list[tuple[CountForm, CountForm, float]], resa
 
 
 def one_document_se(strata: list[tuple[CountForm, CountForm, float]]) -> float:
-    """The floor of a bootstrap's standard error: the error if a single document had
-    moved by one unit of its metric, as McNemar lets one discordant pair stand in.
+    """What stands in for a bootstrap's standard error when the differences have no
+    variance: the error if a single document had moved by one unit of its metric, as
+    McNemar lets one discordant pair stand in when none was seen.
 
     Differences with no variance (the same model twice, every score 0 early in CPT,
     every document moving by the same amount) give a bootstrap deviation of 0, and a
@@ -200,7 +201,9 @@ def paired_bootstrap(strata: list[tuple[CountForm, CountForm, float]], alpha: fl
     p = float((np.sum(np.abs(deltas - observed) >= abs(observed) - 1e-12) + 1) / (resamples + 1))
     low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
     se = float(np.std(deltas, ddof=1))
-    mde = (_z(alpha) + NormalDist().inv_cdf(POWER)) * max(se, one_document_se(strata))
+    # No variance at all: one document's worth stands in, as one discordant pair does
+    # for McNemar; any observed variance is the data's own and is kept.
+    mde = (_z(alpha) + NormalDist().inv_cdf(POWER)) * (se if se > 1e-15 else one_document_se(strata))
     n = int(sum(len(c.counts) for c, _, _ in strata))
     name = "paired-bootstrap" if len(strata) == 1 else "stratified-paired-bootstrap"
     return PairedResult(name, n, observed, (float(low), float(high)), min(p, 1.0), mde,
