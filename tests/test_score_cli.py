@@ -68,3 +68,22 @@ def test_a_crash_exits_3_with_one_line_and_the_traceback_in_a_file(tmp_path):
     assert line.startswith("ecomharness score: internal error: TypeError")
     [saved] = (tmp_path / "cache" / "crashes").iterdir()
     assert "Traceback" in saved.read_text() and str(saved) in line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task, model", [("flare_fpb", "ecom-oracle"), ("flare_fiqasa", "ecom-empty")])
+def test_finben_classification_is_rescored_with_finbens_own_metrics(tmp_path, task, model):
+    """`score` on FLARE FPB / FiQA-SA samples gives every metric the task reports,
+    acc_finben and f1_finben included, equal to the evaluation's own values."""
+    done = run_cli("eval", "--model", model, "--tasks", task, "--log_samples", "--limit", "30",
+                   "--output_path", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())["results"][task]
+    samples = next((tmp_path / "out").rglob(f"samples_{task}_*.jsonl"))
+    out = tmp_path / "scores.json"
+    scored = run_cli("score", str(samples), "--output", str(out))
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    report = json.loads(out.read_text())[str(samples)]
+    assert report["kind"] == "finben_classification"
+    for metric in ("acc_finben", "f1_finben", "acc", "macro_f1", "weighted_f1", "score"):
+        assert report["metrics"][metric]["value"] == pytest.approx(results[f"{metric},none"], abs=1e-12), metric

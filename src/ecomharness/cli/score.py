@@ -18,13 +18,14 @@ examples:
 document fields each kind reads (see ecomharness.metrics.lmeval):
   generation: target | classification: target, label_set | extraction: gold_spans,
   extraction_format | reading: answers | headlines: target, label_set, label_type |
-  ner: tokens, bio_labels
+  ner: tokens, bio_labels | finben_classification (FLARE FPB, FiQA-SA; also FinBen's
+  acc_finben and f1_finben, chosen from the task): target, label_set
 """
 
 
 def add_arguments(parser) -> None:
     """Flags of ``ecomharness score``."""
-    from ecomharness.evaluation.rescore import KINDS
+    from ecomharness.evaluation.rescore import TASK_KINDS as KINDS
 
     parser.add_argument("files", nargs="+", help="samples_*.jsonl or {doc, prediction} JSON Lines")
     parser.add_argument("--kind", choices=KINDS,

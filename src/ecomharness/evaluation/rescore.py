@@ -20,16 +20,20 @@ from pathlib import Path
 from ecomharness.errors import UserError
 from ecomharness.formats.common import RecordError, collect
 from ecomharness.metrics import lmeval as m
-from ecomharness.metrics.kinds import KINDS, infer_kind
+from ecomharness.metrics.kinds import KINDS, TASK_KINDS, infer_kind
 from ecomharness.tasks.index import build_task_manager, leaf_task_configs
 
-__all__ = ["KINDS", "infer_kind", "read_predictions", "score_file", "score_predictions", "task_kinds", "task_of_file"]
+__all__ = ["KINDS", "TASK_KINDS", "infer_kind", "read_predictions", "score_file", "score_predictions", "task_kinds", "task_of_file"]
 
 
 def _scorers() -> dict[str, tuple[Callable, dict[str, Callable]]]:
     return {
         "generation": (m.process_generation, {}),
         "classification": (m.process_classification, {"macro_f1": m.cls_macro_f1, "weighted_f1": m.cls_weighted_f1}),
+        # FLARE's FPB and FiQA-SA: our classification metrics plus FinBen's own.
+        "finben_classification": (m.process_finben_classification, {"macro_f1": m.cls_macro_f1,
+                                                                    "weighted_f1": m.cls_weighted_f1,
+                                                                    "f1_finben": m.f1_finben}),
         "extraction": (m.process_extraction, {"precision": m.ie_precision, "recall": m.ie_recall, "f1": m.ie_f1}),
         "reading": (m.process_reading, {}),
         "headlines": (m.process_headlines, {"score": m.headlines_avg_f1, "avg_f1": m.headlines_avg_f1,
@@ -43,7 +47,7 @@ _PROCESS_KINDS = {
     "process_generation": "generation", "process_classification": "classification",
     "process_extraction": "extraction", "process_reading": "reading",
     "process_headlines": "headlines", "process_ner": "ner", "process_any": None,
-    "process_finben_classification": "classification",
+    "process_finben_classification": "finben_classification",
 }
 _SAMPLES_NAME = re.compile(r"^samples_(?P<task>.+)_\d{4}-\d{2}-\d{2}T[\d\-.:]+\.jsonl$")
 
@@ -66,10 +70,12 @@ def task_kinds(task_names) -> dict[str, str | None]:
     for cfg in leaf_task_configs(manager, names):
         ecom = (cfg.get("metadata") or {}).get("ecom") or {}
         kind = ecom.get("kind")
-        if kind not in KINDS:
-            process = str(cfg.get("process_results") or "").rsplit(".", 1)[-1]
+        process = str(cfg.get("process_results") or "").rsplit(".", 1)[-1]
+        if kind not in KINDS or _PROCESS_KINDS.get(process) == "finben_classification":
+            # The task's own process_results decides where it scores more than its kind
+            # (FinBen's classification adds acc_finben and f1_finben to ours).
             kind = _PROCESS_KINDS.get(process)
-        if kind in KINDS:
+        if kind in TASK_KINDS:
             kinds[cfg.get("task")] = kind
     return kinds
 
@@ -154,7 +160,7 @@ def score_predictions(pairs: list[tuple[dict, str]], kind: str | None = None) ->
     kind = kind or infer_kind(pairs[0][0])
     scorers = _scorers()
     if kind not in scorers:
-        raise UserError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+        raise UserError(f"unknown kind {kind!r}: expected one of {', '.join(TASK_KINDS)}")
     process, corpus = scorers[kind]
     rows: dict[str, list] = {}
     for index, (doc, prediction) in enumerate(pairs):

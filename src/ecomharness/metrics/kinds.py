@@ -9,6 +9,9 @@ from __future__ import annotations
 from ecomharness.errors import UserError
 
 KINDS = ("generation", "classification", "extraction", "reading", "headlines", "ner")
+# Kinds a task names (by its process_results) but no document's fields can tell apart:
+# re-scoring takes them from the task or from --kind, never from a guess.
+TASK_KINDS = KINDS + ("finben_classification",)
 
 
 def infer_kind(doc: dict) -> str:
