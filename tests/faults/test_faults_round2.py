@@ -232,3 +232,21 @@ def test_a_file_whose_every_record_is_bad_names_the_commonest_reason(tmp_path):
     with pytest.raises(UserError, match=r"all 4 record\(s\) were skipped as bad, the commonest reason: "
                                         r"field 'label' must be text \(3x\) \(first at .*t.jsonl:1\)"):
         task_documents("t", "explicit", ReadResult([], bad, str(tmp_path / "t.jsonl"), "f"), None)
+
+
+# --- issue 32, item 4: an overflowing perplexity does not take the other tasks down --------
+
+@pytest.mark.slow
+def test_word_perplexity_that_overflows_is_inf_and_the_other_tasks_are_written(tiny_model_dir, tmp_path):
+    """A weak model's word perplexity on Chinese text (a "word" is a whole sentence)
+    overflows a float: lm-eval's weighted_perplexity raised, and the run exited 3 with no
+    result for any task. Now it is +inf with a warning, and every task is written."""
+    done = run_cli("eval", "--model", "hf", "--model_args", f"pretrained={tiny_model_dir}", "--device", "cpu",
+                   "--tasks", "heldout_bpb_general_zh,ecom_icl_pdc_rc", "--limit", "8",
+                   "--output_path", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())["results"]
+    assert results["heldout_bpb_general_zh"]["word_perplexity,none"] == float("inf")
+    assert 0 < results["heldout_bpb_general_zh"]["bits_per_byte,none"] < 100
+    assert 0 <= results["ecom_icl_pdc_rc"]["acc,none"] <= 1
+    assert "overflows a float: reported as +inf" in done.stdout + done.stderr

@@ -16,6 +16,7 @@ def ecomharness_aggregations():
     """Count forms of lm-eval's ``mean``, ``bits_per_byte`` and ``weighted_perplexity``
     and of every aggregation our tasks register (micro P/R/F1, macro and weighted F1,
     FinBen's): the records in ``metrics/corpus.py``, imported on first use."""
-    names = ("mean", "ie_precision", "ie_recall", "ie_f1", "bits_per_byte", "weighted_perplexity", "cls_macro_f1",
+    names = ("mean", "ie_precision", "ie_recall", "ie_f1", "bits_per_byte", "weighted_perplexity",
+             "weighted_perplexity_or_inf", "cls_macro_f1",
              "cls_weighted_f1", "f1_finben", "headlines_avg_f1", "avg_f1_finben")
     return {name: f"ecomharness.metrics.corpus:{name.upper()}" for name in names}

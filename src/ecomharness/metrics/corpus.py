@@ -86,7 +86,8 @@ def _bits_per_byte(s: np.ndarray) -> np.ndarray:
 
 
 def _weighted_perplexity(s: np.ndarray) -> np.ndarray:
-    return np.exp(-s[:, 0] / np.maximum(s[:, 1], 1e-300))
+    with np.errstate(over="ignore"):  # +inf where exp overflows, as weighted_perplexity_or_inf reports it
+        return np.exp(-s[:, 0] / np.maximum(s[:, 1], 1e-300))
 
 
 def _cls_counts(rows, labels: list[str]) -> np.ndarray:
@@ -265,10 +266,13 @@ IE_RECALL = Aggregation("ie_recall", _ie_form(_ie_recall), lm_eval=f"{_LMEVAL}:i
 IE_F1 = Aggregation("ie_f1", _ie_form(_ie_f1), lm_eval=f"{_LMEVAL}:ie_f1")
 BITS_PER_BYTE = Aggregation("bits_per_byte", _rolling_form(_bits_per_byte), higher_is_better=False)
 WEIGHTED_PERPLEXITY = Aggregation("weighted_perplexity", _rolling_form(_weighted_perplexity), higher_is_better=False)
+WEIGHTED_PERPLEXITY_OR_INF = Aggregation("weighted_perplexity_or_inf", _rolling_form(_weighted_perplexity),
+                                         lm_eval=f"{_LMEVAL}:weighted_perplexity_or_inf", higher_is_better=False)
 CLS_MACRO_F1, CLS_WEIGHTED_F1, F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN = (
     Aggregation(name, _label_form_of(name), _label_paired(name), lm_eval=f"{_LMEVAL}:{name}")
     for name in ("cls_macro_f1", "cls_weighted_f1", "f1_finben", "headlines_avg_f1", "avg_f1_finben"))
-BUILTIN = (MEAN, IE_PRECISION, IE_RECALL, IE_F1, BITS_PER_BYTE, WEIGHTED_PERPLEXITY, CLS_MACRO_F1, CLS_WEIGHTED_F1,
+BUILTIN = (MEAN, IE_PRECISION, IE_RECALL, IE_F1, BITS_PER_BYTE, WEIGHTED_PERPLEXITY, WEIGHTED_PERPLEXITY_OR_INF,
+           CLS_MACRO_F1, CLS_WEIGHTED_F1,
            F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN)
 
 

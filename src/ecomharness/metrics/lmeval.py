@@ -35,11 +35,17 @@ aggregations turn them back into the dataclasses of the metric modules.
 
 from __future__ import annotations
 
+import logging
+import math
+import sys
+
 import lm_eval.api.metrics  # noqa: F401 - built-in metrics must register before ours
 from lm_eval.api.registry import register_aggregation, register_metric
 
 from ecomharness.metrics import classification, extraction, finben, reading, rouge
 from ecomharness.metrics.kinds import infer_kind
+
+log = logging.getLogger("ecomharness.metrics")
 
 # ---------------------------------------------------------------- per-sample metrics
 
@@ -200,6 +206,23 @@ def process_any(doc, results) -> dict:
 
 
 # ---------------------------------------------------------------- aggregations
+
+
+# exp() of anything above this overflows a float.
+_MAX_EXPONENT = math.log(sys.float_info.max)
+
+
+@register_aggregation("weighted_perplexity_or_inf")
+def weighted_perplexity_or_inf(items) -> float:
+    """lm-eval's ``weighted_perplexity``, exp(-sum(log-likelihood) / sum(words or bytes)),
+    but +inf with a warning where that overflows a float (a weak model's word
+    perplexity on Chinese text, whose "words" are whole sentences): lm-eval's raises
+    OverflowError, which ends the evaluation of every task of the run."""
+    exponent = -sum(item[0] for item in items) / sum(item[1] for item in items)
+    if exponent > _MAX_EXPONENT:
+        log.warning("a weighted perplexity of exp(%.1f) overflows a float: reported as +inf", exponent)
+        return math.inf
+    return math.exp(exponent)
 
 
 @register_aggregation("cls_macro_f1")
