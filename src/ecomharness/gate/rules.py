@@ -186,7 +186,7 @@ def identity_basis(task: str, candidate: Evidence, baseline: Evidence) -> str | 
     """Words for a check whose identity came from lm-eval's records rather than our data
     sources (a leaf without a data source on a side, paired by document hash); None when
     every leaf has data sources on both sides."""
-    paired = []
+    paired, hashed = [], True
     for leaf in candidate.leaves(task):
         if candidate.data_sources.get(leaf) is not None and baseline.data_sources.get(leaf) is not None:
             continue
@@ -194,9 +194,12 @@ def identity_basis(task: str, candidate: Evidence, baseline: Evidence) -> str | 
         if n is None:
             return None
         paired.append(n)
+        hashed &= all("task_hash" in e.lm_eval_identity.get(leaf, {}) for e in (candidate, baseline))
     if not paired:
         return None
-    return (f"identity taken from lm-eval's records (task hash, config, version, n-shot, documents evaluated) and "
+    # A task hash exists only where lm-eval logged samples: say what was compared.
+    fields = "task hash, config" if hashed else "config"
+    return (f"identity taken from lm-eval's records ({fields}, version, n-shot, documents evaluated) and "
             f"{sum(paired)} documents paired by doc_hash")
 
 
