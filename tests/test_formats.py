@@ -9,9 +9,9 @@ import pytest
 
 from ecomharness.errors import UserError
 from ecomharness.formats.common import RecordError
-from ecomharness.formats.ecominstruct import infer_kind, read_ecominstruct
+from ecomharness.formats.ecominstruct import kind_from_task_name, read_ecominstruct
 from ecomharness.formats.finben import read_finben
-from ecomharness.formats.jsonl import read_jsonl
+from ecomharness.formats.jsonl import read_jsonl_documents
 from ecomharness.metrics import lmeval
 from ecomharness.registry import record_formats
 from tests.conftest import SHARED_DATA
@@ -103,10 +103,10 @@ def test_missing_folder_and_bad_on_error(tmp_path):
         read_ecominstruct(_folder(tmp_path, [GOOD]), on_error="ignore")
 
 
-def test_infer_kind():
-    assert infer_kind("EN-ABSA-CLS-review_topic_category") == "classification"
-    assert infer_kind("ZH-JAVE-Condition_Extract-attribute_value_detection") == "extraction"
-    assert infer_kind("ZH-TIG-GEN-title_generation") == "generation"
+def test_kind_from_task_name():
+    assert kind_from_task_name("EN-ABSA-CLS-review_topic_category") == "classification"
+    assert kind_from_task_name("ZH-JAVE-Condition_Extract-attribute_value_detection") == "extraction"
+    assert kind_from_task_name("ZH-TIG-GEN-title_generation") == "generation"
 
 
 def test_finben_checks(tmp_path):
@@ -127,8 +127,8 @@ def test_jsonl_field_mapping(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text('{"title": "红色T恤", "cat": "服装", "extra": 1}\n{"cat": "食品"}\n')
     with pytest.raises(RecordError, match="p.jsonl:2: field 'title' is missing"):
-        read_jsonl(path, fields={"text": "title", "target": "cat"}, required=["text", "target"])
-    result = read_jsonl(path, fields={"text": "title", "target": "cat"}, on_error="skip", required=["text"])
+        read_jsonl_documents(path, fields={"text": "title", "target": "cat"}, required=["text", "target"])
+    result = read_jsonl_documents(path, fields={"text": "title", "target": "cat"}, on_error="skip", required=["text"])
     assert result.docs == [{"text": "红色T恤", "target": "服装", "extra": 1}]
 
 

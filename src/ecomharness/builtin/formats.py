@@ -11,5 +11,5 @@ def ecomharness_record_formats():
     return {
         "ecominstruct": "ecomharness.formats.ecominstruct:read_ecominstruct",
         "finben": "ecomharness.formats.finben:read_finben",
-        "jsonl": "ecomharness.formats.jsonl:read_jsonl",
+        "jsonl": "ecomharness.formats.jsonl:read_jsonl_documents",
     }

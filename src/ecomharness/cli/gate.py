@@ -48,7 +48,7 @@ def run(args) -> int:
     from ecomharness.errors import UserError
     from ecomharness.gate.evidence import NoCandidate, is_ledger, load_evidence
     from ecomharness.gate.policy import load_policy
-    from ecomharness.gate.select import best_passing
+    from ecomharness.gate.checkpoints import best_passing
     from ecomharness.gate.verdict import closed_verdict, run_gate
     from ecomharness.registry import gate_rules
 

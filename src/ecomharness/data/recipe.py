@@ -37,7 +37,7 @@ from ecomharness.select.curriculum import CurriculumSpec, parse_curriculum
 from ecomharness.select.stage import SelectionSpec, parse_selection
 from ecomharness.util import check_value, load_yaml_file, reject_unknown_keys
 
-KINDS = ("domain", "general")
+SOURCE_KINDS = ("domain", "general")
 ON_ERROR = ("raise", "skip")
 
 
@@ -124,8 +124,8 @@ def _source(raw: Any, index: int, where: str, base: Path) -> SourceSpec:
         raise UserError(f"{at}: expected a mapping")
     reject_unknown_keys(raw, {f.name for f in dataclasses.fields(SourceSpec)}, at)
     kind = _typed(raw, "kind", str, at)
-    if kind not in KINDS:
-        raise UserError(f"{at}.kind: expected one of {KINDS}, got {kind!r}")
+    if kind not in SOURCE_KINDS:
+        raise UserError(f"{at}.kind: expected one of {SOURCE_KINDS}, got {kind!r}")
     fmt = _typed(raw, "format", str, at)
     path = _typed(raw, "path", str, at)
     if fmt != "hub" and not Path(path).is_absolute():

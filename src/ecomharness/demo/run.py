@@ -289,7 +289,7 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
     from ecomharness.demo.shop import shop_sources
     from ecomharness.evaluation.ledger import checkpoint_records, ledger_path
     from ecomharness.gate.policy import load_policy
-    from ecomharness.gate.select import against_init
+    from ecomharness.gate.checkpoints import against_init
     from ecomharness.gate.verdict import to_markdown
     from ecomharness.registry import gate_rules
     from ecomharness.report.curves import write_report

@@ -16,7 +16,7 @@ from typing import Any
 from ecomharness.errors import UserError
 from ecomharness.formats.common import ReadResult, RecordError, collect, fingerprint_files, require
 
-KINDS = ("classification", "extraction", "generation")
+FOLDER_KINDS = ("classification", "extraction", "generation")
 # The EcomGPT evaluation prompt (its src/eval.py): this preamble, then the folder's
 # test_prompt instruction, which ends with "### Response:".
 PREAMBLE = ("Below is an instruction that describes the {defi} task. "
@@ -59,7 +59,7 @@ def kind_segment(name: str) -> tuple[str, str | None] | None:
     return KIND_SEGMENTS.get(parts[2].casefold())
 
 
-def infer_kind(task_name: str) -> str:
+def kind_from_task_name(task_name: str) -> str:
     """Guess the kind from an EcomInstruct task name such as ``EN-ABSA-CLS-review_topic``.
 
     The kind segment decides when there is one; otherwise any known kind word.
@@ -95,7 +95,7 @@ def folder_kind(folder: Path, meta: dict) -> tuple[str, str | None, str, list[st
         return by_folder[0], by_folder[1], "folder name", warnings
     if by_meta is not None:
         return by_meta[0], by_meta[1], "meta-info task", warnings
-    return infer_kind(str(meta.get("task", ""))), None, GUESSED, warnings
+    return kind_from_task_name(str(meta.get("task", ""))), None, GUESSED, warnings
 
 
 def _meta(folder: Path) -> dict[str, Any]:
@@ -187,8 +187,8 @@ def read_ecominstruct(
         raise UserError(f"answer_layout must be one of {ANSWER_LAYOUTS}, got {answer_layout!r}")
     meta = _meta(folder)
     found_kind, found_format, kind_source, warnings = folder_kind(folder, meta)
-    if kind is not None and kind not in KINDS:
-        raise UserError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind is not None and kind not in FOLDER_KINDS:
+        raise UserError(f"kind must be one of {FOLDER_KINDS}, got {kind!r}")
     if kind is not None and kind != found_kind and kind_source != GUESSED:
         raise UserError(
             f"{folder}: this task scores {kind}, but the folder is {found_kind} (from its {kind_source}); "

@@ -8,7 +8,7 @@ from ecomharness.errors import UserError
 from ecomharness.formats.common import ReadResult, RecordError, collect, fingerprint_files
 
 
-def read_jsonl(path, on_error: str = "raise", fields: dict[str, str] | None = None,
+def read_jsonl_documents(path, on_error: str = "raise", fields: dict[str, str] | None = None,
                required: list[str] | None = None) -> ReadResult:
     """Read JSON Lines, renaming fields: ``fields={"text": "title", "target": "category"}``.
 

@@ -174,7 +174,7 @@ def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: 
     """Runs side by side (Mix-CPT's ablations): the last checkpoint's domain and general
     group scores and its gate verdict against the run's ``init`` evaluation."""
     from ecomharness.gate.policy import load_policy
-    from ecomharness.gate.select import against_init, init_record
+    from ecomharness.gate.checkpoints import against_init, init_record
     from ecomharness.registry import gate_rules
     from ecomharness.resources import bundled_path
 

@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 
 from ecomharness.evaluation.checkpoint import CheckpointEvaluator, preserved_training_state
 from ecomharness.evaluation.ledger import evaluate_and_record, ledger_path
-from ecomharness.gate.select import ledger_judge
+from ecomharness.gate.checkpoints import ledger_judge
 from ecomharness.train.recipe import EvalSpec
 from ecomharness.train.run_dir import complete_checkpoints, trainer_state
 
