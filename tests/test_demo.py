@@ -63,3 +63,14 @@ def test_demo_runs_every_stage_and_caches(tmp_path):
     assert len(cached) == 6  # corpus, tokenizer, 2 data builds, base model, its evaluation
     assert second["cpt_ecom"] == result["cpt_ecom"]  # seeded: the same run again
     assert second["figures"] == figures
+
+
+def test_a_cached_base_evaluation_of_other_task_versions_is_not_reused():
+    """A task whose version changed since the cached base evaluation (a metric or prompt
+    changed) makes the demo evaluate the base again: the gate would otherwise refuse to
+    compare the base with the CPT checkpoints (version_mismatch)."""
+    from ecomharness.demo.run import versions_match
+
+    cached = [{"task_versions": {"heldout_bpb_general_zh": 1.2, "ecom_icl_rc": "1.2"}}]
+    assert versions_match(cached, {"heldout_bpb_general_zh": 1.2, "ecom_icl_pdc_rc": 1.2})
+    assert not versions_match(cached, {"heldout_bpb_general_zh": 1.3})

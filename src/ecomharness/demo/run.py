@@ -204,10 +204,12 @@ def evaluate_base(cache: Path, base: Path, spec, log=print) -> list[dict]:
     keys = [profile.settings().key() for profile in spec.profiles().values()]
     if path.is_file():
         records = json.loads(path.read_text(encoding="utf-8"))
-        # Records from another task set, or whose per-document files are gone, are
-        # evaluated again: the gate needs them for its paired tests.
+        # Records from another task set, of task versions other than the installed ones
+        # (the gate would refuse to compare them: version_mismatch), or whose
+        # per-document files are gone, are evaluated again.
         if isinstance(records, list) and [r.get("task_set") for r in records] == keys and all(
-                (cache / (r.get("per_document") or {}).get("file", "-")).is_file() for r in records):
+                (cache / (r.get("per_document") or {}).get("file", "-")).is_file() for r in records) \
+                and versions_match(records, installed_versions(spec)):
             log("[demo] base model evaluation: cached")
             return records
     done = _stage("evaluate the base model on both profiles", log)
@@ -225,6 +227,29 @@ def evaluate_base(cache: Path, base: Path, spec, log=print) -> list[dict]:
     path.write_text(json.dumps(records, ensure_ascii=False, indent=2), encoding="utf-8")
     done()
     return records
+
+
+def installed_versions(spec) -> dict[str, object]:
+    """The version each leaf task of the recipe's profiles has as installed now."""
+    from ecomharness.tasks.index import leaf_task_configs
+    from ecomharness.tasks.open import open_tasks
+
+    versions = {}
+    for profile in spec.profiles().values():
+        opened = open_tasks(list(profile.tasks), include_path=list(profile.include_path) or None,
+                            metadata=profile.metadata)
+        for cfg in leaf_task_configs(opened.manager, opened.names):
+            versions[cfg.get("task")] = (cfg.get("metadata") or {}).get("version")
+    return versions
+
+
+def versions_match(records: list[dict], installed: dict[str, object]) -> bool:
+    """Whether every task a cached record evaluated has the version installed now."""
+    for record in records:
+        for task, version in (record.get("task_versions") or {}).items():
+            if task in installed and installed[task] != version:
+                return False
+    return True
 
 
 def _chance(evaluator, record: dict) -> dict[str, float]:
