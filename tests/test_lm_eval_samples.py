@@ -214,7 +214,7 @@ def test_a_changed_prompt_is_a_data_mismatch(plain_runs, tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda text: text.replace('"doc_hash"', '"doc_hsh"', 1), "not an lm-eval sample"),
-    (lambda text: text[: len(text) // 2], "not a JSON line"),
+    (lambda text: text[: len(text) // 2], "invalid JSON"),
     (lambda text: text.replace('"metrics": ["acc", "acc_norm"]', '"metrics": ["acc", "acc_norm", "f1"]', 1),
      "metric 'f1' is listed but has no value"),
 ])

@@ -32,6 +32,7 @@ from typing import Any
 
 from ecomharness.errors import UserError
 from ecomharness.evaluation import per_document
+from ecomharness.formats.common import RecordError, iter_jsonl
 
 # lm-eval's date_id: datetime.now().isoformat() with ":" replaced by "-".
 _DATE = re.compile(r"_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)\.json$")
@@ -67,24 +68,19 @@ def sample_files(results_file: Path) -> dict[str, Path]:
 
 def _read_samples(path: Path) -> list[dict]:
     entries = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: not a JSON line ({exc.msg})") from exc
-            if not isinstance(sample, dict) or not isinstance(sample.get("metrics"), list) \
-                    or not all(isinstance(sample.get(k), str) for k in ("doc_hash", "prompt_hash", "target_hash")) \
-                    or isinstance(sample.get("doc_id"), bool) or not isinstance(sample.get("doc_id"), int):
-                raise UserError(f"{path}:{number}: not an lm-eval sample (expected doc_id, doc_hash, prompt_hash, "
-                                "target_hash and metrics)")
-            names = [m for m in sample["metrics"] if isinstance(m, str)]
-            missing = [m for m in names if m not in sample]
-            if missing:
-                raise UserError(f"{path}:{number}: metric {missing[0]!r} is listed but has no value")
-            entries.append({**{k: sample.get(k) for k in _KEPT}, **{m: sample[m] for m in names}})
+    for number, sample in iter_jsonl(path):
+        if isinstance(sample, RecordError):  # not UTF-8, not JSON, not an object: named by file:line
+            raise sample
+        if not isinstance(sample.get("metrics"), list) \
+                or not all(isinstance(sample.get(k), str) for k in ("doc_hash", "prompt_hash", "target_hash")) \
+                or isinstance(sample.get("doc_id"), bool) or not isinstance(sample.get("doc_id"), int):
+            raise UserError(f"{path}:{number}: not an lm-eval sample (expected doc_id, doc_hash, prompt_hash, "
+                            "target_hash and metrics)")
+        names = [m for m in sample["metrics"] if isinstance(m, str)]
+        missing = [m for m in names if m not in sample]
+        if missing:
+            raise UserError(f"{path}:{number}: metric {missing[0]!r} is listed but has no value")
+        entries.append({**{k: sample.get(k) for k in _KEPT}, **{m: sample[m] for m in names}})
     return entries
 
 
