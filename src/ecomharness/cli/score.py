@@ -25,10 +25,10 @@ document fields each kind reads (see ecomharness.metrics.lmeval):
 
 def add_arguments(parser) -> None:
     """Flags of ``ecomharness score``."""
-    from ecomharness.evaluation.rescore import TASK_KINDS as KINDS
+    from ecomharness.evaluation.rescore import TASK_KINDS
 
     parser.add_argument("files", nargs="+", help="samples_*.jsonl or {doc, prediction} JSON Lines")
-    parser.add_argument("--kind", choices=KINDS,
+    parser.add_argument("--kind", choices=TASK_KINDS,
                         help="how to score (default: from the file's task, else each document's kind, "
                              "else a reported guess from its fields)")
     parser.add_argument("--output", help="write the scores as JSON to this file (atomically)")

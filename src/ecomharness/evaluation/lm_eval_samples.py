@@ -32,6 +32,7 @@ from typing import Any
 
 from ecomharness.errors import UserError
 from ecomharness.evaluation import per_document
+from ecomharness.evaluation.stderr import group_leaves
 from ecomharness.formats.common import RecordError, iter_jsonl
 
 # lm-eval's date_id: datetime.now().isoformat() with ":" replaced by "-".
@@ -40,6 +41,8 @@ _DATE = re.compile(r"_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)\.json$")
 # (document, prompts, responses) can be large and is not kept.
 _KEPT = ("doc_id", "doc_hash", "prompt_hash", "target_hash", "filter", "metrics")
 _TOLERANCE = per_document.TOLERANCE
+# What a table read here says it came from (``table["source"]``).
+SAMPLES_SOURCE = "lm-eval samples"
 # "<function gold_index at 0x7fd0ae1d7240>": the address differs in every process.
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 
@@ -126,12 +129,6 @@ def _check_task(task: str, path: Path, entries: list[dict], entry: dict, results
     per_document.check_against({"tasks": {task: entry}}, metrics, str(path))
 
 
-def _leaves(task: str, groups: dict[str, list[str]]) -> list[str]:
-    if task not in groups:
-        return [task]
-    return [leaf for child in groups[task] for leaf in _leaves(child, groups)]
-
-
 def _group_aggregates(results: dict, tasks: dict, groups: dict[str, list[str]]) -> dict[str, dict]:
     """How each group aggregates its metrics. lm-eval's results file does not record a
     group's ``weight_by_size``; it is read off the reported value: the mean over the
@@ -139,7 +136,7 @@ def _group_aggregates(results: dict, tasks: dict, groups: dict[str, list[str]]) 
     metric neither reproduces gets no entry, so it is not tested as a mean of tasks."""
     found = {}
     for group, members in groups.items():
-        leaves = _leaves(group, groups)
+        leaves = group_leaves(group, groups)
         aggregate = {}
         reported = {**_field(_field(results, "results"), group), **_field(_field(results, "groups"), group)}
         for key, value in reported.items():
@@ -204,6 +201,6 @@ def read_samples(results: dict, results_file: Path) -> dict | None:
     groups = _field(results, "group_subtasks")
     groups = {g: list(m) for g, m in groups.items() if isinstance(m, list) and m}
     table["groups"] = _group_aggregates(results, table["tasks"], groups)
-    table["source"] = "lm-eval samples"
+    table["source"] = SAMPLES_SOURCE
     per_document.check_table(table, str(results_file))
     return table

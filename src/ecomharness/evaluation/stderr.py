@@ -56,9 +56,11 @@ def _bootstrap(aggregation: str, values: list, rng: np.random.Generator) -> tupl
     return float(np.std(np.asarray(stats, dtype=np.float64), ddof=1)), RESAMPLES_SLOW
 
 
-def _leaves(group: str, subtasks: dict[str, list]) -> list[str]:
+def group_leaves(group: str, subtasks: dict[str, list]) -> list[str]:
+    """Every leaf task under ``group`` (``group_subtasks`` of a results file), nested
+    groups flattened, as lm-eval aggregates a group."""
     return [leaf for child in subtasks.get(group, []) for leaf in
-            (_leaves(child, subtasks) if child in subtasks else [child])]
+            (group_leaves(child, subtasks) if child in subtasks else [child])]
 
 
 def fill_bootstrap_stderr(results: dict, table: dict, seed: int = SEED) -> dict[str, Any]:
@@ -86,7 +88,7 @@ def fill_bootstrap_stderr(results: dict, table: dict, seed: int = SEED) -> dict[
         values_of = scores.get(group)
         if not values_of:
             continue
-        leaves = _leaves(group, subtasks)
+        leaves = group_leaves(group, subtasks)
         for metric, how in (info.get("aggregate") or {}).items():
             key = f"{metric}_stderr,none"
             if f"{metric},none" not in values_of or not _missing(values_of.get(key)):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
-from ecomharness.evaluation.lm_eval_samples import read_samples, task_identity
+from ecomharness.evaluation.lm_eval_samples import SAMPLES_SOURCE, read_samples, task_identity
 from ecomharness.evaluation.per_document import check_against
 from ecomharness.evaluation.ledger import (
     check_measure,
@@ -216,7 +216,9 @@ def from_record(record: dict, label: str, folder: Path | None = None) -> Evidenc
 def _checked(evidence: Evidence) -> Evidence:
     """The evidence, once its per-document scores are shown to be the ones its metrics
     were computed from (``per_document.check_against``); ``UserError`` otherwise."""
-    if evidence.per_document is not None:
+    # A table read from lm-eval's sample logs was checked against its results as it was
+    # read (``read_samples``, naming the samples file); it is not recomputed twice.
+    if evidence.per_document is not None and evidence.per_document.get("source") != SAMPLES_SOURCE:
         check_against(evidence.per_document, {task: {metric: measure.value for metric, measure in metrics.items()}
                                               for task, metrics in evidence.metrics.items()},
                       f"{evidence.label}: per-document scores")
