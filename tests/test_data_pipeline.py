@@ -305,3 +305,44 @@ def test_knowledge_mixture_interleaves_instruction_samples_at_a_share(corpus):
     with pytest.raises(UserError, match="no domain source named nope"):
         build_dataset(load_recipe(_recipe(root, domain, "mixture2", mixer={
             "name": "knowledge_mixture", "instruction_sources": ["nope"]})), log=lambda *_: None)
+
+
+def test_a_source_read_in_pieces_yields_exactly_the_whole_read(tmp_path):
+    """Every built-in reader that can be cut: its pieces, read in order, give the whole
+    read's records and locations, for any piece size (a line belongs to the piece it
+    begins in; Parquet pieces are runs of row groups). A reader without pieces is one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ecomharness.data.sources import (SourcePiece, read_csv, read_jsonl, read_parquet, read_source_piece,
+                                          source_pieces)
+
+    lines = [json.dumps({"text": "é" * (i % 7) + f"line {i}"}, ensure_ascii=False) for i in range(50)]
+    lines.insert(10, "{not json")
+    lines.insert(20, "")
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "second file"}) + "\n", encoding="utf-8")
+    pq.write_table(pa.table({"text": [f"row {i}" for i in range(100)]}), tmp_path / "c.parquet", row_group_size=7)
+    (tmp_path / "d.csv").write_text('text\n"two\nlines"\nplain\n', encoding="utf-8")
+
+    def plain(rows):
+        return [(where, record if isinstance(record, dict) else str(record)) for where, record in rows]
+
+    for reader, path in ((read_jsonl, str(tmp_path / "*.jsonl")), (read_parquet, str(tmp_path / "c.parquet")),
+                         (read_csv, str(tmp_path / "d.csv"))):
+        whole = plain(reader(path, {}))
+        assert len(whole) > 1
+        for target in (None, 1, 13, 200, 10 ** 9):
+            pieces = source_pieces(reader, path, {}, target)
+            assert all(not p.whole for p in pieces)
+            read = plain(row for piece in pieces for row in read_source_piece(reader, piece, {}))
+            assert read == whole, (reader.__name__, target)
+        if reader is not read_csv:
+            assert len(source_pieces(reader, path, {}, 13)) > len(source_pieces(reader, path, {}, None))
+
+    def plugin_reader(path, options):
+        yield "x:1", {"text": "from a plugin"}
+
+    assert source_pieces(plugin_reader, "anything", {}, 13) == [SourcePiece("anything", whole=True)]
+    assert list(read_source_piece(plugin_reader, SourcePiece("anything", whole=True), {})) == \
+        [("x:1", {"text": "from a plugin"})]

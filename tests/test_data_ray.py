@@ -65,6 +65,13 @@ def _recipe(root: Path, sources, name: str, **extra) -> Path:
     return path
 
 
+def build_dataset_ray(recipe, force: bool = False, log=print, **engine):
+    """A build on the Ray engine (``engine``: RayEngine's options)."""
+    from ecomharness.data.engine_ray import RayEngine
+
+    return build_dataset(recipe, force=force, log=log, engine=RayEngine(**engine))
+
+
 def _files(directory: Path) -> dict[str, bytes]:
     """Every output file but the recipe copy (which names its own output folder)."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
@@ -74,7 +81,6 @@ def _files(directory: Path) -> dict[str, bytes]:
 def test_ray_engine_builds_the_local_dataset_byte_for_byte_with_1_and_4_blocks(corpus, ray_session):
     import datasets
 
-    from ecomharness.data.ray_build import build_dataset_ray
 
     root, sources = corpus
     local = build_dataset(load_recipe(_recipe(root, sources, "local")), log=lambda *_: None)
@@ -95,7 +101,6 @@ def test_ray_engine_builds_the_local_dataset_byte_for_byte_with_1_and_4_blocks(c
 
 
 def test_bad_records_are_counted_identically_by_reason_and_example(corpus, ray_session):
-    from ecomharness.data.ray_build import build_dataset_ray
 
     root, sources = corpus
     recipe = _recipe(root, sources, "bad_ray", shards=1)
@@ -110,14 +115,14 @@ def test_bad_records_are_counted_identically_by_reason_and_example(corpus, ray_s
 
 
 def test_a_source_too_large_for_one_block_is_read_in_pieces(corpus, ray_session, tmp_path):
-    from ecomharness.data.ray_build import build_dataset_ray, plan_pieces
+    from ecomharness.data.engine_ray import plan_pieces
 
     root, sources = corpus
     # One domain file and one general file only: the domain file must be cut.
     two = [s for s in sources if s["name"] in ("products_zh", "general_zh")]
     recipe = load_recipe(_recipe(root, two, "big_ray", heldout=None, ratio={"general_languages": {"zh": 1}}))
     pieces = plan_pieces(recipe, blocks=8)
-    domain_pieces = [p for p in pieces if recipe.sources[p.source].name == "products_zh"]
+    domain_pieces = [p.piece for p in pieces if recipe.sources[p.source].name == "products_zh"]
     assert len(domain_pieces) >= 2
     assert [(p.start, p.end) for p in domain_pieces] == sorted((p.start, p.end) for p in domain_pieces)
     assert domain_pieces[0].start == 0 and domain_pieces[-1].end == Path(two[0]["path"]).stat().st_size
@@ -149,7 +154,6 @@ def test_killed_workers_are_retried_without_duplicated_samples(corpus, tmp_path)
 
 def test_engine_errors_are_clear(corpus, ray_session, tmp_path):
     from ecomharness.errors import UserError
-    from ecomharness.data.ray_build import build_dataset_ray
 
     root, sources = corpus
     mixcpt = _recipe(root, sources, "mixture", mixer={"name": "knowledge_mixture",
@@ -167,7 +171,6 @@ def test_engine_errors_are_clear(corpus, ray_session, tmp_path):
 def test_selection_and_curriculum_on_scorer_actors_match_the_local_engine(corpus, ray_session, tmp_path):
     """Selection (soft sampling, balanced over a topic field: seeded draws over records in
     reading order) and a curriculum, scored by Ray actors through the shared cache."""
-    from ecomharness.data.ray_build import build_dataset_ray
 
     root, sources = corpus
     def extra(cache):

@@ -33,7 +33,8 @@ def test_combine_masks_maps_selection_back_onto_every_record():
 
 @pytest.mark.slow
 def test_a_held_out_product_reaches_no_training_source(tmp_path):
-    from ecomharness.data.build import build_dataset, rendered_records
+    from ecomharness.data.build import build_dataset
+    from ecomharness.data.engine_local import rendered_records
     from ecomharness.data.heldout import split_heldout
     from ecomharness.data.recipe import parse_recipe
     from ecomharness.registry import data_sources

@@ -40,13 +40,13 @@ def build_once(recipe_path: str, engine: str, blocks: int | None) -> None:
     if engine == "ray":
         import ray
 
-        from ecomharness.data.ray_build import build_dataset_ray, start_ray
+        from ecomharness.data.engine_ray import RayEngine, start_ray
 
         start = time.perf_counter()
         start_ray(None, lambda *_: None)
         ray_start = time.perf_counter() - start
         start = time.perf_counter()
-        stats = build_dataset_ray(recipe, force=True, blocks=blocks, log=lambda *_: None)
+        stats = build_dataset(recipe, force=True, engine=RayEngine(blocks=blocks), log=lambda *_: None)
         seconds = time.perf_counter() - start
         ray.shutdown()
     else:

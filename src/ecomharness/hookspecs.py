@@ -79,6 +79,8 @@ def ecomharness_data_sources():
     the record in errors (``"file.jsonl:12"``) and ``record`` is a dict, or a
     ``formats.common.RecordError`` for a record that could not be read (it is raised
     or counted, as the recipe's ``on_error`` says). Names must be unique across plugins.
+    A reader may also carry ``pieces`` and ``read_piece`` (``data.sources``) to be read
+    in parallel pieces by the Ray engine; without them it is read by one task.
     """
 
 

@@ -64,13 +64,12 @@ def run(args) -> int:
     output = Path(recipe.output)
     # One build per output: a second would otherwise replace the first's files silently.
     with sole_writer(output.parent / f".{output.name}.lock", f"the build output {output}"):
+        engine = None
         if args.engine == "ray":
-            from ecomharness.data.ray_build import build_dataset_ray
+            from ecomharness.data.engine_ray import RayEngine
 
-            stats = build_dataset_ray(recipe, force=args.force, address=args.address, blocks=args.blocks,
-                                      scorer_actors=args.scorer_actors)
-        else:
-            stats = build_dataset(recipe, force=args.force)
+            engine = RayEngine(address=args.address, blocks=args.blocks, scorer_actors=args.scorer_actors)
+        stats = build_dataset(recipe, force=args.force, engine=engine)
     r = stats["ratios"]
     g2d = r["general_to_domain_achieved"]
     print(f"[data] general:domain achieved {'n/a' if g2d is None else f'{g2d:.3f}'} "

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ecomharness import registry
 from ecomharness.data.identity import mix64, salt
 from ecomharness.data.records import RecordTable
 from ecomharness.errors import UserError
@@ -217,3 +218,49 @@ def knowledge_mixture(table: RecordTable, options: dict, seed: int) -> Mix:
     instruction_tokens = int(table.n_tokens[picked].sum())
     counts["instruction_share_permille"] = round(1000 * instruction_tokens / max(instruction_tokens + raw_tokens, 1))
     return _histograms(Mix(order=order, bounds=bounds, counts=counts), table)
+
+
+def mixer_options(recipe) -> tuple[dict, str]:
+    """The mixer's own options, and the separator text that joins a sample's records
+    (``mixer.separator``, default a newline), which is the build's, not the mixer's."""
+    options = dict(recipe.mixer.options)
+    return options, options.pop("separator", "\n")
+
+
+def mix_counts(mix) -> dict:
+    """A mix's counts and histograms as plain data: what stats.json shows, and what each
+    partition of a distributed mix reports for the driver to sum."""
+    return {"counts": dict(mix.counts), "cluster_sizes": dict(mix.cluster_sizes), "coverage": dict(mix.coverage),
+            "samples": len(mix)}
+
+
+@dataclass
+class MixSummary:
+    """Mixer counts and histograms summed over partitions (what stats.json shows)."""
+
+    counts: Counter = field(default_factory=Counter)
+    cluster_sizes: Counter = field(default_factory=Counter)
+    coverage: Counter = field(default_factory=Counter)
+    samples: int = 0
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def add(self, stats: dict) -> None:
+        """Add one partition's ``mix_counts`` (``update`` keeps counters that are zero)."""
+        self.counts.update(stats["counts"])
+        self.cluster_sizes.update({int(k): v for k, v in stats["cluster_sizes"].items()})
+        self.coverage.update({int(k): v for k, v in stats["coverage"].items()})
+        self.samples += stats["samples"]
+
+
+def empty_mix_counts(recipe) -> dict:
+    """The recipe's mixer run over no records: the counts it reports for nothing (so a
+    build without domain records shows the same keys whichever engine ran it)."""
+    empty = np.zeros(0, np.int64)
+    table = RecordTable(source=empty.astype(np.int16), language=empty.astype(np.int16), key=empty,
+                        n_tokens=empty.astype(np.int32), starts=empty, ids=empty.astype(np.int32),
+                        source_names=[s.name for s in recipe.sources], source_kinds=[s.kind for s in recipe.sources],
+                        languages=sorted({s.language for s in recipe.sources}), uid=empty.astype(np.uint64))
+    options, _ = mixer_options(recipe)
+    return mix_counts(registry.mixers.get(recipe.mixer.name)(table, options, recipe.seed))

@@ -127,7 +127,8 @@ def _as_text(value, name: str | None = None) -> str:
     raise NonTextValue(f"{field} is {type(value).__name__} {value!r:.60}, not text; format it in the template")
 
 
-def _renderer(source: SourceSpec):
+def renderer(source: SourceSpec):
+    """The source's template, compiled (``UserError`` naming the source and line when it does not)."""
     plain = _plain_renderer(source.template)
     if plain is not None:
         return plain
@@ -142,16 +143,19 @@ def _renderer(source: SourceSpec):
     return template.render
 
 
-def _rendered(source: SourceSpec, reader, on_error: str, report: SourceReport) -> Iterator[tuple[str | None, str, dict]]:
-    """``(key, text, record)`` per good record of one source, raising or counting bad ones."""
-    render = _renderer(source)
+def render_source(source: SourceSpec, stream, on_error: str, report: SourceReport) -> Iterator[tuple[str | None, str, dict]]:
+    """``(key, text, record)`` per good record of ``stream`` (a source's ``(location,
+    record)`` pairs, as its reader yields them), raising or counting bad ones in
+    ``report``. Both engines render through here: a per-record stage added here runs
+    the same on either."""
+    render = renderer(source)
 
     def bad(reason: str, error: Exception | str) -> None:
         if on_error == "raise":
             raise error if isinstance(error, UserError) else UserError(str(error))
         report.count_bad(reason, str(error))
 
-    for where, record in reader(source.path, source.options):
+    for where, record in stream:
         if isinstance(record, RecordError):
             bad("unreadable", record)
             continue
@@ -235,6 +239,16 @@ def load_tokenizer(name: str):
     return _load_tokenizer(name)
 
 
+def separator_ids(tokenizer, separator_text: str) -> np.ndarray:
+    """The separator's token ids (int32), as packed between a sample's records."""
+    return np.asarray(tokenizer(separator_text, add_special_tokens=False)["input_ids"], np.int32)
+
+
+def pad_token(tokenizer) -> int:
+    """The id that fills the last block of a shard (EOS when the tokenizer has no PAD)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """The vocabulary's identity (every token and its id, added tokens included): the
     build records it, and training refuses data encoded with another vocabulary."""
@@ -268,8 +282,9 @@ def build_table(recipe: DataRecipe, readers: dict, progress=None,
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if pool is None else "false")
     try:
         for index, source in enumerate(recipe.sources):
-            reader = readers[source.format]
-            stream = ((key, text) for key, text, _ in _rendered(source, reader, recipe.on_error, reports[source.name]))
+            records = readers[source.format](source.path, source.options)
+            stream = ((key, text) for key, text, _ in render_source(source, records, recipe.on_error,
+                                                                  reports[source.name]))
             if keep is not None and source.name in keep:
                 mask = keep[source.name]
                 stream = (pair for ordinal, pair in enumerate(stream) if ordinal < len(mask) and mask[ordinal])

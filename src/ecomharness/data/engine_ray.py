@@ -1,8 +1,9 @@
-"""``ecomharness data build RECIPE --engine ray``: the same recipe, run as Ray Data stages.
+"""The Ray engine of ``data build`` (``--engine ray``): the operations of data/engine.py
+as Ray Data stages. The pipeline (data/build.py) runs them in order and does the rest.
 
-    read + render + validate + held-out split  (one read task per piece of a source:
-                                                a JSON Lines byte range, a Parquet
-                                                row-group run, a CSV file)
+    read + render + validate + held-out split  (one read task per piece of a source, as
+                                                its reader cuts it: a JSON Lines byte
+                                                range, a Parquet row-group run, a CSV file)
     -> tokenize                                 (map_batches; a tokenizer per worker)
     -> mix                                      (groupby(hash partition of the key)
                                                 .map_groups: the recipe's mixer on each
@@ -13,8 +14,8 @@
 
 Every choice comes from seeded hashes of record content (data/identity.py), so the
 output is the local engine's, byte for byte, for any number of blocks or workers: the
-same shards, ``state.json`` and ``stats.json`` (which adds the engine's name only under
-``timings`` printed to the console). A stage whose worker dies is retried by Ray; each
+same shards, ``state.json`` and ``stats.json`` (the engine's name is only in the stats
+returned, not written). A stage whose worker dies is retried by Ray; each
 stage is a pure function of its input block and the shard files are rewritten whole, so
 a retry cannot duplicate samples.
 
@@ -26,24 +27,39 @@ from each block's own) and the ratio draw over (uid, kind, language, tokens) per
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
-import time
+import socket
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from ecomharness.data import layout, pack, ratio
-from ecomharness.data.identity import record_uid, sample_uids
+from ecomharness.data import pack
+from ecomharness.data.engine import Ordering, RecordCounts, SampleList
+from ecomharness.data.heldout import HeldoutSplit, first_documents, folder_of, held_document
+from ecomharness.data.identity import pack_keys, record_uid, sample_uids
+from ecomharness.data.mixers import MixSummary, empty_mix_counts, mix_counts, mixer_options
 from ecomharness.data.recipe import DataRecipe
+from ecomharness.data.records import (RecordTable, SourceReport, encode_texts, load_tokenizer, render_source,
+                                      separator_ids)
+from ecomharness.data.sources import SourcePiece, read_source_piece, source_pieces
 from ecomharness.errors import UserError
+from ecomharness.registry import data_sources, mixers
+from ecomharness.select.cache import ScoreCache
+from ecomharness.select.curriculum import curriculum_order
+from ecomharness.select.scorers import build_scorer
+from ecomharness.select.stage import SelectionScoring, choose_records, selection_report
 
 # A worker that dies (killed, out of memory) has its task run again this many times.
 TASK_RETRIES = 3
+RETRIES = {"max_retries": TASK_RETRIES}
 # Ray reads a JSON Lines file in byte ranges of about this size when no block count is given.
 DEFAULT_BLOCK_BYTES = 128 << 20
 
@@ -61,8 +77,6 @@ class InputError(Exception):
 
 def _input_errors(fn):
     """Run ``fn`` in a Ray task with its ``UserError`` turned into an ``InputError``."""
-    import functools
-
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
         try:
@@ -75,85 +89,22 @@ def _input_errors(fn):
 
 @dataclass(frozen=True)
 class Piece:
-    """One read task's share of a source: ``kind`` is ``jsonl`` (a byte range of one
-    file), ``parquet`` (a run of row groups), ``file`` (one whole file, read by the
-    format's reader) or ``source`` (the whole source, read by its registered reader)."""
+    """One read task: a piece (``sources.SourcePiece``) of the recipe's source ``source``."""
 
     source: int
-    kind: str
-    path: str
-    start: int = 0
-    end: int | None = None
-    first_row: int = 0
-    size: int = 0
+    piece: SourcePiece
 
 
 def plan_pieces(recipe: DataRecipe, blocks: int | None) -> list[Piece]:
-    """Cut every source into read pieces, in reading order. JSON Lines files are cut at
-    byte offsets (a line belongs to the piece it begins in), Parquet files at row groups;
-    CSV files stay whole (a quoted field may hold a newline), as do sources read by a
-    plugin's reader. ``blocks`` is the number of pieces to aim for over all sources."""
-    import pyarrow.parquet as pq
-
-    from ecomharness.data.sources import expand_paths
-
-    files = {i: expand_paths(s.path, s.format) for i, s in enumerate(recipe.sources)
-             if s.format in ("jsonl", "parquet", "csv")}
-    total = sum(f.stat().st_size for paths in files.values() for f in paths)
+    """Cut every source into read pieces, in reading order, by its reader's own
+    ``pieces`` (data/sources.py): about ``blocks`` pieces over all sources that can be
+    cut (default: about ``DEFAULT_BLOCK_BYTES`` each); a source that cannot is one piece."""
+    readers = [data_sources.get(s.format) for s in recipe.sources]
+    whole_files = [source_pieces(r, s.path, s.options, None) for r, s in zip(readers, recipe.sources)]
+    total = sum(p.size for pieces in whole_files for p in pieces)
     target = max(1, -(-total // blocks)) if blocks else DEFAULT_BLOCK_BYTES
-    pieces: list[Piece] = []
-    for index, source in enumerate(recipe.sources):
-        if index not in files:
-            pieces.append(Piece(index, "source", source.path))
-            continue
-        for file in files[index]:
-            size = file.stat().st_size
-            if source.format == "jsonl":
-                cuts = max(1, -(-size // target))
-                bounds = [size * i // cuts for i in range(cuts + 1)]
-                pieces += [Piece(index, "jsonl", str(file), a, b, size=b - a) for a, b in zip(bounds, bounds[1:])]
-            elif source.format == "parquet":
-                meta = pq.ParquetFile(file).metadata
-                row, group, run, run_bytes, first = 0, 0, [], 0, 0
-                for group in range(meta.num_row_groups):
-                    if not run:
-                        first = row
-                    run.append(group)
-                    run_bytes += meta.row_group(group).total_byte_size
-                    row += meta.row_group(group).num_rows
-                    if run_bytes >= target:
-                        pieces.append(Piece(index, "parquet", str(file), run[0], run[-1] + 1, first, run_bytes))
-                        run, run_bytes = [], 0
-                if run or meta.num_row_groups == 0:
-                    pieces.append(Piece(index, "parquet", str(file), run[0] if run else 0,
-                                        (run[-1] + 1) if run else 0, first, run_bytes))
-            else:
-                pieces.append(Piece(index, "file", str(file), size=size))
-    return pieces
-
-
-def _piece_records(recipe: DataRecipe, piece: Piece):
-    """``(where, record)`` of one piece, with the same locations the local readers give."""
-    from ecomharness.formats.common import iter_jsonl
-    from ecomharness.registry import data_sources
-
-    source = recipe.sources[piece.source]
-    if piece.kind == "jsonl":
-        for number, record in iter_jsonl(Path(piece.path), piece.start, piece.end):
-            yield f"{piece.path}:{number}", record
-    elif piece.kind == "parquet":
-        import pyarrow.parquet as pq
-
-        row = piece.first_row
-        groups = list(range(piece.start, piece.end or 0))
-        if groups:
-            for batch in pq.ParquetFile(piece.path).iter_batches(
-                    batch_size=int(source.options.get("batch_size", 10_000)), row_groups=groups):
-                for record in batch.to_pylist():
-                    row += 1
-                    yield f"{piece.path}:row {row}", record
-    else:
-        yield from data_sources.get(source.format)(piece.path, source.options)
+    return [Piece(index, piece) for index, (reader, source) in enumerate(zip(readers, recipe.sources))
+            for piece in source_pieces(reader, source.path, source.options, target)]
 
 
 RECORD_COLUMNS = ("piece", "row", "source", "language", "key", "uid", "part", "text", "held", "report", "topic_field")
@@ -166,11 +117,6 @@ def read_piece(recipe: DataRecipe, piece_index: int, piece: Piece, partitions: i
     Good records that stay in training get ``text``; held-out ones get ``held`` (their
     document and draw as JSON); the piece's bad-record report is one extra row whose
     ``report`` column holds it, so the driver can merge reports in reading order."""
-    import pyarrow as pa
-
-    from ecomharness.data.heldout import held_document
-    from ecomharness.data.records import SourceReport, _rendered
-
     _maybe_fail("read")
     source = recipe.sources[piece.source]
     language = sorted({s.language for s in recipe.sources}).index(source.language)
@@ -178,8 +124,8 @@ def read_piece(recipe: DataRecipe, piece_index: int, piece: Piece, partitions: i
     columns: dict[str, list] = {name: [] for name in RECORD_COLUMNS}
     select = recipe.select
     topic_field = (select.balance or {}).get("field") if select is not None and source.name in select.sources else None
-    for row, (key, text, record) in enumerate(_rendered(source, lambda path, options: _piece_records(recipe, piece),
-                                                        recipe.on_error, report)):
+    records = read_source_piece(data_sources.get(source.format), piece.piece, source.options)
+    for row, (key, text, record) in enumerate(render_source(source, records, recipe.on_error, report)):
         uid = record_uid(source.name, key, text)
         columns["row"].append(row)
         value = record.get(topic_field) if topic_field else None
@@ -234,15 +180,15 @@ def _datasource(recipe: DataRecipe, pieces: list[Piece], partitions: int):
 
     def metadata(piece: Piece):
         try:
-            return BlockMetadata(num_rows=None, size_bytes=piece.size or None, input_files=[piece.path],
+            return BlockMetadata(num_rows=None, size_bytes=piece.piece.size or None, input_files=[piece.piece.path],
                                  exec_stats=None)
         except TypeError:  # Ray releases before 2.43 keep the schema in the metadata
-            return BlockMetadata(num_rows=None, size_bytes=piece.size or None, schema=None,
-                                 input_files=[piece.path], exec_stats=None)
+            return BlockMetadata(num_rows=None, size_bytes=piece.piece.size or None, schema=None,
+                                 input_files=[piece.piece.path], exec_stats=None)
 
     class SourcePieces(Datasource):
         def estimate_inmemory_data_size(self):
-            return sum(p.size for p in pieces) or None
+            return sum(p.piece.size for p in pieces) or None
 
         def get_read_tasks(self, parallelism, *args, **kwargs):
             return [ReadTask(lambda i=i, p=p: [read_piece(recipe, i, p, partitions)], metadata(p))
@@ -258,7 +204,6 @@ _TOKENIZERS: dict[str, object] = {}
 
 def _tokenizer(name: str):
     if name not in _TOKENIZERS:  # once per worker process
-        from ecomharness.data.records import load_tokenizer
 
         _TOKENIZERS[name] = load_tokenizer(name)
     return _TOKENIZERS[name]
@@ -268,10 +213,6 @@ def _tokenizer(name: str):
 def tokenize_batch(batch, tokenizer_name: str, keep_text: bool = False):
     """Add ``ids`` (list of int32) to the rows that have text; other rows get none. The
     text is dropped unless selection still has to score it (``keep_text``)."""
-    import pyarrow as pa
-
-    from ecomharness.data.records import encode_texts
-
     _maybe_fail("tokenize")
     texts = batch.column("text").to_pylist()
     present = [t for t in texts if t is not None]
@@ -284,10 +225,6 @@ def tokenize_batch(batch, tokenizer_name: str, keep_text: bool = False):
 
 def _record_table(batch, recipe: DataRecipe):
     """A partition of records as the local engine's ``RecordTable``."""
-    import pyarrow.compute as pc
-
-    from ecomharness.data.records import RecordTable
-
     ids_column = batch.column("ids").combine_chunks()
     n_tokens = pc.list_value_length(ids_column).to_numpy(zero_copy_only=False).astype(np.int32)
     starts = np.zeros(len(n_tokens), np.int64)
@@ -308,8 +245,6 @@ def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separa
                  mix_stats: str | None = None):
     """Samples (runs of ``order`` cut by ``bounds``) as rows: their packed ids, uid, kind,
     language, packed length and tokens per source; plus one row of mixer stats."""
-    import pyarrow as pa
-
     sizes = np.diff(bounds)
     n_samples, n_sources = len(sizes), len(table.source_names)
     uids = sample_uids(table.uid[order], bounds)
@@ -347,10 +282,7 @@ def _sample_rows(table, order: np.ndarray, bounds: np.ndarray, kind: int, separa
 def mix_partition(batch, recipe: DataRecipe, separator: np.ndarray, eos: int):
     """The recipe's mixer over one hash partition of the domain records (every key group
     whole), as sample rows plus one row of the mixer's counts."""
-    from ecomharness.registry import mixers
-
     _maybe_fail("mix")
-    from ecomharness.data.build import mix_counts, mixer_options
 
     table = _record_table(batch, recipe)
     mix = mixers.get(recipe.mixer.name)(table, mixer_options(recipe)[0], recipe.seed)
@@ -371,10 +303,6 @@ def copies_batch(batch, chosen_uids, chosen_counts, seed: int, shards: int, plac
     equal uid (equal content) each emit all copies; the shard task keeps one of each.
     ``placement`` (a curriculum's order): the shard and key of every copy, listed by
     (uid, copy number); without it both come from seeded hashes."""
-    import pyarrow as pa
-
-    from ecomharness.data.identity import pack_keys
-
     _maybe_fail("copy")
     uids = batch.column("uid").to_numpy()
     counts = np.zeros(len(uids), np.int64)
@@ -398,8 +326,6 @@ def copies_batch(batch, chosen_uids, chosen_counts, seed: int, shards: int, plac
 @_input_errors
 def pack_shard(batch, out_dir: str, seq_len: int, pad_id: int, shards: int):
     """Sort one shard's copies into packing order and write the shard file."""
-    import pyarrow as pa
-
     _maybe_fail("pack")
     index = int(batch.column("shard")[0].as_py())
     uids = batch.column("uid").to_numpy()
@@ -440,26 +366,6 @@ def _maybe_fail(stage: str) -> None:
 # ----------------------------------------------------------------------------- the build
 
 
-@dataclass
-class MixSummary:
-    """The mixer's counts and histograms summed over partitions (what stats.json shows)."""
-
-    counts: Counter = field(default_factory=Counter)
-    cluster_sizes: Counter = field(default_factory=Counter)
-    coverage: Counter = field(default_factory=Counter)
-    samples: int = 0
-
-    def __len__(self) -> int:
-        return self.samples
-
-    def add(self, stats: dict) -> None:
-        """Add one partition's counts (``update`` keeps counters that are zero)."""
-        self.counts.update(stats["counts"])
-        self.cluster_sizes.update({int(k): v for k, v in stats["cluster_sizes"].items()})
-        self.coverage.update({int(k): v for k, v in stats["coverage"].items()})
-        self.samples += stats["samples"]
-
-
 # How long a cluster's head may take to accept a connection before the build gives up.
 CONNECT_TIMEOUT_S = 10.0
 
@@ -468,8 +374,6 @@ def _probe(address: str | None) -> None:
     """``UserError`` at once when nothing listens at a ``host:port`` cluster address:
     ``ray.init`` would otherwise retry for minutes without a word. ``auto``, ``local``
     and ``ray://`` client addresses are left to Ray."""
-    import socket
-
     if not address or address in ("auto", "local") or "://" in address or ":" not in address:
         return
     host, _, port = address.rpartition(":")
@@ -516,186 +420,180 @@ def _user_error(exc: BaseException) -> UserError | None:
     return None
 
 
-def build_dataset_ray(recipe: DataRecipe, force: bool = False, address: str | None = None,
-                      blocks: int | None = None, scorer_actors: int | None = None, log=print) -> dict:
-    """Build the packed dataset of ``recipe`` on Ray Data (see the module docstring);
-    return the stats written to stats.json, which equal the local engine's.
-    ``scorer_actors``: the pool of selection/curriculum scorer actors (default: one per
-    GPU of the cluster, else one)."""
-    try:
-        return _build(recipe, force, address, blocks, scorer_actors, log)
-    except UserError:
-        raise
-    except Exception as exc:
-        found = _user_error(exc)
-        if found is not None:
-            raise found from None
-        raise
+def _driver_errors(method):
+    """Run an engine operation with the input error a Ray task raised, under Ray's
+    wrappers, raised again as the ``UserError`` it was."""
+    @functools.wraps(method)
+    def wrapped(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except UserError:
+            raise
+        except Exception as exc:
+            found = _user_error(exc)
+            if found is not None:
+                raise found from None
+            raise
+
+    return wrapped
 
 
-def _build(recipe: DataRecipe, force: bool, address: str | None, blocks: int | None, scorer_actors: int | None,
-           log) -> dict:
-    from ecomharness.data.build import (_check_each_kind_has_records, _write_output, build_stats, log_packed,
-                                        mixer_options, pad_token, separator_ids, write_build_files)
-    from ecomharness.data.heldout import HeldoutSplit, first_documents, folder_of
-    from ecomharness.data.records import SourceReport, load_tokenizer, tokenizer_fingerprint
-    from ecomharness.registry import mixers
+class RayEngine:
+    """The operations of data/engine.py as Ray Data stages (see the module docstring).
 
-    out = recipe.output
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists: pass --force to rebuild it (the old one is kept until the new one is complete)")
-    if blocks is not None and blocks < 1:
-        raise UserError(f"--blocks: expected a whole number >= 1, got {blocks}")
-    mixer = mixers.get(recipe.mixer.name)
-    if not getattr(mixer, "runs_per_key_group", False):
-        raise UserError(f"mixer {recipe.mixer.name!r} needs every record at once, which the ray engine does not "
-                        "give it (its mixers run per hash partition of the keys): use --engine local")
-    curriculum_scorer = None
-    if recipe.curriculum is not None:  # built here too: a bad proxy model path fails before any reading
-        from ecomharness.select.scorers import build_scorer
+    ``address``: the cluster to join (default ``RAY_ADDRESS``, else Ray on this machine);
+    ``blocks``: read pieces to aim for; ``scorer_actors``: the pool of selection and
+    curriculum scorer actors (default one per GPU of the cluster, else one)."""
 
-        curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options), where="curriculum")
-    tokenizer = load_tokenizer(recipe.tokenizer)
-    separator_text = mixer_options(recipe)[1]
-    separator = separator_ids(tokenizer, separator_text)
-    eos = tokenizer.eos_token_id
-    start_ray(address, log)
-    import ray
-    import ray.data
+    name = "ray"
 
-    timings: dict[str, float] = {}
-    retries = {"max_retries": TASK_RETRIES}
-    pieces = plan_pieces(recipe, blocks)
-    partitions = max(1, blocks or len(pieces))
-    log(f"[data] ray: {len(recipe.sources)} source(s) in {len(pieces)} read piece(s), "
-        f"{partitions} mix partition(s), {recipe.shards} output shard(s)")
+    def __init__(self, address: str | None = None, blocks: int | None = None, scorer_actors: int | None = None):
+        self.address, self.blocks, self.scorer_actors = address, blocks, scorer_actors
 
-    start = time.perf_counter()
-    # Read tasks are retried by Ray core's default for tasks (3) when their worker dies.
-    records = ray.data.read_datasource(_datasource(recipe, pieces, partitions), override_num_blocks=len(pieces))
-    records = records.map_batches(tokenize_batch, fn_kwargs={"tokenizer_name": recipe.tokenizer,
-                                                             "keep_text": recipe.select is not None},
-                                  batch_format="pyarrow", batch_size=recipe.batch_size, **retries).materialize()
-    timings["read_tokenize"] = time.perf_counter() - start
+    def start(self, recipe: DataRecipe, mixer, tokenizer, log) -> None:
+        """Refuse a mixer that needs every record at once, join or start Ray, cut the
+        sources into read pieces."""
+        if self.blocks is not None and self.blocks < 1:
+            raise UserError(f"--blocks: expected a whole number >= 1, got {self.blocks}")
+        if self.scorer_actors is not None and self.scorer_actors < 1:
+            raise UserError(f"--scorer-actors: expected a whole number >= 1, got {self.scorer_actors}")
+        if not getattr(mixer, "runs_per_key_group", False):
+            raise UserError(f"mixer {recipe.mixer.name!r} needs every record at once, which the ray engine does not "
+                            "give it (its mixers run per hash partition of the keys): use --engine local")
+        self.recipe, self.tokenizer = recipe, tokenizer
+        start_ray(self.address, log)
+        self.actors = _actor_pool(self.scorer_actors)
+        self.pieces = plan_pieces(recipe, self.blocks)
+        self.partitions = max(1, self.blocks or len(self.pieces))
+        log(f"[data] ray: {len(recipe.sources)} source(s) in {len(self.pieces)} read piece(s), "
+            f"{self.partitions} mix partition(s), {recipe.shards} output shard(s)")
 
-    # Reports and held-out documents: small, merged on the driver in reading order.
-    side = records.map_batches(_side_rows, fn_kwargs={"limit": recipe.heldout.max_documents if recipe.heldout else 0},
-                               batch_format="pyarrow", **retries).take_all()
-    reports = {s.name: SourceReport() for s in recipe.sources}
-    held_counts = {s.name: 0 for s in recipe.sources}
-    candidates: dict[str, list] = {}
-    for row in sorted((r for r in side if r["report"] is not None), key=lambda r: r["piece"]):
-        source = recipe.sources[row["source"]]
-        report = json.loads(row["report"])
-        reports[source.name].bad.update(report["bad"])
-        for example in report["examples"]:
-            if len(reports[source.name].bad_examples) < 5:
-                reports[source.name].bad_examples.append(example)
-    for row in side:
-        if row["held"] is not None:
+    @_driver_errors
+    def read(self) -> None:
+        """One pass: read, render, validate, draw the held-out share and tokenize every
+        piece (materialized); bad-record reports and held-out documents come back to
+        the driver, merged in reading order."""
+        import ray.data
+
+        recipe = self.recipe
+        # Read tasks are retried by Ray core's default for tasks (3) when their worker dies.
+        records = ray.data.read_datasource(_datasource(recipe, self.pieces, self.partitions),
+                                           override_num_blocks=len(self.pieces))
+        self.records = records.map_batches(tokenize_batch, fn_kwargs={
+            "tokenizer_name": recipe.tokenizer, "keep_text": recipe.select is not None},
+            batch_format="pyarrow", batch_size=recipe.batch_size, **RETRIES).materialize()
+        side = self.records.map_batches(_side_rows, fn_kwargs={
+            "limit": recipe.heldout.max_documents if recipe.heldout else 0}, batch_format="pyarrow",
+            **RETRIES).take_all()
+        self.reports = {s.name: SourceReport() for s in recipe.sources}
+        for row in sorted((r for r in side if r["report"] is not None), key=lambda r: r["piece"]):
+            report, merged = json.loads(row["report"]), self.reports[recipe.sources[row["source"]].name]
+            merged.bad.update(report["bad"])
+            merged.bad_examples.extend(report["examples"][:max(0, 5 - len(merged.bad_examples))])
+        held_counts = {s.name: 0 for s in recipe.sources}
+        candidates: dict[str, list] = {}
+        for row in side:
             source = recipe.sources[row["source"]]
-            order, doc = json.loads(row["held"])
-            candidates.setdefault(folder_of(source), []).append((order, doc))
-        if row["held_count"]:
-            held_counts[recipe.sources[row["source"]].name] += row["held_count"]
-    heldout_docs = ({folder: first_documents(items, recipe.heldout.max_documents)
-                     for folder, items in candidates.items()} if recipe.heldout else None)
+            if row["held"] is not None:
+                order, doc = json.loads(row["held"])
+                candidates.setdefault(folder_of(source), []).append((order, doc))
+            held_counts[source.name] += row["held_count"]
+        self.heldout = None
+        if recipe.heldout is not None:
+            self.heldout = HeldoutSplit(keep={}, held=held_counts, documents={
+                folder: first_documents(items, recipe.heldout.max_documents) for folder, items in candidates.items()})
 
-    selection = None
-    actors = _actor_pool(scorer_actors)
-    if recipe.select is not None:
-        start = time.perf_counter()
-        selection, kept = _select(recipe, records, actors, log)
-        timings["select"] = time.perf_counter() - start
-        records = records.map_batches(_apply_selection, fn_kwargs={"kept": kept, "codes": [
-            i for i, s in enumerate(recipe.sources) if s.name in recipe.select.sources]},
-            batch_format="pyarrow", **retries)
+    def split_heldout(self) -> HeldoutSplit | None:
+        """Already drawn while reading: each record's draw depends on the record alone."""
+        return self.heldout
 
-    # Ray Data skips a function on a block with no rows and passes on a block with no
-    # columns, which its hash shuffle cannot concatenate: every stage that can empty a
-    # block filters inside the function that consumes it, on blocks that have rows.
-    kinds = [s.kind for s in recipe.sources]
-    codes = {kind: [i for i, k in enumerate(kinds) if k == kind] for kind in ("domain", "general")}
-    domain = records.map_batches(training_rows, fn_kwargs={"codes": codes["domain"]}, batch_format="pyarrow",
-                                 **retries)
-    totals = _totals(records.map_batches(_source_counts, fn_kwargs={"n": len(recipe.sources)},
-                                         batch_format="pyarrow").take_all(), len(recipe.sources))
-    log(f"[data] read, rendered, tokenized {int(totals['records'].sum()):,} records "
-        f"({int(totals['tokens'].sum()):,} tokens) in {timings['read_tokenize']:.1f}s")
-    if totals["records"].sum() == 0:
-        raise UserError("no usable records in any source (see the bad-record counts with on_error: skip)")
-    by_kind = {kind: int(totals["records"][[i for i, k in enumerate(kinds) if k == kind]].sum())
-               for kind in ("domain", "general")}
-    _check_each_kind_has_records(recipe, by_kind, reports)
+    @_driver_errors
+    def select(self, log):
+        """Score on the actor pool, choose on the driver (``_select``), drop the rest."""
+        recipe = self.recipe
+        selection, kept = _select(recipe, self.records, self.actors, log)
+        codes = [i for i, s in enumerate(recipe.sources) if s.name in recipe.select.sources]
+        self.records = self.records.map_batches(_apply_selection, fn_kwargs={"kept": kept, "codes": codes},
+                                                batch_format="pyarrow", **RETRIES)
+        return selection
 
-    start = time.perf_counter()
-    fn_args = {"recipe": recipe, "separator": separator, "eos": eos}
-    domain_samples = domain.groupby("part", num_partitions=partitions).map_groups(mix_partition, fn_kwargs=fn_args, batch_format="pyarrow",
-                                                       **retries)
-    general_rows = records.map_batches(general_samples, fn_kwargs={**fn_args, "codes": codes["general"]},
-                                       batch_format="pyarrow", **retries)
-    samples = _without_empty_blocks(domain_samples.union(general_rows).materialize())
-    meta = _sample_metadata(samples)
-    mix = MixSummary()
-    for stats in meta["mix_stats"]:
-        mix.add(json.loads(stats))
-    if not meta["mix_stats"]:  # no domain records: the mixer's counts over nothing
-        from ecomharness.data.build import empty_mix_counts
+    @_driver_errors
+    def tokenize(self) -> RecordCounts:
+        """Tokenized while reading: count what goes to training, per source."""
+        n = len(self.recipe.sources)
+        totals = _totals(self.records.map_batches(_source_counts, fn_kwargs={"n": n}, batch_format="pyarrow")
+                         .take_all(), n)
+        return RecordCounts(reports=self.reports, records=totals["records"], tokens=totals["tokens"])
 
-        mix.add(empty_mix_counts(recipe))
-    timings["mix"] = time.perf_counter() - start
-    log(f"[data] mixed {by_kind['domain']:,} domain records into {len(mix):,} samples with "
-        f"{recipe.mixer.name!r} in {timings['mix']:.2f}s")
+    @_driver_errors
+    def mix(self, mixer, options: dict, separator: np.ndarray) -> SampleList:
+        """The mixer on each hash partition of the keys (every key group whole), and
+        one sample per general record; the samples' draw metadata gathered on the driver.
 
-    start = time.perf_counter()
-    languages = sorted({s.language for s in recipe.sources})
-    chosen = ratio.draw_samples(meta["tokens"], meta["kind"], meta["language"], meta["uid"], languages,
-                                recipe.ratio, recipe.seed)
-    chosen_uids, chosen_counts = np.unique(meta["uid"][chosen.samples], return_counts=True)
-    placement, curriculum_stats, curriculum_cache = None, None, None
-    if curriculum_scorer is not None:
-        start = time.perf_counter()
-        placement, curriculum_stats, curriculum_cache = _curriculum(recipe, samples, chosen_uids, chosen_counts,
-                                                                    curriculum_scorer, actors, separator_text, log)
-        timings["curriculum"] = time.perf_counter() - start
-    uses = np.bincount(chosen.samples, minlength=len(meta["uid"]))
-    totals["tokens_used"] = (meta["source_tokens"] * uses[:, None]).sum(axis=0) if len(uses) else totals["tokens"] * 0
-    timings["ratio"] = time.perf_counter() - start
+        Ray Data skips a function on a block with no rows and passes on a block with no
+        columns, which its hash shuffle cannot concatenate: every stage that can empty a
+        block filters inside the function that consumes it, on blocks that have rows."""
+        recipe = self.recipe
+        kinds = [s.kind for s in recipe.sources]
+        codes = {kind: [i for i, k in enumerate(kinds) if k == kind] for kind in ("domain", "general")}
+        fn_args = {"recipe": recipe, "separator": separator, "eos": self.tokenizer.eos_token_id}
+        domain = self.records.map_batches(training_rows, fn_kwargs={"codes": codes["domain"]},
+                                          batch_format="pyarrow", **RETRIES)
+        domain_samples = domain.groupby("part", num_partitions=self.partitions).map_groups(
+            mix_partition, fn_kwargs=fn_args, batch_format="pyarrow", **RETRIES)
+        general_rows = self.records.map_batches(general_samples, fn_kwargs={**fn_args, "codes": codes["general"]},
+                                                batch_format="pyarrow", **RETRIES)
+        self.samples = _without_empty_blocks(domain_samples.union(general_rows).materialize())
+        self.meta = _sample_metadata(self.samples)
+        mix = MixSummary()
+        for stats in self.meta["mix_stats"]:
+            mix.add(json.loads(stats))
+        if not self.meta["mix_stats"]:  # no domain records: the mixer's counts over nothing
+            mix.add(empty_mix_counts(recipe))
+        meta = self.meta
+        return SampleList(uid=meta["uid"], kind=meta["kind"], language=meta["language"], tokens=meta["tokens"],
+                          mix=mix)
 
-    def write(tmp: Path) -> dict:
-        start = time.perf_counter()
-        dataset_dir = tmp / layout.DATASET
+    @_driver_errors
+    def order(self, chosen, scorer, separator_text: str) -> Ordering:
+        """Seeded hashes place each copy when the shards are packed; a curriculum is
+        scored on the actor pool and its order fixed here (``_curriculum``)."""
+        self.chosen_uids, self.chosen_counts = np.unique(self.meta["uid"][chosen.samples], return_counts=True)
+        self.placement = None
+        if scorer is None:
+            return Ordering()
+        self.placement, stats, cache = _curriculum(self.recipe, self.samples, self.chosen_uids, self.chosen_counts,
+                                                   scorer, self.actors, separator_text)
+        return Ordering(curriculum=stats, cache=cache)
+
+    @_driver_errors
+    def pack(self, dataset_dir: Path, pad_id: int) -> dict:
+        """Every drawn copy with its shard and key; each shard sorted and packed by one task."""
+        recipe = self.recipe
         dataset_dir.mkdir(parents=True, exist_ok=True)
-        copies = samples.map_batches(copies_batch, fn_kwargs={
-            "chosen_uids": chosen_uids, "chosen_counts": chosen_counts, "seed": recipe.seed,
-            "shards": recipe.shards, "placement": placement}, batch_format="pyarrow", **retries)
+        copies = self.samples.map_batches(copies_batch, fn_kwargs={
+            "chosen_uids": self.chosen_uids, "chosen_counts": self.chosen_counts, "seed": recipe.seed,
+            "shards": recipe.shards, "placement": self.placement}, batch_format="pyarrow", **RETRIES)
         written = copies.groupby("shard", num_partitions=recipe.shards).map_groups(pack_shard, fn_kwargs={
-            "out_dir": str(dataset_dir), "seq_len": recipe.seq_len, "pad_id": pad_token(tokenizer),
-            "shards": recipe.shards}, batch_format="pyarrow", **retries).take_all()
+            "out_dir": str(dataset_dir), "seq_len": recipe.seq_len, "pad_id": pad_id, "shards": recipe.shards},
+            batch_format="pyarrow", **RETRIES).take_all()
         results = {row["shard"]: json.loads(row["result"]) for row in written}
         for index in range(recipe.shards):  # a shard no copy hashed to is an empty file
             if index not in results:
-                results[index] = pack.write_shard(iter(()), recipe.seq_len, pad_token(tokenizer),
+                results[index] = pack.write_shard(iter(()), recipe.seq_len, pad_id,
                                                   dataset_dir / pack.shard_file(index, recipe.shards))
-        packed = pack.finish_dataset(dataset_dir, [results[i] for i in range(recipe.shards)], recipe.seq_len)
-        timings["pack"] = time.perf_counter() - start
-        log_packed(log, packed, recipe.seq_len, timings["pack"])
-        held = (HeldoutSplit(keep={}, documents=heldout_docs, held=held_counts).stats(recipe.heldout)
-                if recipe.heldout is not None else None)
-        stats = build_stats(recipe, reports, totals, mix,
-                            {"domain": len(mix), "general": int(np.sum(meta["kind"] == 1))}, chosen, packed,
-                            separator_text, tokenizer_fingerprint(tokenizer),
-                            selection=selection.stats if selection is not None else None,
-                            curriculum=curriculum_stats, heldout=held)
-        write_build_files(tmp, recipe, stats, heldout_docs)
-        return stats
+        return pack.finish_dataset(dataset_dir, [results[i] for i in range(recipe.shards)], recipe.seq_len)
 
-    stats = _write_output(out, write, log)
-    stats["timings_s"] = timings
-    stats["engine"] = {"name": "ray", "read_pieces": len(pieces), "mix_partitions": partitions}
-    stats["score_cache"] = {k: v for k, v in (("selection", selection.cache if selection else None),
-                                                ("curriculum", curriculum_cache)) if v is not None}
-    return stats
+    def tokens_used(self, chosen) -> np.ndarray:
+        """Per source, the drawn samples' tokens with repeats (from each sample's per-source counts)."""
+        uses = np.bincount(chosen.samples, minlength=len(self.meta["uid"]))
+        if not len(uses):
+            return np.zeros(len(self.recipe.sources), np.int64)
+        return (self.meta["source_tokens"] * uses[:, None]).sum(axis=0)
+
+    def describe(self) -> dict:
+        """The engine's name and how it cut the work (printed, not written)."""
+        return {"name": "ray", "read_pieces": len(self.pieces), "mix_partitions": self.partitions}
 
 
 # ----------------------------------------------------------------------------- scorers as actors
@@ -707,8 +605,6 @@ def _actor_pool(size: int | None) -> dict:
     import ray
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    if size is not None and size < 1:
-        raise UserError(f"--scorer-actors: expected a whole number >= 1, got {size}")
     return {"concurrency": size or max(1, gpus), "num_gpus": 1 if gpus else 0}
 
 
@@ -717,8 +613,6 @@ class SelectionScorer:
     the selected sources through the shared on-disk score cache."""
 
     def __init__(self, recipe: DataRecipe):
-        from ecomharness.select.stage import SelectionScoring
-
         self.recipe = recipe
         self.scoring = SelectionScoring(recipe, recipe.select)
         self.codes = [i for i, s in enumerate(recipe.sources) if s.name in recipe.select.sources]
@@ -726,8 +620,6 @@ class SelectionScorer:
 
     @_input_errors
     def __call__(self, batch):
-        import pyarrow as pa
-
         _maybe_fail("score")
         rows = batch.filter(training_mask(batch, self.codes))
         texts = rows.column("text").to_pylist()
@@ -758,12 +650,9 @@ def _select(recipe: DataRecipe, records, actors: dict, log):
     """Score the selected sources on the actor pool, then choose on the driver from the
     scores in reading order (sorted by piece and row): the local engine's choice, with
     the same seeded draws. Returns the selection report and the kept (piece, row) keys."""
-    from ecomharness.select.stage import SelectionScoring, choose_records, selection_report
-
     scored = records.map_batches(SelectionScorer, fn_constructor_kwargs={"recipe": recipe}, batch_format="pyarrow",
                                  **actors)
     tables = list(scored.iter_batches(batch_format="pyarrow", batch_size=None))
-    import pyarrow as pa
 
     table = pa.concat_tables([t for t in tables if t.num_rows]) if any(t.num_rows for t in tables) else None
     spec = recipe.select
@@ -780,7 +669,7 @@ def _select(recipe: DataRecipe, records, actors: dict, log):
         if source.name not in spec.sources:
             continue
         if table is not None:
-            mine = table.filter(pa.compute.equal(table.column("source"), index))
+            mine = table.filter(pc.equal(table.column("source"), index))
         else:
             mine = None
         n = mine.num_rows if mine is not None else 0
@@ -801,8 +690,6 @@ def _select(recipe: DataRecipe, records, actors: dict, log):
 
 def _apply_selection(batch, kept: np.ndarray, codes: list[int]):
     """Drop the selected sources' records that selection did not keep."""
-    import pyarrow as pa
-
     keys = batch.column("piece").to_numpy().astype(np.int64) * (1 << 32) + batch.column("row").to_numpy()
     found = np.zeros(len(keys), bool)
     if len(kept):
@@ -818,10 +705,6 @@ class CurriculumScorer:
     the shared on-disk score cache."""
 
     def __init__(self, recipe: DataRecipe, separator_text: str):
-        from ecomharness.data.build import separator_ids
-        from ecomharness.select.cache import ScoreCache
-        from ecomharness.select.scorers import build_scorer
-
         spec = recipe.curriculum
         self.scorer = build_scorer(spec.by, dict(spec.options), where="curriculum")
         self.cache = ScoreCache(Path(spec.cache_dir or recipe.output.parent / ".selection-cache"))
@@ -831,8 +714,6 @@ class CurriculumScorer:
 
     @_input_errors
     def __call__(self, batch, chosen_uids: np.ndarray):
-        import pyarrow as pa
-
         _maybe_fail("curriculum")
         uids = batch.column("uid").to_numpy()
         wanted = np.isin(uids, chosen_uids) & (batch.column("kind").to_numpy() >= 0)
@@ -858,14 +739,11 @@ class CurriculumScorer:
                          "computed": pa.array(computed)})
 
 
-def _curriculum(recipe: DataRecipe, samples, chosen_uids, chosen_counts, scorer, actors: dict, separator_text: str,
-                log):
+def _curriculum(recipe: DataRecipe, samples, chosen_uids, chosen_counts, scorer, actors: dict, separator_text: str):
     """Score the drawn samples on the actor pool and order them on the driver: the
     local engine's order (from the canonical (uid, copy) listing), cut into shards as
     consecutive stretches. Returns each copy's (shard, key) listed by (uid, copy), the
     curriculum stats and the cache counts."""
-    from ecomharness.select.curriculum import curriculum_order
-
     spec = recipe.curriculum
     scored = samples.map_batches(CurriculumScorer, fn_constructor_kwargs={"recipe": recipe,
                                                                           "separator_text": separator_text},
@@ -887,8 +765,6 @@ def _curriculum(recipe: DataRecipe, samples, chosen_uids, chosen_counts, scorer,
     for index, part in enumerate(np.array_split(ordered, recipe.shards)):
         shard[part] = index
         key[part] = np.arange(len(part), dtype=np.uint64)
-    log(f"[data] curriculum: {len(entries):,} samples in {len(stats['stages'])} stage(s) by {spec.by} ({spec.order}); "
-        f"scores computed {computed:,}, reused {len(first) - computed:,}")
     cache = {"computed": computed, "reused": int(len(first) - computed),
              "dir": str(Path(spec.cache_dir or recipe.output.parent / ".selection-cache"))}
     return (shard, key), stats, cache
@@ -897,8 +773,6 @@ def _curriculum(recipe: DataRecipe, samples, chosen_uids, chosen_counts, scorer,
 def _side_rows(batch, limit: int):
     """Per block: its report rows, its ``limit`` lowest held-out draws per source, and
     its held-out count per source."""
-    import pyarrow as pa
-
     report_rows = [i for i, r in enumerate(batch.column("report").to_pylist()) if r is not None]
     held = batch.column("held").to_pylist()
     sources = batch.column("source").to_pylist()
@@ -928,9 +802,6 @@ def _side_rows(batch, limit: int):
 def training_mask(batch, codes: list[int] | None = None):
     """Which rows of a record block go to training (neither report rows nor held out),
     among the sources ``codes`` (default: all)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     keep = pc.and_(pc.is_null(batch.column("report")), pc.is_null(batch.column("held")))
     if codes is not None:
         keep = pc.and_(keep, pc.is_in(batch.column("source"), value_set=pa.array(codes, pa.int16())))
@@ -979,9 +850,6 @@ _num_rows = _LazyRemote(_num_rows_fn)
 
 def _source_counts(batch, n: int):
     """Per block: good records and their tokens per source."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     batch = training_rows(batch)
     source = batch.column("source").to_numpy()
     lengths = pc.list_value_length(batch.column("ids")).to_numpy(zero_copy_only=False)

@@ -1,0 +1,144 @@
+"""The local engine of ``data build``: every operation in this process, over numpy tables.
+
+Sources are streamed once per pass (held-out split, selection, then read + tokenize
+with both masks), so memory grows with tokens, never with Python objects per record;
+tokenization can use ``num_proc`` worker processes (data/records.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ecomharness import registry
+from ecomharness.data import pack
+from ecomharness.data.engine import Ordering, RecordCounts, SampleList
+from ecomharness.data.heldout import HeldoutSplit, combine_masks, split_heldout
+from ecomharness.data.identity import copy_numbers
+from ecomharness.data.recipe import DataRecipe
+from ecomharness.data.records import SourceReport, build_table, render_source
+from ecomharness.data.samples import sample_table, sample_texts
+
+
+def rendered_records(recipe: DataRecipe, readers: dict):
+    """``source -> (text, record) per good record``, rendered exactly as the build renders
+    them (bad records raise or are skipped by ``on_error``; the build counts them)."""
+    def rendered(source):
+        records = readers[source.format](source.path, source.options)
+        for _, text, record in render_source(source, records, recipe.on_error, SourceReport()):
+            yield text, record
+
+    return rendered
+
+
+def _kept(rendered, keep: dict[str, np.ndarray]):
+    """``rendered`` without the records ``keep`` masks out (the held-out slice)."""
+
+    def kept(source):
+        mask = keep.get(source.name)
+        for ordinal, pair in enumerate(rendered(source)):
+            if mask is None or (ordinal < len(mask) and mask[ordinal]):
+                yield pair
+
+    return kept
+
+
+def _progress(desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=desc, unit=" rec", mininterval=1.0, leave=False)
+
+
+class LocalEngine:
+    """The operations of data/engine.py in this process (see the module docstring)."""
+
+    name = "local"
+
+    def start(self, recipe: DataRecipe, mixer, tokenizer, log) -> None:
+        """Nothing to refuse: every mixer sees every domain record at once here."""
+        self.recipe, self.tokenizer = recipe, tokenizer
+        self.readers = {s.format: registry.data_sources.get(s.format) for s in recipe.sources}
+        self.rendered = rendered_records(recipe, self.readers)
+        self.heldout_keep = self.selection_keep = None
+
+    def read(self) -> None:
+        """Nothing yet: each later pass streams the sources itself."""
+
+    def split_heldout(self) -> HeldoutSplit | None:
+        """One pass over the rendered records (data/heldout.py); later passes skip the held-out ones."""
+        if self.recipe.heldout is None:
+            return None
+        split = split_heldout(self.recipe, self.recipe.heldout, self.rendered)
+        self.heldout_keep = split.keep
+        self.rendered = _kept(self.rendered, split.keep)
+        return split
+
+    def select(self, log):
+        """Score and choose over the records the held-out split left (select/stage.py)."""
+        from ecomharness.select.stage import run_selection
+
+        selection = run_selection(self.recipe, self.recipe.select, self.rendered, log=log)
+        self.selection_keep = selection.kept
+        return selection
+
+    def tokenize(self) -> RecordCounts:
+        """Read, render and tokenize the records both masks keep into one ``RecordTable``."""
+        keep = combine_masks(self.heldout_keep, self.selection_keep)
+        with _progress("read+tokenize") as bar:
+            self.table, reports = build_table(self.recipe, self.readers, progress=bar, keep=keep)
+        n = len(self.recipe.sources)
+        return RecordCounts(reports=reports, records=np.bincount(self.table.source, minlength=n),
+                            tokens=np.bincount(self.table.source, weights=self.table.n_tokens, minlength=n))
+
+    def mix(self, mixer, options: dict, separator: np.ndarray) -> SampleList:
+        """The mixer over every domain record at once, then one sample per general record."""
+        table = self.table
+        domain_rows, general_rows = table.rows_of_kind("domain"), table.rows_of_kind("general")
+        mix = mixer(table.take(domain_rows), options, self.recipe.seed)
+        self.separator = separator
+        self.samples = sample_table(table, domain_rows, general_rows, mix, len(separator))
+        s = self.samples
+        return SampleList(uid=s.uid, kind=s.kind, language=s.language, tokens=s.tokens, mix=mix)
+
+    def order(self, chosen, scorer, separator_text: str) -> Ordering:
+        """Shards by seeded hashes of content, or the curriculum's one order cut into
+        consecutive stretches."""
+        recipe, samples = self.recipe, self.samples
+        if scorer is None:
+            # Domain and general samples interleave, by seeded hashes of their content.
+            self.shard_order = [chosen.samples[positions] for positions in
+                                pack.shard_orders(samples.uid[chosen.samples], recipe.seed + 1, recipe.shards)]
+            return Ordering()
+        from ecomharness.select.curriculum import order_samples
+
+        spec = recipe.curriculum
+        cache_dir = Path(spec.cache_dir or recipe.output.parent / ".selection-cache")
+        texts = sample_texts(self.table, samples, self.tokenizer, separator_text)
+        # Scored and staged from a canonical order (by uid and copy number), so ties and
+        # the shuffle inside stages do not depend on where the draw listed a sample.
+        uids = samples.uid[chosen.samples]
+        canonical = chosen.samples[np.lexsort((copy_numbers(uids), uids))]
+        ordered, stats, cache = order_samples(spec, scorer, canonical, texts, cache_dir, recipe.seed + 1)
+        self.shard_order = np.array_split(ordered, recipe.shards)
+        return Ordering(curriculum=stats, cache=cache)
+
+    def pack(self, dataset_dir, pad_id: int) -> dict:
+        """Every shard's samples as one token stream, cut into blocks (data/pack.py)."""
+        samples = self.samples
+        streams = [pack.sample_token_stream(self.table, samples.order, samples.bounds, order, self.separator,
+                                            self.tokenizer.eos_token_id) for order in self.shard_order]
+        return pack.write_blocks(streams, self.recipe.seq_len, pad_id, dataset_dir)
+
+    def tokens_used(self, chosen) -> np.ndarray:
+        """Per source, the drawn samples' tokens with repeats."""
+        table, samples = self.table, self.samples
+        uses = np.bincount(chosen.samples, minlength=len(samples))
+        row_uses = np.repeat(uses, samples.sizes)
+        order = samples.order
+        return np.bincount(table.source[order], weights=table.n_tokens[order] * row_uses,
+                           minlength=len(table.source_names))
+
+    def describe(self) -> None:
+        """Nothing: stats.json is the same whichever engine ran."""
+        return None
