@@ -11,7 +11,7 @@ import pytest
 from ecomharness.errors import UserError
 from ecomharness.gate.evidence import Evidence, Measure, from_results, load_evidence
 from ecomharness.gate.policy import parse_policy
-from ecomharness.gate.rules import z_test
+from ecomharness.gate.significance import z_test
 from ecomharness.gate.verdict import run_gate, to_junit, to_markdown
 from tests.conftest import REPO, run_cli
 
@@ -234,9 +234,9 @@ def test_plugins_add_rule_kinds():
     from ecomharness.plugins import get_plugin_manager
     from ecomharness.registry import gate_rules
 
-    def ratio_rule(rule, candidate, baseline, policy):
-        c = candidate.metrics["a"]["score"].value
-        b = baseline.metrics["a"]["score"].value
+    def ratio_rule(rule, gate):
+        c = gate.candidate.metrics["a"]["score"].value
+        b = gate.baseline.metrics["a"]["score"].value
         return [Check(rule.name, rule.kind, "a", "score", c / b >= rule.options["at_least"], f"ratio {c / b:.2f}")]
 
     class Plugin:

@@ -338,6 +338,37 @@ def test_holm_correction_is_applied_across_the_policys_tests():
     assert all(c.inputs["p_holm"] == pytest.approx(min(1, 2 * p_alone)) for c in corrected.checks)
 
 
+def test_one_gate_run_tests_each_task_once_and_keeps_no_state_in_the_policy(monkeypatch):
+    """Holm in one pass: a joint rule and a plain rule over the same two tasks ask for
+    the same tests; each (task, metric, alpha) is resampled once per verdict, and the
+    policy, used for a second verdict, gives the same one (nothing cached in it)."""
+    import ecomharness.gate.significance as significance_module
+
+    c1, b1 = _binary_pair(300, 19, 8)
+    for e in (c1, b1):
+        e.per_document["tasks"]["u"] = e.per_document["tasks"]["t"]
+        e.metrics["u"] = e.metrics["t"]
+        e.versions["u"], e.data_sources["u"] = 1, dict(SOURCE)
+    gain = {"kind": "min_gain", "tasks": ["t", "u"], "threshold": 0.0, "significant": True}
+    rules = [gain, {"kind": "joint", "parts": [{**gain, "name": "part_t", "tasks": ["t"]},
+                                               {**gain, "name": "part_u", "tasks": ["u"]}]}]
+    policy = parse_policy({"rules": rules, "bootstrap": {"resamples": 2000}, "correction": "holm"})
+    made = []
+    real = significance_module.paired_result
+    monkeypatch.setattr(significance_module, "paired_result",
+                        lambda task, *args: made.append(task) or real(task, *args))
+    first = run_gate(policy, c1, b1)
+    assert sorted(made) == ["t", "u"]
+    # Four decisions rest on a p (two tasks, two rules): Holm over four, not over two.
+    p_alone = first.checks[0].inputs["p"]
+    assert first.checks[0].inputs["p_holm"] == pytest.approx(min(1, 4 * p_alone))
+    parts = first.checks[2].inputs["parts"]
+    assert [p["inputs"]["p_holm"] for p in parts] == pytest.approx([min(1, 4 * p_alone)] * 2)
+    second = run_gate(policy, c1, b1)
+    assert sorted(made) == ["t", "t", "u", "u"]
+    assert [c.reason for c in second.checks] == [c.reason for c in first.checks]
+
+
 # ---------------------------------------------------------------- simulation (slow)
 
 

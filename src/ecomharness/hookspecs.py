@@ -104,11 +104,15 @@ def ecomharness_gate_rules():
 
     Called when a policy is loaded. Return a mapping from a rule kind (a policy rule's
     ``kind``) to a callable or ``"module:attr"``, called as
-    ``fn(rule, candidate, baseline, policy)`` with a ``gate.policy.Rule`` (its extra
-    YAML keys in ``rule.options``), two ``gate.evidence.Evidence`` (baseline may be
-    None) and the ``Policy``; it returns a list of ``gate.rules.Check``, each passed or
-    failed with a reason a reviewer can read. ``gate.rules.provenance`` gives the
-    fail-closed checks to apply first. Names must be unique across plugins.
+    ``fn(rule, gate)`` with a ``gate.policy.Rule`` (its extra YAML keys in
+    ``rule.options``) and the run, a ``gate.run.GateRun``: ``gate.candidate`` and
+    ``gate.baseline`` (``gate.evidence.Evidence``, the baseline may be None),
+    ``gate.policy``, and the tests made so far (``gate.significance.significance(gate,
+    rule, task, c, b)`` makes one, once per run). It returns a list of
+    ``gate.rules.Check``, each passed or failed with a reason a reviewer can read, or of
+    measurements decided after Holm's correction (``gate.rules.Comparison``).
+    ``gate.rules.provenance`` gives the fail-closed checks to apply first. Names must be
+    unique across plugins.
     """
 
 

@@ -105,11 +105,6 @@ class Policy:
     correction: str = "none"
     resamples: int = 10_000
     seed: int = 0
-    # Set by the gate while it runs (not read from YAML): Holm-adjusted p-values per
-    # (rule, task), and the paired tests already computed, so the second pass that
-    # applies the correction does not resample again.
-    adjusted_p: dict = field(default_factory=dict, compare=False, repr=False)
-    test_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 COMMON = {"name", "kind", "tasks", "metric", "threshold", "alpha", "significant", "allow", "parts",

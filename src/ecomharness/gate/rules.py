@@ -1,28 +1,31 @@
-"""Built-in gate rules: one function per kind, each returning ``Check``s with reasons.
+"""Built-in gate rules: one function per kind, measuring and deciding with reasons.
 
-A rule kind is called as ``fn(rule, candidate, baseline, policy)`` and returns a list of
-``Check`` (one per matched task). Plugins add kinds through ``ecomharness_gate_rules``.
+A rule kind is called as ``fn(rule, gate)`` with the rule and the run (``gate.run.
+GateRun``: policy, candidate, baseline, tests made) and returns a list whose items are
+``Check`` s (decided: a floor, a fail-closed reason) or measurements with ``tests()`` and
+``decide(adjusted)`` (``Comparison``, ``JointOutcome``). The verdict (gate/verdict.py)
+collects every measurement's tests, adjusts their p-values once (Holm, when the policy
+says so) and decides them. Plugins add kinds through ``ecomharness_gate_rules``.
 
-Statistics: a difference between candidate and baseline is tested on paired evidence,
-both sides' per-document scores matched by document (``gate/paired.py``: McNemar for
-binary metrics, a paired bootstrap otherwise, stratified for groups). Where that cannot
-be done the rule fails closed (``unpaired``), unless the policy allows ``unpaired``:
-then the two-sided z-test on both standard errors, z = (c - b) / sqrt(se_c^2 + se_b^2),
-decides and the reason says so. ``max_drop`` with ``alpha`` fails only when the drop
-exceeds the threshold *and* is significant; when no test can be made the threshold
-alone decides (stricter, and said in the reason). ``min_gain`` with ``significant:
-true`` also requires a significant gain; without a test it fails.
+The comparing kinds: ``max_drop`` with ``alpha`` fails only when the drop exceeds the
+threshold *and* is significant; when no test can be made the threshold alone decides
+(stricter, and said in the reason). ``min_gain`` with ``significant: true`` also
+requires a significant gain; without a test it fails. The tests themselves are made in
+gate/significance.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ecomharness.gate.evidence import Evidence, Measure
 from ecomharness.gate.policy import Policy, Rule
+from ecomharness.gate.run import GateRun
+from ecomharness.gate.significance import Significance, describe, significance
+from ecomharness.registry import gate_rules
 
 
 @dataclass
@@ -37,21 +40,6 @@ class Check:
     reason: str
     inputs: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
-
-
-def z_test(candidate: Measure, baseline: Measure) -> tuple[float, float] | None:
-    """``(z, two-sided p)`` for candidate - baseline, or None without two usable stderrs
-    (missing, NaN, infinite or negative: no test can be made, and a rule that needs one
-    fails closed rather than reading ``p=nan`` as "not significant")."""
-    se_c, se_b = candidate.usable_stderr, baseline.usable_stderr
-    if se_c is None or se_b is None:
-        return None
-    se = math.sqrt(se_c ** 2 + se_b ** 2)
-    diff = candidate.value - baseline.value
-    if se == 0:
-        return (math.inf if diff > 0 else -math.inf if diff < 0 else 0.0), (0.0 if diff else 1.0)
-    z = diff / se
-    return z, math.erfc(abs(z) / math.sqrt(2))
 
 
 def _tasks(rule: Rule, *evidence: Evidence) -> list[str]:
@@ -236,12 +224,13 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def rule_min(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy: Policy) -> list[Check]:
+def rule_min(rule: Rule, gate: GateRun) -> list[Check]:
     """Absolute floor: the candidate's metric must be at least the threshold (at most,
     for ``direction: lower``)."""
     checks = []
+    candidate = gate.candidate
     for task in _tasks(rule, candidate):
-        failed = provenance(rule, task, candidate, None, policy)
+        failed = provenance(rule, task, candidate, None, gate.policy)
         c, _ = _measures(rule, task, candidate, None)
         if failed or c is None or not c.finite:
             checks.append(failed or _allowed_check(rule, task, c))
@@ -260,205 +249,200 @@ def rule_min(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy:
 
 
 @dataclass
-class Significance:
-    """The test a check relied on: a paired test, the unpaired z-test (allowed), or
-    none (``p`` None) with the reason no test could be made."""
+class Comparison:
+    """What a ``max_drop`` or ``min_gain`` rule measured on one task, before any decision:
+    both sides' values, the threshold in the metric's units, and the test (None when the
+    rule asks for none). ``decide`` turns it into a ``Check`` once the run knows every
+    test's Holm-adjusted p."""
 
-    test: str | None
-    p: float | None
-    details: dict[str, Any] = field(default_factory=dict)
-    unpaired_because: str | None = None
-    mde: float | None = None
-    why_none: str = ""  # when p is None: why no test was made
+    rule: Rule
+    task: str
+    gain: bool  # min_gain (True) or max_drop
+    candidate: Measure
+    baseline: Measure
+    amount: float
+    alpha: float
+    test: Significance | None
+    basis: str | None  # where the identity came from, when not from our data sources
 
+    @property
+    def change(self) -> float:
+        """The change in quality: for a lower-is-better metric (bits per byte,
+        perplexity) a rise is a drop."""
+        c, b = self.candidate.value, self.baseline.value
+        return (b - c) if self.rule.direction == "lower" else (c - b)
 
-def _unpaired_allowed(rule: Rule, policy: Policy) -> bool:
-    return _allowed(rule, policy, "unpaired")
+    def tests(self) -> list[Comparison]:
+        """Itself when its decision rests on a p-value (so Holm adjusts it), else nothing."""
+        rests_on_p = self.rule.significant if self.gain else self.rule.alpha is not None
+        return [self] if rests_on_p and self.test is not None and self.test.p is not None else []
 
-
-def _intersection_z(values: tuple[list, list]) -> tuple[float, float, int] | None:
-    """The unpaired z-test of two per-document means on the documents both sides share."""
-    c = [v for v in values[0] if v is not None]
-    b = [v for v in values[1] if v is not None]
-    if len(c) < 2 or len(b) < 2:
-        return None
-    mean_c, mean_b = sum(c) / len(c), sum(b) / len(b)
-    var_c = sum((x - mean_c) ** 2 for x in c) / (len(c) - 1) / len(c)
-    var_b = sum((x - mean_b) ** 2 for x in b) / (len(b) - 1) / len(b)
-    found = z_test(Measure(mean_c, math.sqrt(var_c)), Measure(mean_b, math.sqrt(var_b)))
-    return None if found is None else (found[0], found[1], len(c))
-
-
-def significance(rule: Rule, task: str, c: Measure, b: Measure, candidate: Evidence, baseline: Evidence,
-                 policy: Policy, alpha: float) -> Significance:
-    """Test candidate against baseline on ``task``: paired when both sides' per-document
-    scores pair up (``gate/pairing.py``, ``gate/paired.py``); otherwise the unpaired
-    z-test, only where the rule or policy allows ``unpaired``; otherwise no test."""
-    from ecomharness.gate.pairing import Unpaired, paired_result
-
-    allowed = _unpaired_allowed(rule, policy)
-    key = (candidate.label, baseline.label, task, rule.metric, alpha, allowed)
-    if key in policy.test_cache:
-        return policy.test_cache[key]
-    try:
-        result = paired_result(task, rule.metric, candidate, baseline, alpha, policy.resamples, policy.seed)
-        outcome = Significance(result.test, result.p, result.as_dict(), mde=result.mde)
-    except Unpaired as exc:
-        if not allowed:
-            outcome = Significance(None, None, unpaired_because=str(exc),
-                                   why_none=f"no paired test: {exc} [fail-closed: unpaired]")
-        elif exc.intersection is not None:
-            z = _intersection_z(exc.intersection)
-            outcome = Significance("unpaired-z-intersection" if z else None, None if z is None else z[1],
-                                   {} if z is None else {"z": z[0], "n": z[2]}, unpaired_because=str(exc),
-                                   why_none="fewer than two shared documents")
-        else:
-            z = z_test(c, b)
-            outcome = Significance(None if z is None else "unpaired-z", None if z is None else z[1],
-                                   {} if z is None else {"z": z[0]}, unpaired_because=str(exc),
-                                   why_none="a stderr is missing or not finite")
-    policy.test_cache[key] = outcome
-    return outcome
-
-
-def _describe(test: Significance, adjusted: float | None) -> str:
-    """How a check's test reads in its reason: the test, its own p (and the
-    Holm-adjusted p that decided, when the policy corrects), n, the interval, the
-    detectable effect."""
-    if test.test is None:
-        return ""
-    parts = [f"{test.test}, p={test.p:.3g}" + (f", Holm-adjusted p={adjusted:.3g}" if adjusted is not None else "")]
-    details = test.details
-    if "n" in details:
-        parts.append(f"n={details['n']}")
-    if "ci_low" in details:
-        level = round(100 * details.get("ci_level", 0.95), 1)
-        parts.append(f"{level:g}% CI [{details['ci_low']:+.4f}, {details['ci_high']:+.4f}]")
-    if test.mde is not None:
-        parts.append(f"a difference smaller than {test.mde:.4f} could not have been detected (80% power)")
-    if test.unpaired_because:
-        parts.append(f"unpaired: {test.unpaired_because}")
-    return "; ".join(parts)
-
-
-def _compare(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy: Policy, gain: bool) -> list[Check]:
-    checks = []
-    if baseline is None:
-        return [Check(rule.name, rule.kind, ", ".join(rule.tasks), rule.metric, False,
-                      "this rule compares with a baseline, and none was given [fail-closed: missing]")]
-    alpha = rule.alpha if rule.alpha is not None else policy.alpha
-    for task in _tasks(rule, candidate, baseline):
-        failed = provenance(rule, task, candidate, baseline, policy)
-        c, b = _measures(rule, task, candidate, baseline)
-        if failed or c is None or b is None or not (c.finite and b.finite):
-            checks.append(failed or _allowed_check(rule, task, c, b))
-            continue
-        amount = rule.threshold.of(b.value)
-        # ``diff`` is the change in quality: for a lower-is-better metric (bits per
-        # byte, perplexity) a rise is a drop.
-        lower = rule.direction == "lower"
-        diff = (b.value - c.value) if lower else (c.value - b.value)
+    def decide(self, adjusted: dict[int, float]) -> Check:
+        """The check: threshold and significance (``decide_gain`` or ``decide_drop``),
+        then the detectable effect (``decide_power``), with ``adjusted`` the run's
+        Holm-adjusted p-values by ``id`` of the comparison."""
+        rule, test, c, b = self.rule, self.test, self.candidate, self.baseline
+        holm_p = adjusted.get(id(self))
+        p = holm_p if holm_p is not None else (test.p if test is not None else None)
         inputs = {"candidate": c.value, "candidate_stderr": c.stderr, "baseline": b.value,
                   "baseline_stderr": b.stderr, "difference": c.value - b.value}
-        settings = {"threshold": str(rule.threshold), "threshold_abs": amount}
-        uses_test = (gain and rule.significant) or (not gain and rule.alpha is not None) \
-            or rule.max_detectable_effect is not None
-        test = significance(rule, task, c, b, candidate, baseline, policy, alpha) if uses_test else None
-        p = None
+        settings = {"threshold": str(rule.threshold), "threshold_abs": self.amount}
         if test is not None:
-            p = policy.adjusted_p.get((rule.name, task), test.p)
             inputs.update({"test": test.test, "p": test.p, **test.details})
             if test.unpaired_because:
                 inputs["unpaired_because"] = test.unpaired_because
-            if (rule.name, task) in policy.adjusted_p:
-                inputs["p_holm"] = p
-        basis = identity_basis(task, candidate, baseline)
-        if basis:
-            inputs["identity"] = basis
-        head = f"{task} {rule.metric} {_fmt(b.value)} -> {_fmt(c.value)} ({c.value - b.value:+.4f}" \
-            + (", lower is better)" if lower else ")")
-        holm = (rule.name, task) in policy.adjusted_p
-        shown = _describe(test, p if holm else None) if test is not None and p is not None else ""
-        p_name = "Holm-adjusted p" if holm else "p"
-        no_test = test.why_none if test is not None and test.why_none else "a stderr is missing or not finite"
-        if gain:
-            settings["significant"] = rule.significant
-            if rule.significant:
-                settings["alpha"] = alpha
-            if diff < amount:
-                passed, why = False, f"gain {diff:+.4f} is below the required {amount:+.4f}"
-            elif rule.significant and p is None:
-                passed, why = False, f"a significant gain is required but {no_test}"
-            elif rule.significant and p >= alpha:
-                passed, why = False, f"gain not significant ({p_name}={p:.3g} >= alpha {alpha:g}; {shown})"
-            else:
-                passed = True
-                why = f"gain {diff:+.4f} >= {amount:+.4f}" + (f", significant ({shown})" if rule.significant else "")
-        else:
-            use_alpha = rule.alpha is not None
-            settings["alpha"] = alpha if use_alpha else None
-            drop = -diff
-            if drop <= amount:
-                passed, why = True, f"drop {drop:+.4f} within the allowed {amount:.4f}"
-                if use_alpha and shown:
-                    why += f" ({shown})"
-            elif use_alpha and p is not None and p >= alpha:
-                passed, why = True, f"drop {drop:+.4f} exceeds {amount:.4f} but is not significant ({p_name}={p:.3g} >= {alpha:g}; {shown})"
-            else:
-                passed = False
-                why = f"drop {drop:+.4f} exceeds the allowed {amount:.4f}"
-                if use_alpha:
-                    why += f" and is significant ({p_name}={p:.3g} < {alpha:g}; {shown})" if p is not None else \
-                        f" ({no_test}: threshold applied without a significance test)"
-        if passed and rule.max_detectable_effect is not None:
-            settings["max_detectable_effect"] = rule.max_detectable_effect
-            if test is None or test.mde is None:
-                passed = False
-                why += (f"; the detectable effect cannot be computed without a paired test "
-                        f"({test.unpaired_because if test is not None and test.unpaired_because else 'no per-document scores'})"
-                        " [fail-closed: underpowered]")
-            elif test.mde > rule.max_detectable_effect:
-                passed = False
-                why += (f"; underpowered: on these documents a difference smaller than {test.mde:.4f} could not "
-                        f"have been detected, above the required {rule.max_detectable_effect:g} [fail-closed: underpowered]")
-        if basis:
-            why += f"; {basis}"
-        checks.append(Check(rule.name, rule.kind, task, rule.metric, passed, f"{head}: {why}", inputs, settings))
-    return checks
+            if holm_p is not None:
+                inputs["p_holm"] = holm_p
+        if self.basis:
+            inputs["identity"] = self.basis
+        passed, why = (decide_gain if self.gain else decide_drop)(self, p, holm_p is not None, settings)
+        passed, why = decide_power(self, passed, why, settings)
+        if self.basis:
+            why += f"; {self.basis}"
+        head = f"{self.task} {rule.metric} {_fmt(b.value)} -> {_fmt(c.value)} ({c.value - b.value:+.4f}" \
+            + (", lower is better)" if rule.direction == "lower" else ")")
+        return Check(rule.name, rule.kind, self.task, rule.metric, passed, f"{head}: {why}", inputs, settings)
 
 
-def rule_max_drop(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy: Policy) -> list[Check]:
+def _test_words(m: Comparison, p: float | None, holm: bool) -> tuple[str, str, str]:
+    """How the test reads in a reason: its description, the name of the p that decided,
+    and why there is no test when there is none."""
+    shown = describe(m.test, p if holm else None) if m.test is not None and p is not None else ""
+    no_test = m.test.why_none if m.test is not None and m.test.why_none else "a stderr is missing or not finite"
+    return shown, "Holm-adjusted p" if holm else "p", no_test
+
+
+def decide_gain(m: Comparison, p: float | None, holm: bool, settings: dict) -> tuple[bool, str]:
+    """``min_gain``: the gain must reach the threshold and, with ``significant: true``,
+    be significant; without a test a required significance fails."""
+    rule, diff, amount, alpha = m.rule, m.change, m.amount, m.alpha
+    shown, p_name, no_test = _test_words(m, p, holm)
+    settings["significant"] = rule.significant
+    if rule.significant:
+        settings["alpha"] = alpha
+    if diff < amount:
+        return False, f"gain {diff:+.4f} is below the required {amount:+.4f}"
+    if rule.significant and p is None:
+        return False, f"a significant gain is required but {no_test}"
+    if rule.significant and p >= alpha:
+        return False, f"gain not significant ({p_name}={p:.3g} >= alpha {alpha:g}; {shown})"
+    return True, f"gain {diff:+.4f} >= {amount:+.4f}" + (f", significant ({shown})" if rule.significant else "")
+
+
+def decide_drop(m: Comparison, p: float | None, holm: bool, settings: dict) -> tuple[bool, str]:
+    """``max_drop``: a drop within the threshold passes; with ``alpha``, a larger drop
+    fails only when it is significant, and the threshold alone decides (stricter, and
+    said) when no test can be made."""
+    use_alpha = m.rule.alpha is not None
+    drop, amount, alpha = -m.change, m.amount, m.alpha
+    shown, p_name, no_test = _test_words(m, p, holm)
+    settings["alpha"] = alpha if use_alpha else None
+    if drop <= amount:
+        return True, f"drop {drop:+.4f} within the allowed {amount:.4f}" + (f" ({shown})" if use_alpha and shown else "")
+    if use_alpha and p is not None and p >= alpha:
+        return True, f"drop {drop:+.4f} exceeds {amount:.4f} but is not significant ({p_name}={p:.3g} >= {alpha:g}; {shown})"
+    why = f"drop {drop:+.4f} exceeds the allowed {amount:.4f}"
+    if use_alpha:
+        why += f" and is significant ({p_name}={p:.3g} < {alpha:g}; {shown})" if p is not None else \
+            f" ({no_test}: threshold applied without a significance test)"
+    return False, why
+
+
+def decide_power(m: Comparison, passed: bool, why: str, settings: dict) -> tuple[bool, str]:
+    """``max_detectable_effect``: a passing check fails closed when its documents could
+    not have detected a difference that small (or no paired test says how small)."""
+    limit, test = m.rule.max_detectable_effect, m.test
+    if not passed or limit is None:
+        return passed, why
+    settings["max_detectable_effect"] = limit
+    if test is None or test.mde is None:
+        because = test.unpaired_because if test is not None and test.unpaired_because else "no per-document scores"
+        return False, (f"{why}; the detectable effect cannot be computed without a paired test ({because})"
+                       " [fail-closed: underpowered]")
+    if test.mde > limit:
+        return False, (f"{why}; underpowered: on these documents a difference smaller than {test.mde:.4f} could not "
+                       f"have been detected, above the required {limit:g} [fail-closed: underpowered]")
+    return passed, why
+
+
+def _compare(rule: Rule, gate: GateRun, gain: bool) -> list[Check | Comparison]:
+    """Measure each task of a comparing rule; fail-closed checks come back decided."""
+    candidate, baseline = gate.candidate, gate.baseline
+    if baseline is None:
+        return [Check(rule.name, rule.kind, ", ".join(rule.tasks), rule.metric, False,
+                      "this rule compares with a baseline, and none was given [fail-closed: missing]")]
+    out: list[Check | Comparison] = []
+    for task in _tasks(rule, candidate, baseline):
+        failed = provenance(rule, task, candidate, baseline, gate.policy)
+        c, b = _measures(rule, task, candidate, baseline)
+        if failed or c is None or b is None or not (c.finite and b.finite):
+            out.append(failed or _allowed_check(rule, task, c, b))
+            continue
+        uses_test = (gain and rule.significant) or (not gain and rule.alpha is not None) \
+            or rule.max_detectable_effect is not None
+        test = significance(gate, rule, task, c, b) if uses_test else None
+        out.append(Comparison(rule, task, gain, c, b, rule.threshold.of(b.value), gate.alpha(rule), test,
+                              identity_basis(task, candidate, baseline)))
+    return out
+
+
+def rule_max_drop(rule: Rule, gate: GateRun) -> list[Check | Comparison]:
     """Allowed drop against the baseline (absolute or relative), optionally significance-tested."""
-    return _compare(rule, candidate, baseline, policy, gain=False)
+    return _compare(rule, gate, gain=False)
 
 
-def rule_min_gain(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy: Policy) -> list[Check]:
+def rule_min_gain(rule: Rule, gate: GateRun) -> list[Check | Comparison]:
     """Required gain over the baseline, optionally required to be significant."""
-    return _compare(rule, candidate, baseline, policy, gain=True)
+    return _compare(rule, gate, gain=True)
 
 
-def rule_joint(rule: Rule, candidate: Evidence, baseline: Evidence | None, policy: Policy) -> list[Check]:
+@dataclass
+class JointOutcome:
+    """A joint rule's parts, measured; decided together once their tests are adjusted."""
+
+    rule: Rule
+    parts: list
+
+    def tests(self) -> list[Comparison]:
+        """Every part's tests that decide."""
+        return [t for part in self.parts for t in tests_of(part)]
+
+    def decide(self, adjusted: dict[int, float]) -> Check:
+        """One check: passed only when every part passed, listing their reasons."""
+        parts = [decided(part, adjusted) for part in self.parts]
+        passed = bool(parts) and all(p.passed for p in parts)
+        failing = [p for p in parts if not p.passed]
+        reason = ("all parts pass: " if passed else "failing: ") + "; ".join(
+            p.reason for p in (parts if passed else failing))
+        return Check(self.rule.name, self.rule.kind, " & ".join(sorted({p.task for p in parts})),
+                     "+".join(sorted({p.metric for p in parts})), passed, reason,
+                     {"parts": [p.__dict__ for p in parts]}, {})
+
+
+def rule_joint(rule: Rule, gate: GateRun) -> list[JointOutcome]:
     """All parts must pass together, e.g. "domain gains at least X while general drops at
     most Y" (EcomGPT-CT's forgetting check). One check, listing every part's outcome."""
     parts = []
     for part in rule.parts:
         part = part if not rule.allow else _with_allow(part, rule.allow)
-        parts.extend(rule_function(part.kind)(part, candidate, baseline, policy))
-    passed = bool(parts) and all(p.passed for p in parts)
-    failing = [p for p in parts if not p.passed]
-    reason = ("all parts pass: " if passed else "failing: ") + "; ".join(p.reason for p in (parts if passed else failing))
-    return [Check(rule.name, rule.kind, " & ".join(sorted({p.task for p in parts})), "+".join(sorted({p.metric for p in parts})),
-                  passed, reason, {"parts": [p.__dict__ for p in parts]}, {})]
+        parts.extend(rule_function(part.kind)(part, gate))
+    return [JointOutcome(rule, parts)]
+
+
+def tests_of(outcome) -> list[Comparison]:
+    """The tests an outcome's decision rests on (none for a ``Check``, decided already)."""
+    return [] if isinstance(outcome, Check) else outcome.tests()
+
+
+def decided(outcome, adjusted: dict[int, float]) -> Check:
+    """An outcome as a ``Check``: a check as it is, a measurement decided now."""
+    return outcome if isinstance(outcome, Check) else outcome.decide(adjusted)
 
 
 def _with_allow(part: Rule, allow: tuple[str, ...]) -> Rule:
-    import dataclasses
-
     return dataclasses.replace(part, allow=tuple(set(part.allow) | set(allow)))
 
 
 def rule_function(kind: str):
     """The function of a rule kind, built-in or a plugin's (``ecomharness_gate_rules``)."""
-    from ecomharness.registry import gate_rules
-
     return gate_rules.get(kind)

@@ -10,7 +10,9 @@ from xml.etree import ElementTree
 
 from ecomharness.gate.evidence import Evidence
 from ecomharness.gate.policy import Policy
-from ecomharness.gate.rules import Check, rule_function
+from ecomharness.gate.rules import Check, decided, rule_function, tests_of
+from ecomharness.gate.run import GateRun
+from ecomharness.gate.significance import holm_adjusted
 
 
 @dataclass
@@ -51,42 +53,24 @@ def closed_verdict(policy: Policy, candidate: str, baseline: str | None, reason:
     return Verdict(False, [check], candidate, baseline, policy.source)
 
 
-def _significance_checks(checks: list) -> list[dict]:
-    """Every check (joint rules' parts included) that decided on a significance test."""
-    found = []
-    for check in checks:
-        item = check if isinstance(check, dict) else dataclasses.asdict(check)
-        found.extend(_significance_checks(item.get("inputs", {}).get("parts", [])))
-        if item.get("settings", {}).get("alpha") is not None and item.get("inputs", {}).get("p") is not None:
-            found.append(item)
-    return found
-
-
-def _run_rules(policy: Policy, candidate: Evidence, baseline: Evidence | None) -> list[Check]:
-    checks: list[Check] = []
-    for rule in policy.rules:
-        checks.extend(rule_function(rule.kind)(rule, candidate, baseline, policy))
-    return checks
-
-
 def run_gate(policy: Policy, candidate: Evidence, baseline: Evidence | None) -> Verdict:
-    """Run every rule of the policy; empty evidence fails on its own. With ``correction:
-    holm`` the rules run twice: once to collect every significance test's p, then with
-    the Holm-adjusted p-values (the tests themselves are computed once)."""
-    from ecomharness.gate.paired import holm
+    """Run every rule of the policy; empty evidence fails on its own.
 
-    policy = dataclasses.replace(policy, adjusted_p={}, test_cache={})
+    One pass: every rule measures (each test made once, ``gate/significance.py``); with
+    ``correction: holm`` the p-values of every check that decides on one are adjusted
+    together; then every measurement is decided into its check."""
     checks: list[Check] = []
     for label, evidence in (("candidate", candidate), ("baseline", baseline)):
         if evidence is not None and not evidence.metrics:
             checks.append(Check("inputs", "inputs", "*", "*", False, f"the {label} ({evidence.label}) has no results"))
     if not checks:
-        checks = _run_rules(policy, candidate, baseline)
-        tested = _significance_checks(checks)
+        gate = GateRun(policy, candidate, baseline)
+        outcomes = [outcome for rule in policy.rules for outcome in rule_function(rule.kind)(rule, gate)]
+        tested = [test for outcome in outcomes for test in tests_of(outcome)]
+        adjusted = {}
         if policy.correction == "holm" and len(tested) > 1:
-            adjusted = holm([item["inputs"]["p"] for item in tested])
-            policy.adjusted_p.update({(item["rule"], item["task"]): p for item, p in zip(tested, adjusted)})
-            checks = _run_rules(policy, candidate, baseline)
+            adjusted = holm_adjusted({id(test): test.test.p for test in tested})
+        checks = [decided(outcome, adjusted) for outcome in outcomes]
     if not checks:
         checks.append(Check("inputs", "inputs", "*", "*", False, "the policy produced no checks"))
     return Verdict(all(c.passed for c in checks), checks, candidate.label, baseline.label if baseline else None,
