@@ -199,3 +199,25 @@ def test_selection_and_curriculum_on_scorer_actors_match_the_local_engine(corpus
     assert again["score_cache"]["curriculum"]["computed"] == 0
     assert _files(root / "sel_ray")["dataset/data-00000-of-00003.arrow"] == \
         _files(root / "sel_local")["dataset/data-00000-of-00003.arrow"]
+
+
+def test_scorer_actors_the_cluster_cannot_place_stop_the_build_with_an_error(corpus, ray_session, monkeypatch):
+    """Ray Data waits for an actor pool forever by default: a pool asking for more than
+    the cluster has (here 64 CPUs an actor on 2) must end the build with an input error
+    naming what was asked, within the stall timeout, and leave no output."""
+    import time
+
+    import ecomharness.data.engine_ray as engine_ray
+    from ecomharness.errors import UserError
+
+    root, sources = corpus
+    monkeypatch.setattr(engine_ray, "_actor_pool", lambda size: {"concurrency": 1, "num_cpus": 64})
+    recipe = _recipe(root, sources, "stalled", select={"sources": ["products_zh"], "scorers": {"pos_entropy": {}},
+                                                        "sampling": {"mode": "soft", "fraction": 0.5}})
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r"did not start within 5 s.*each asks for 64 CPU"):
+        build_dataset_ray(load_recipe(recipe), blocks=2, stall_timeout=5, log=lambda *_: None)
+    assert time.monotonic() - start < 120
+    assert not (root / "stalled").exists()
+    with pytest.raises(UserError, match="--stall-timeout: expected seconds"):
+        build_dataset_ray(load_recipe(recipe), stall_timeout=0, log=lambda *_: None)

@@ -39,6 +39,9 @@ def add_arguments(parser) -> None:
                        help="ray engine: read pieces to cut the sources into (default: about 128 MiB each)")
     build.add_argument("--scorer-actors", type=int, default=None,
                        help="ray engine: selection/curriculum scorer actors (default: one per GPU, else one)")
+    build.add_argument("--stall-timeout", type=float, default=None,
+                       help="ray engine: seconds the scorer actors may take to start before the build stops "
+                            "with an error (default 600)")
 
 
 def run(args) -> int:
@@ -58,9 +61,10 @@ def run(args) -> int:
             print(f"[data] {line}")
         print(f"[data] {args.recipe}: the recipe is valid")
         return EXIT_OK
-    if args.engine != "ray" and (args.address is not None or args.blocks is not None
-                                 or args.scorer_actors is not None):
-        raise UserError("--address, --blocks and --scorer-actors are options of --engine ray")
+    ray_options = {"address": args.address, "blocks": args.blocks, "scorer_actors": args.scorer_actors,
+                   "stall_timeout": args.stall_timeout}
+    if args.engine != "ray" and any(v is not None for v in ray_options.values()):
+        raise UserError("--address, --blocks, --scorer-actors and --stall-timeout are options of --engine ray")
     output = Path(recipe.output)
     # One build per output: a second would otherwise replace the first's files silently.
     with sole_writer(output.parent / f".{output.name}.lock", f"the build output {output}"):
@@ -68,7 +72,7 @@ def run(args) -> int:
         if args.engine == "ray":
             from ecomharness.data.engine_ray import RayEngine
 
-            engine = RayEngine(address=args.address, blocks=args.blocks, scorer_actors=args.scorer_actors)
+            engine = RayEngine(**{k: v for k, v in ray_options.items() if v is not None})
         stats = build_dataset(recipe, force=args.force, engine=engine)
     r = stats["ratios"]
     g2d = r["general_to_domain_achieved"]

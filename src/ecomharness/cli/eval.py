@@ -11,8 +11,6 @@ back to ``cpu`` when no CUDA device exists.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
 

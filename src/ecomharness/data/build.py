@@ -28,6 +28,7 @@ from ecomharness.data.records import load_tokenizer, pad_token, renderer, separa
 from ecomharness.data.sources import source_pieces
 from ecomharness.data.samples import GENERAL
 from ecomharness.errors import UserError
+from ecomharness.select.scorers import build_scorer
 
 
 def build_dataset(recipe: DataRecipe, force: bool = False, log=print, engine: Engine | None = None) -> dict:
@@ -43,8 +44,6 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print, engine: En
     # Built before any reading, so that a bad proxy model path or tokenizer fails at once.
     curriculum_scorer = None
     if recipe.curriculum is not None:
-        from ecomharness.select.scorers import build_scorer
-
         curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options), where="curriculum")
     tokenizer = load_tokenizer(recipe.tokenizer)
     separator = separator_ids(tokenizer, separator_text)

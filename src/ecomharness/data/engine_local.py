@@ -19,6 +19,8 @@ from ecomharness.data.identity import copy_numbers
 from ecomharness.data.recipe import DataRecipe
 from ecomharness.data.records import SourceReport, build_table, render_source
 from ecomharness.data.samples import sample_table, sample_texts
+from ecomharness.select.curriculum import order_samples
+from ecomharness.select.stage import run_selection
 
 
 def rendered_records(recipe: DataRecipe, readers: dict):
@@ -76,8 +78,6 @@ class LocalEngine:
 
     def select(self, log):
         """Score and choose over the records the held-out split left (select/stage.py)."""
-        from ecomharness.select.stage import run_selection
-
         selection = run_selection(self.recipe, self.recipe.select, self.rendered, log=log)
         self.selection_keep = selection.kept
         return selection
@@ -110,8 +110,6 @@ class LocalEngine:
             self.shard_order = [chosen.samples[positions] for positions in
                                 pack.shard_orders(samples.uid[chosen.samples], recipe.seed + 1, recipe.shards)]
             return Ordering()
-        from ecomharness.select.curriculum import order_samples
-
         spec = recipe.curriculum
         cache_dir = Path(spec.cache_dir or recipe.output.parent / ".selection-cache")
         texts = sample_texts(self.table, samples, self.tokenizer, separator_text)

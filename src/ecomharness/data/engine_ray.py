@@ -31,6 +31,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 from collections import Counter
@@ -366,6 +367,9 @@ def _maybe_fail(stage: str) -> None:
 # ----------------------------------------------------------------------------- the build
 
 
+# How long the scorer actors may take to start before the build stops with an error.
+STALL_TIMEOUT_S = 600.0
+
 # How long a cluster's head may take to accept a connection before the build gives up.
 CONNECT_TIMEOUT_S = 10.0
 
@@ -409,6 +413,18 @@ def start_ray(address: str | None, log) -> None:
         f"on {len(ray.nodes())} node(s)")
 
 
+def _resources() -> str:
+    """The cluster's free CPUs and GPUs, in words."""
+    import ray
+
+    free = ray.available_resources()
+    return f"{free.get('CPU', 0):g} CPUs and {free.get('GPU', 0):g} GPUs free"
+
+
+def _asks(pool: dict) -> str:
+    return f"{pool.get('num_cpus', 1):g} CPU" + (f" and {pool['num_gpus']:g} GPU" if pool.get("num_gpus") else "")
+
+
 def _user_error(exc: BaseException) -> UserError | None:
     """The input error a Ray task raised, under Ray's wrappers, as a ``UserError``."""
     seen = set()
@@ -424,15 +440,20 @@ def _driver_errors(method):
     """Run an engine operation with the input error a Ray task raised, under Ray's
     wrappers, raised again as the ``UserError`` it was."""
     @functools.wraps(method)
-    def wrapped(*args, **kwargs):
+    def wrapped(engine, *args, **kwargs):
         try:
-            return method(*args, **kwargs)
+            return method(engine, *args, **kwargs)
         except UserError:
             raise
         except Exception as exc:
             found = _user_error(exc)
             if found is not None:
                 raise found from None
+            if _stalled(exc):
+                raise UserError(
+                    f"the scorer actors did not start within {engine.stall_timeout:g} s: the cluster "
+                    f"({_resources()}) cannot place one (each asks for {_asks(engine.actors)}); free or add those "
+                    "resources, lower --scorer-actors, or wait longer with --stall-timeout") from None
             raise
 
     return wrapped
@@ -447,8 +468,10 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, blocks: int | None = None, scorer_actors: int | None = None):
+    def __init__(self, address: str | None = None, blocks: int | None = None, scorer_actors: int | None = None,
+                 stall_timeout: float = STALL_TIMEOUT_S):
         self.address, self.blocks, self.scorer_actors = address, blocks, scorer_actors
+        self.stall_timeout = stall_timeout
 
     def start(self, recipe: DataRecipe, mixer, tokenizer, log) -> None:
         """Refuse a mixer that needs every record at once, join or start Ray, cut the
@@ -457,11 +480,19 @@ class RayEngine:
             raise UserError(f"--blocks: expected a whole number >= 1, got {self.blocks}")
         if self.scorer_actors is not None and self.scorer_actors < 1:
             raise UserError(f"--scorer-actors: expected a whole number >= 1, got {self.scorer_actors}")
+        if not isinstance(self.stall_timeout, (int, float)) or isinstance(self.stall_timeout, bool) \
+                or not 1 <= self.stall_timeout <= 7 * 86400:
+            raise UserError(f"--stall-timeout: expected seconds from 1 to 604800, got {self.stall_timeout!r}")
         if not getattr(mixer, "runs_per_key_group", False):
             raise UserError(f"mixer {recipe.mixer.name!r} needs every record at once, which the ray engine does not "
                             "give it (its mixers run per hash partition of the keys): use --engine local")
         self.recipe, self.tokenizer = recipe, tokenizer
         start_ray(self.address, log)
+        import ray.data
+
+        # Ray Data waits for an actor pool forever by default: a pool the cluster cannot
+        # place would hang the build without a word.
+        ray.data.DataContext.get_current().wait_for_min_actors_s = math.ceil(self.stall_timeout)
         self.actors = _actor_pool(self.scorer_actors)
         self.pieces = plan_pieces(recipe, self.blocks)
         self.partitions = max(1, self.blocks or len(self.pieces))
@@ -600,12 +631,27 @@ class RayEngine:
 
 
 def _actor_pool(size: int | None) -> dict:
-    """``map_batches`` arguments for the scorer actors: ``size`` of them (default one per
-    GPU, else one), each on a GPU when the cluster has them."""
+    """``map_batches`` arguments for the scorer actors: up to ``size`` of them (default
+    one per GPU, else one), each on a GPU when the cluster has them. The pool needs one
+    actor to start and grows to ``size``: a cluster with room for fewer still works."""
     import ray
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    return {"concurrency": size or max(1, gpus), "num_gpus": 1 if gpus else 0}
+    size = size or max(1, gpus)
+    return {"concurrency": (1, size) if size > 1 else 1, "num_gpus": 1 if gpus else 0}
+
+
+def _stalled(exc: BaseException) -> bool:
+    """Whether Ray gave up waiting for an actor pool to start (``wait_for_min_actors_s``)."""
+    import ray.exceptions
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ray.exceptions.GetTimeoutError):
+            return True
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return False
 
 
 class SelectionScorer:

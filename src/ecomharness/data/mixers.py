@@ -28,6 +28,7 @@ import numpy as np
 
 from ecomharness import registry
 from ecomharness.data.identity import mix64, salt
+from ecomharness.data.ratio import draw_to_target
 from ecomharness.data.records import RecordTable
 from ecomharness.errors import UserError
 
@@ -187,8 +188,6 @@ def knowledge_mixture(table: RecordTable, options: dict, seed: int) -> Mix:
     make up ``instruction_share`` of the domain tokens. The packer interleaves all
     samples, so memorisation and use of the knowledge are learned together.
     """
-    from ecomharness.data.ratio import _draw
-
     names = options.get("instruction_sources")
     if not isinstance(names, list) or not names:
         raise UserError("mixer 'knowledge_mixture': instruction_sources must list source names")
@@ -208,7 +207,7 @@ def knowledge_mixture(table: RecordTable, options: dict, seed: int) -> Mix:
     raw = graph(table.take(raw_rows), {k: options[k] for k in ("min_records", "max_records") if k in options}, seed)
     raw_tokens = float(table.n_tokens[raw_rows].sum())
     target = raw_tokens * share / (1 - share)
-    picked = _draw(instruction_rows, table.n_tokens.astype(np.int64), target,
+    picked = draw_to_target(instruction_rows, table.n_tokens.astype(np.int64), target,
                    mix64(table.uid, salt(seed, "instruction")))
     order = np.concatenate([raw_rows[raw.order], picked]).astype(np.int64)
     bounds = np.concatenate([raw.bounds, raw.bounds[-1] + np.arange(1, len(picked) + 1)]).astype(np.int64)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecomharness import __version__
 from ecomharness.data import layout
 from ecomharness.data.recipe import DataRecipe
 from ecomharness.util import default_mode, write_json_atomic
@@ -28,8 +29,6 @@ def versions() -> dict:
     """The versions of what shapes a build's bytes: ours, datasets' (the Arrow shards) and tokenizers'."""
     import datasets
     import tokenizers
-
-    from ecomharness import __version__
 
     return {"ecomharness": __version__, "datasets": datasets.__version__, "tokenizers": tokenizers.__version__}
 

@@ -31,7 +31,7 @@ class DrawnSamples:
     targets: dict[str, float]
 
 
-def _draw(pool: np.ndarray, lengths: np.ndarray, target: float, priority: np.ndarray) -> np.ndarray:
+def draw_to_target(pool: np.ndarray, lengths: np.ndarray, target: float, priority: np.ndarray) -> np.ndarray:
     """Indices from ``pool`` whose lengths sum as close to ``target`` as whole samples allow,
     topped up in ``priority`` order (indexed like ``lengths``; equal priorities only for
     samples of equal content)."""
@@ -90,7 +90,7 @@ def draw_samples(sample_tokens: np.ndarray, sample_kind: np.ndarray, sample_lang
             general_target = min(pool_tokens[lang] / share[lang] for lang in pools)
         for lang, pool in pools.items():
             targets[f"general/{lang}"] = general_target * share[lang]
-            chosen.append(_draw(pool, sample_tokens, general_target * share[lang], priority))
+            chosen.append(draw_to_target(pool, sample_tokens, general_target * share[lang], priority))
     samples = np.concatenate(chosen).astype(np.int64)
     achieved = {"domain": domain_tokens}
     for lang, pool in pools.items() if len(general) else ():

@@ -23,8 +23,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ecomharness import __version__
 from ecomharness.errors import UserError
 from ecomharness.evaluation import per_document
+from ecomharness.tasks.data import DATA_SOURCES
 from ecomharness.util import is_number
 
 log = logging.getLogger("ecomharness.ledger")
@@ -292,8 +294,6 @@ def _versions() -> dict[str, str]:
     import torch
     import transformers
 
-    from ecomharness import __version__
-
     return {"ecomharness": __version__, "lm_eval": getattr(lm_eval, "__version__", "?"),
             "transformers": transformers.__version__, "torch": torch.__version__}
 
@@ -308,8 +308,6 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
     ``record_folder`` (the ledger's folder), the results' per-document scores are
     written beside the ledger and referenced as ``per_document``."""
     from dataclasses import asdict
-
-    from ecomharness.tasks.data import DATA_SOURCES
 
     record: dict[str, Any] = {
         "checkpoint": checkpoint,

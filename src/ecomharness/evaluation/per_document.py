@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
+from ecomharness.metrics.corpus import count_form
 from ecomharness.util import write_bytes_atomic
 
 FORMAT = "ecomharness-per-document"
@@ -249,8 +250,6 @@ def check_against(table: dict, metrics: dict, where: str) -> None:
     task -> metric name as ``ledger.metrics_of`` keys it -> ``{"value"}``, or a number):
     a table that belongs to other results would otherwise give a point estimate from one
     and a test from the other."""
-    from ecomharness.metrics.corpus import count_form
-
     for task, entry in table.get("tasks", {}).items():
         reported_task = metrics.get(task) or {}
         for metric, values in entry["metrics"].items():

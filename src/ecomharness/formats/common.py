@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,20 +107,35 @@ def _newlines_before(fh, offset: int, chunk: int = 1 << 24) -> int:
     return count
 
 
-def collect(path: Path, on_error: str, convert) -> tuple[list[dict], list[RecordError]]:
-    """Run ``convert(record, line)`` over a JSON Lines file, raising or skipping bad records."""
+def convert_records(records: Iterable[tuple], convert: Callable[..., dict | None],
+                    on_error: str) -> tuple[list[dict], list[RecordError]]:
+    """Documents of ``(*where, record)`` tuples, by ``convert(record, *where)``.
+
+    A record that could not be read (a ``RecordError`` in the stream) or that
+    ``convert`` rejects (raising ``RecordError``) is raised under ``on_error: raise``
+    and counted in the skipped list under ``skip``; ``convert`` returning None leaves a
+    record out as not this task's, which is not a bad record. Every reader of a
+    benchmark's records, built in or a plugin's, raises or skips through here."""
     check_on_error(on_error)
     docs, skipped = [], []
-    for number, record in iter_jsonl(path):
+    for *where, record in records:
         try:
             if isinstance(record, RecordError):
                 raise record
-            docs.append(convert(record, number))
+            doc = convert(record, *where)
         except RecordError as exc:
             if on_error == "raise":
                 raise
             skipped.append(exc)
+            continue
+        if doc is not None:
+            docs.append(doc)
     return docs, skipped
+
+
+def collect(path: Path, on_error: str, convert) -> tuple[list[dict], list[RecordError]]:
+    """Run ``convert(record, line)`` over a JSON Lines file, raising or skipping bad records."""
+    return convert_records(iter_jsonl(path), convert, on_error)
 
 
 def require(record: dict, key: str, kind: type | tuple, path: Path, line: int) -> Any:

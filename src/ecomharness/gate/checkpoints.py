@@ -6,7 +6,9 @@ from pathlib import Path
 
 from ecomharness.errors import UserError
 from ecomharness.gate.evidence import INIT, Evidence, evidence_of, from_record, ledger_records, rank_value
-from ecomharness.gate.policy import Policy
+from ecomharness.evaluation.ledger import checkpoint_records, latest_ok_records, read_ledger
+from ecomharness.gate.policy import Policy, load_policy
+from ecomharness.registry import gate_rules
 from ecomharness.gate.verdict import Verdict, run_gate
 
 
@@ -46,8 +48,6 @@ def against_init(policy: Policy, record: dict, init: dict | None, label: str | N
 def init_record(records: list[dict]) -> dict | None:
     """The ``init`` evaluation among ledger records (its latest successful record of each
     task set, read as one), or None."""
-    from ecomharness.evaluation.ledger import latest_ok_records
-
     found = [r for r in latest_ok_records(records) if r["checkpoint"] == INIT]
     return found[-1] if found else None
 
@@ -63,10 +63,6 @@ def ledger_judge(policy_path: str, ledger: Path, profiles: int = 1):
     evaluated on yet is ``pending``, not failed: the other profile may still evaluate
     it, and ``passed`` is None (undecided) unless a check already failed. With one
     profile a missing task fails, as it does in ``ecomharness gate``, the decision."""
-    from ecomharness.evaluation.ledger import checkpoint_records, read_ledger
-    from ecomharness.gate.policy import load_policy
-    from ecomharness.registry import gate_rules
-
     policy = load_policy(policy_path, known_kinds=set(gate_rules.names()))
 
     def judge(record: dict) -> dict:

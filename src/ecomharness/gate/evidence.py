@@ -26,7 +26,7 @@ from typing import Any
 
 from ecomharness.errors import UserError
 from ecomharness.evaluation.lm_eval_samples import SAMPLES_SOURCE, read_samples, task_identity
-from ecomharness.evaluation.per_document import check_against
+from ecomharness.evaluation.per_document import check_against, read
 from ecomharness.evaluation.ledger import (
     check_measure,
     full_record,
@@ -158,8 +158,6 @@ def _per_document(reference: Any, folder: Path | None, where: str) -> dict | Non
     ``ledger.checkpoint_records``) references one table per task set, read as one."""
     if reference is None or folder is None:
         return None
-    from ecomharness.evaluation.per_document import read
-
     if not isinstance(reference, list):
         return read(folder, reference, where)
     tables = [read(folder, part, f"{where}[{i}]") for i, part in enumerate(reference)]

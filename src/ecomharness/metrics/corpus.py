@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ecomharness.metrics.finben import FINBEN_MISSING
+from ecomharness.registry import aggregations
 
 
 @dataclass(frozen=True)
@@ -278,8 +279,6 @@ BUILTIN = (MEAN, IE_PRECISION, IE_RECALL, IE_F1, BITS_PER_BYTE, WEIGHTED_PERPLEX
 
 def aggregation_record(name: str) -> Aggregation | None:
     """The registered record of an aggregation (built-in or a plugin's), or None."""
-    from ecomharness.registry import aggregations
-
     return aggregations.find(name)
 
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecomharness.errors import UserError
+from ecomharness.gate.checkpoints import against_init, init_record
+from ecomharness.gate.policy import load_policy
+from ecomharness.registry import gate_rules
+from ecomharness.resources import bundled_path
 from ecomharness.evaluation.ledger import full_record, latest_ok_records, ledger_path, read_ledger, slim_record
 
 
@@ -173,11 +177,6 @@ def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: 
                  policy_path: str | Path | None = None) -> str:
     """Runs side by side (Mix-CPT's ablations): the last checkpoint's domain and general
     group scores and its gate verdict against the run's ``init`` evaluation."""
-    from ecomharness.gate.policy import load_policy
-    from ecomharness.gate.checkpoints import against_init, init_record
-    from ecomharness.registry import gate_rules
-    from ecomharness.resources import bundled_path
-
     policy = load_policy(policy_path or bundled_path("train") / "gates" / "default.yaml",
                          known_kinds=set(gate_rules.names()))
     lines = [f"| run | checkpoint | {domain} | {general} | gate vs init |", "|---|---|--:|--:|---|"]

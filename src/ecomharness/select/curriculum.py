@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ecomharness.errors import UserError
+from ecomharness.select.cache import ScoreCache
 
 KEYS = {"by", "stages", "order", "cache_dir"}
 ORDERS = ("ascending", "descending")
@@ -84,8 +85,6 @@ def order_samples(spec: CurriculumSpec, scorer, samples: np.ndarray, sample_text
     ``sample_texts(ids)`` gives the text of each sample id; each distinct sample is
     scored once (through the cache), and every repeat takes its sample's score.
     """
-    from ecomharness.select.cache import ScoreCache
-
     cache = ScoreCache(cache_dir)
     distinct = np.unique(samples)
     values = []

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ecomharness.errors import UserError
+from ecomharness.formats.common import RecordError, iter_jsonl
 from ecomharness.metrics.text import has_cjk, tokenize
+from ecomharness.registry import selectors
 from ecomharness.util import reject_unknown_keys
 
 N_FEATURES = 2 ** 18
@@ -263,8 +265,6 @@ def build_scorer(name: str, options: dict, where: str | None = None):
     Factories name their options as they sit in a ``select`` block
     (``select.scorers.NAME.option``); ``where`` renames that for options that sit
     elsewhere (``curriculum``), so errors point at the right place in the recipe."""
-    from ecomharness.registry import selectors
-
     try:
         return selectors.get(name)(options)
     except UserError as exc:
@@ -320,8 +320,6 @@ def similarity(options: dict):
 
 def _texts_of_file(path: Path) -> list[str]:
     """The ``text`` field of every line of a JSON Lines file; bad lines are errors."""
-    from ecomharness.formats.common import RecordError, iter_jsonl
-
     texts = []
     for number, record in iter_jsonl(path):
         if isinstance(record, RecordError):

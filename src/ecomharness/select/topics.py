@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ecomharness.errors import UserError
+from ecomharness.registry import topic_classifiers
 from ecomharness.select.choose import choose
 from ecomharness.util import reject_unknown_keys
 
@@ -93,8 +94,6 @@ class BalanceSpec:
         self.weights = {str(t): float(w) for t, w in weights.items()}
         self.classifier = None
         if "classifier" in raw:
-            from ecomharness.registry import topic_classifiers
-
             options = raw.get("options") or {}
             if not isinstance(options, dict):
                 raise UserError(f"select.balance.options: expected a mapping, got {options!r}")

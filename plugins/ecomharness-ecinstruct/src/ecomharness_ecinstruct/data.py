@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
-from ecomharness.formats.common import ReadResult, RecordError, check_on_error, fingerprint_files
+from ecomharness.formats.common import ReadResult, RecordError, check_on_error, convert_records, fingerprint_files
 from ecomharness.tasks.data import DEFAULT_MAX_DOCS, DEFAULT_SEED, hub_reachable, task_documents
 
 from ecomharness_ecinstruct.layout import HUB_ID, LICENSE, SETTINGS, TASKS, check_record, data_files, iter_records
@@ -218,21 +218,13 @@ def load(**metadata):
                         "ecomharness in ECInstruct's layout): its scores are NOT benchmark scores (give the data "
                         "with --metadata ecinstruct_path)", name)
             records, fingerprint = _test_records([SAMPLE / "dataset.json"])
-    docs, skipped = [], []
-    for where, number, record in records:
-        if isinstance(record, RecordError):
-            skipped.append(record)
-            continue
+
+    def convert(record: dict, where: str, number: int) -> dict | None:
         if record["task"] not in info.names or record["setting"] != setting:
-            continue
-        try:
-            docs.append(to_doc(record, short, setting, Path(where), number))
-        except RecordError as exc:
-            if on_error == "raise":
-                raise
-            skipped.append(exc)
-    if on_error == "raise" and skipped:
-        raise skipped[0]
+            return None  # another task's record
+        return to_doc(record, short, setting, Path(where), number)
+
+    docs, skipped = convert_records(records, convert, on_error)
     if not docs:
         raise UserError(f"task {name}: no {setting} test records of {' / '.join(info.names)} in "
                         f"{path or origin}")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
-from ecomharness.formats.common import ReadResult, RecordError, check_on_error, fingerprint_files, iter_jsonl
+from ecomharness.formats.common import ReadResult, RecordError, check_on_error, convert_records, fingerprint_files, iter_jsonl
 from ecomharness.tasks.data import DEFAULT_SEED, task_documents
 
 log = logging.getLogger("ecomharness_shopping_mmlu")
@@ -254,19 +254,12 @@ def _task_documents(name: str, path: Path, root: Path | None, docs: list, skippe
 def _documents(name: str, records, path: Path, choice_only: bool, on_error: str) -> tuple[list, list]:
     """Documents of ``(line, record)`` pairs (only multiple choice with ``choice_only``),
     and the records skipped as bad under ``on_error: skip``."""
-    docs, skipped = [], []
-    for number, record in records:
-        try:
-            if isinstance(record, RecordError):
-                raise record
-            doc = to_doc(record, path, number)
-        except RecordError as exc:
-            if on_error == "raise":
-                raise
-            skipped.append(exc)
-            continue
-        if not choice_only or doc["task_type"] == "multiple-choice":
-            docs.append(doc)
+
+    def convert(record: dict, number: int) -> dict | None:
+        doc = to_doc(record, path, number)
+        return doc if not choice_only or doc["task_type"] == "multiple-choice" else None
+
+    docs, skipped = convert_records(records, convert, on_error)
     if not docs:
         raise UserError(f"task {name}: {path} holds no {'multiple-choice ' if choice_only else ''}questions")
     return docs, skipped
