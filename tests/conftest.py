@@ -62,12 +62,13 @@ def built_cpt_data(tmp_path_factory):
 def _fresh_plugin_manager(monkeypatch):
     """Every test sees entry points as they are now, not as an earlier test left them."""
     from ecomharness.plugins import reset_plugin_manager
-    from ecomharness.registry import (aggregations, data_sources, gate_rules, mixers, record_formats, selectors,
-                                      topic_classifiers)
+    from ecomharness.registry import (aggregations, data_sources, filters, gate_rules, mixers, record_formats,
+                                      selectors, topic_classifiers)
 
     monkeypatch.delenv("ECOMHARNESS_PLUGINS", raising=False)
     monkeypatch.delenv("ECOMHARNESS_TRACE_HOOKS", raising=False)
-    registries = (record_formats, data_sources, mixers, gate_rules, selectors, topic_classifiers, aggregations)
+    registries = (record_formats, data_sources, filters, mixers, gate_rules, selectors, topic_classifiers,
+                  aggregations)
     reset_plugin_manager()
     for registry in registries:
         registry.reset()

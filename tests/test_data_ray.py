@@ -1,6 +1,7 @@
 """The Ray engine of ``data build``, in local Ray mode (2 CPUs): the same dataset as the
-local engine, byte for byte, for any number of blocks; bad records counted the same; a
-source cut into several blocks; a killed worker retried without duplicated samples."""
+local engine, byte for byte (with filters and deduplication on), for any number of
+blocks; bad records counted the same; a source cut into several blocks; a killed worker
+retried without duplicated samples."""
 
 from __future__ import annotations
 
@@ -50,16 +51,21 @@ def corpus(tmp_path_factory):
             lines.append(json.dumps(["a", "list"]))
         if i % 17 == 0:
             lines.append(json.dumps({"product_id": f"P{i:05d}", "text": "   "}))
+        if i % 9 == 0 and i >= 10:  # a duplicate, re-typed, for deduplication
+            lines.append(json.dumps({"product_id": f"P{i % 40:05d}", "text": f"REVIEW {i} OF A PRODUCT!"}))
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # Filters on, so that every comparison with the local engine covers their counts and
+    # the dropped records written beside the build.
     sources.append({"name": "reviews_bad", "kind": "domain", "language": "zh", "format": "jsonl", "path": str(bad),
-                    "key": "product_id", "template": "{{ text }}"})
+                    "key": "product_id", "template": "{{ text }}",
+                    "filters": [{"name": "length", "min_chars": 22}, {"name": "repetition", "max_top_ngram_share": 0.9}]})
     return root, sources
 
 
 def _recipe(root: Path, sources, name: str, **extra) -> Path:
     recipe = {"output": str(root / name), "tokenizer": str(root / "tok"), "seq_len": 64, "seed": 3,
               "on_error": "skip", "sources": sources, "mixer": {"name": "graph", "min_records": 2, "max_records": 4},
-              "heldout": {"share": 0.05, "max_documents": 9}, "shards": 3, **extra}
+              "heldout": {"share": 0.05, "max_documents": 9}, "shards": 3, "dedup": {"exact": True}, **extra}
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     return path
@@ -111,6 +117,9 @@ def test_bad_records_are_counted_identically_by_reason_and_example(corpus, ray_s
     assert ray_bad["bad_by_reason"] == local_bad["bad_by_reason"] == {
         "empty text": 4, "missing key": 6, "unreadable": 14}
     assert ray_bad["bad_examples"] == local_bad["bad_examples"] and len(ray_bad["bad_examples"]) == 5
+    assert ray_bad["filtered_by_reason"] == local_bad["filtered_by_reason"] == {"length: too short": 10}
+    assert ray_bad["duplicates"] == local_bad["duplicates"] > 0
+    assert ray_stats["dedup"] == local_stats["dedup"]
     assert ":2: invalid JSON" in ray_bad["bad_examples"][0]  # the line number of the whole file
 
 

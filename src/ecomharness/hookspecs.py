@@ -85,6 +85,21 @@ def ecomharness_data_sources():
 
 
 @hookspec
+def ecomharness_filters():
+    """Record filters for ``data build``, by name (a recipe source's ``filters[].name``).
+
+    Called when a data recipe is loaded. Return a mapping from a filter name to a
+    factory (callable or ``"module:attr"``) called as ``factory(options, where)`` with the
+    filter's recipe options (``name`` removed) and the recipe field they came from; it
+    raises ``UserError`` naming ``where`` for a bad option and returns ``check(text,
+    record) -> reason | None`` (None keeps the record; a short reason drops it). The
+    check must depend on the text and record alone: both engines call it on every
+    record. Built in: ``length``, ``repetition``, ``characters``, ``required_fields``,
+    ``script`` (``ecomharness.data.filters``).
+    """
+
+
+@hookspec
 def ecomharness_mixers():
     """Ways to turn domain records into training samples, by mixer name.
 

@@ -79,6 +79,7 @@ class Registry:
 
 record_formats = Registry("record format", "ecomharness_record_formats")
 data_sources = Registry("data source format", "ecomharness_data_sources")
+filters = Registry("data filter", "ecomharness_filters")
 mixers = Registry("mixer", "ecomharness_mixers")
 gate_rules = Registry("gate rule kind", "ecomharness_gate_rules")
 selectors = Registry("selector", "ecomharness_selectors")

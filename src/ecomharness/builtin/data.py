@@ -14,6 +14,13 @@ def ecomharness_data_sources():
 
 
 @hookimpl
+def ecomharness_filters():
+    """Length, Gopher-style repetition, character classes, required fields, script share."""
+    names = ("length", "repetition", "characters", "required_fields", "script")
+    return {name: f"ecomharness.data.filters:{name}" for name in names}
+
+
+@hookimpl
 def ecomharness_mixers():
     """EcomGPT-CT's graph mixing, the Separate baseline, Mix-CPT's knowledge mixture."""
     return {"graph": "ecomharness.data.mixers:graph", "separate": "ecomharness.data.mixers:separate",

@@ -1,7 +1,7 @@
 """``ecomharness data build``: the pipeline. It owns the stage sequence, every check,
 every console line and the timings; an engine (data/engine.py) does the operations.
 
-    [held-out split] -> [select] -> read + render + tokenize -> mix (domain samples)
+    [held-out split] -> [dedup] -> [select] -> read + render + tokenize -> mix (domain samples)
     -> ratio draw -> order (seeded shuffle, or [curriculum]) -> pack -> stats, atomically
 
 The ratio draw runs here, on the driver, over four numbers a sample, whichever engine
@@ -19,6 +19,7 @@ import numpy as np
 
 from ecomharness import registry
 from ecomharness.data import layout, ratio
+from ecomharness.data.dedup import dedup_stats
 from ecomharness.data.engine import Engine
 from ecomharness.data.engine_local import LocalEngine
 from ecomharness.data.mixers import mixer_options
@@ -65,6 +66,13 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print, engine: En
         log("[data] held out " + ", ".join(f"{n} {c:,}" for n, c in heldout.held.items())
             + " records; writing " + ", ".join(f"{f} {len(d):,}" for f, d in sorted(heldout.documents.items()))
             + f" documents to {layout.HELDOUT}/")
+    dedup = None
+    if recipe.dedup is not None:
+        with timed("dedup"):
+            dedup = dedup_stats(engine.deduplicate(), [s.name for s in recipe.sources])
+        block = dedup[0]
+        log(f"[data] dedup: removed {block['removed']:,} duplicate records in {block['groups']:,} groups and "
+            f"{block['removed_as_heldout']:,} equal to a held-out text ({block['method']})")
     selection = None
     if recipe.select is not None:
         with timed("select"):
@@ -104,8 +112,8 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print, engine: En
                             packed, separator_text, tokenizer_fingerprint(tokenizer),
                             selection=selection.stats if selection is not None else None,
                             curriculum=ordering.curriculum,
-                            heldout=heldout.stats(recipe.heldout) if heldout is not None else None)
-        write_build_files(tmp, recipe, stats, heldout.documents if heldout is not None else None)
+                            heldout=heldout.stats(recipe.heldout) if heldout is not None else None, dedup=dedup)
+        write_build_files(tmp, recipe, stats, heldout.documents if heldout is not None else None, counts.reports)
         return stats
 
     stats = write_output(out, write, log)

@@ -8,7 +8,7 @@ per build: each operation may keep what the next one needs.
 
 Called in this order, each once (``select`` only when the recipe selects):
 
-    start -> read -> split_heldout -> [select] -> tokenize -> mix -> order -> pack
+    start -> read -> split_heldout -> [deduplicate] -> [select] -> tokenize -> mix -> order -> pack
     -> tokens_used -> describe
 
 A new engine implements these; a new stage that works on one record at a time
@@ -71,6 +71,10 @@ class Engine(Protocol):
     def split_heldout(self) -> HeldoutSplit | None:
         """Hold out the recipe's held-out share (None without ``heldout``); the rest
         goes on to training."""
+
+    def deduplicate(self) -> list[dict]:
+        """Drop duplicate training records and those equal to a held-out one
+        (data/dedup.py); return ``dedup.group_summaries`` of every group that lost one."""
 
     def select(self, log: Callable[[str], None]) -> Any:
         """Run the recipe's selection over what the held-out split left; return its

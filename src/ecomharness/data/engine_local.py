@@ -14,8 +14,9 @@ import numpy as np
 from ecomharness import registry
 from ecomharness.data import pack
 from ecomharness.data.engine import Ordering, RecordCounts, SampleList
+from ecomharness.data.dedup import choose, group_summaries, normalized_hash
 from ecomharness.data.heldout import HeldoutSplit, combine_masks, split_heldout
-from ecomharness.data.identity import copy_numbers
+from ecomharness.data.identity import copy_numbers, record_uid
 from ecomharness.data.recipe import DataRecipe
 from ecomharness.data.records import SourceReport, build_table, render_source
 from ecomharness.data.samples import sample_table, sample_texts
@@ -61,8 +62,8 @@ class LocalEngine:
         """Nothing to refuse: every mixer sees every domain record at once here."""
         self.recipe, self.tokenizer = recipe, tokenizer
         self.readers = {s.format: registry.data_sources.get(s.format) for s in recipe.sources}
-        self.rendered = rendered_records(recipe, self.readers)
-        self.heldout_keep = self.selection_keep = None
+        self.base = self.rendered = rendered_records(recipe, self.readers)
+        self.keep = None  # the records still in training, as masks over each source's good records
 
     def read(self) -> None:
         """Nothing yet: each later pass streams the sources itself."""
@@ -72,21 +73,68 @@ class LocalEngine:
         if self.recipe.heldout is None:
             return None
         split = split_heldout(self.recipe, self.recipe.heldout, self.rendered)
-        self.heldout_keep = split.keep
-        self.rendered = _kept(self.rendered, split.keep)
+        self.keep = split.keep
+        self.rendered = _kept(self.base, self.keep)
         return split
+
+    def deduplicate(self) -> list[dict]:
+        """One pass over every good record (held-out ones included), the choice over all
+        of them at once (``dedup.choose``), and a second pass only for the texts shown."""
+        recipe = self.recipe
+        parts: dict[str, list] = {"norm": [], "uid": [], "order": [], "held": [], "source": []}
+        for index, source in enumerate(recipe.sources):
+            mask = (self.keep or {}).get(source.name)
+            records = self.readers[source.format](source.path, source.options)
+            for ordinal, (key, text, _) in enumerate(render_source(source, records, recipe.on_error, SourceReport())):
+                parts["norm"].append(normalized_hash(text))
+                parts["uid"].append(record_uid(source.name, key, text))
+                parts["order"].append((index << 40) | ordinal)
+                parts["held"].append(mask is not None and not mask[ordinal])
+                parts["source"].append(index)
+        norm, uid, order = (np.asarray(parts[k], np.uint64) for k in ("norm", "uid", "order"))
+        held, source = np.asarray(parts["held"], bool), np.asarray(parts["source"], np.int64)
+        drop = choose(norm, uid, order, held)
+        texts = self._texts_at(order, drop, norm, uid, held)
+        groups = group_summaries(norm, uid, order, held, source, texts, drop)
+        within = {}
+        for index, spec in enumerate(recipe.sources):
+            mine = source == index
+            within[spec.name] = ~drop[mine & ~held]
+        self.keep = combine_masks(self.keep, within) if self.keep is not None else within
+        self.rendered = _kept(self.base, self.keep)
+        return groups
+
+    def _texts_at(self, order, drop, norm, uid, held) -> list:
+        """Texts of the records ``group_summaries`` shows (one per group that lost a
+        record), read again; every other entry is None, so texts are not all held."""
+        ranked = np.lexsort((order, uid, norm))
+        training = ranked[~held[ranked]]
+        # The first training record of each group in ranked order: the one kept, or shown.
+        first = training[np.unique(norm[training], return_index=True)[1]]
+        wanted_rows = first[np.isin(norm[first], np.unique(norm[drop]))].tolist()
+        texts: list = [None] * len(order)
+        wanted = {int(order[r]): r for r in wanted_rows}
+        if not wanted:
+            return texts
+        recipe = self.recipe
+        for index, source in enumerate(recipe.sources):
+            records = self.readers[source.format](source.path, source.options)
+            for ordinal, (_, text, _) in enumerate(render_source(source, records, recipe.on_error, SourceReport())):
+                row = wanted.get((index << 40) | ordinal)
+                if row is not None:
+                    texts[row] = text
+        return texts
 
     def select(self, log):
         """Score and choose over the records the held-out split left (select/stage.py)."""
         selection = run_selection(self.recipe, self.recipe.select, self.rendered, log=log)
-        self.selection_keep = selection.kept
+        self.keep = combine_masks(self.keep, selection.kept)
         return selection
 
     def tokenize(self) -> RecordCounts:
         """Read, render and tokenize the records both masks keep into one ``RecordTable``."""
-        keep = combine_masks(self.heldout_keep, self.selection_keep)
         with _progress("read+tokenize") as bar:
-            self.table, reports = build_table(self.recipe, self.readers, progress=bar, keep=keep)
+            self.table, reports = build_table(self.recipe, self.readers, progress=bar, keep=self.keep)
         n = len(self.recipe.sources)
         return RecordCounts(reports=reports, records=np.bincount(self.table.source, minlength=n),
                             tokens=np.bincount(self.table.source, weights=self.table.n_tokens, minlength=n))

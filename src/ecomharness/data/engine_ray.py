@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomharness.data import pack
+from ecomharness.data.dedup import choose, group_summaries, normalized_hash
 from ecomharness.data.engine import Ordering, RecordCounts, SampleList
 from ecomharness.data.heldout import HeldoutSplit, first_documents, folder_of, held_document
 from ecomharness.data.identity import pack_keys, record_uid, sample_uids
@@ -108,7 +109,8 @@ def plan_pieces(recipe: DataRecipe, blocks: int | None) -> list[Piece]:
             for piece in source_pieces(reader, source.path, source.options, target)]
 
 
-RECORD_COLUMNS = ("piece", "row", "source", "language", "key", "uid", "part", "text", "held", "report", "topic_field")
+RECORD_COLUMNS = ("piece", "row", "source", "language", "key", "uid", "norm", "part", "text", "held", "report",
+                  "topic_field")
 
 
 @_input_errors
@@ -138,6 +140,7 @@ def read_piece(recipe: DataRecipe, piece_index: int, piece: Piece, partitions: i
                 held = json.dumps([order, doc], ensure_ascii=False)
         columns["key"].append(key)
         columns["uid"].append(uid)
+        columns["norm"].append(normalized_hash(text) if recipe.dedup is not None else 0)
         columns["part"].append(partition_of(key, uid, partitions))
         columns["text"].append(None if held else text)
         columns["held"].append(held)
@@ -146,11 +149,11 @@ def read_piece(recipe: DataRecipe, piece_index: int, piece: Piece, partitions: i
     columns["topic_field"].append(None)
     columns["key"].append(None)
     columns["uid"].append(0)
+    columns["norm"].append(0)
     columns["part"].append(0)
     columns["text"].append(None)
     columns["held"].append(None)
-    columns["report"].append(json.dumps({"bad": dict(report.bad), "examples": report.bad_examples},
-                                        ensure_ascii=False))
+    columns["report"].append(json.dumps(report.as_dict(), ensure_ascii=False))
     n = len(columns["uid"])
     columns["piece"] = [piece_index] * n
     columns["source"] = [piece.source] * n
@@ -159,7 +162,8 @@ def read_piece(recipe: DataRecipe, piece_index: int, piece: Piece, partitions: i
         "piece": pa.array(columns["piece"], pa.int32()), "row": pa.array(columns["row"], pa.int64()),
         "source": pa.array(columns["source"], pa.int16()),
         "language": pa.array(columns["language"], pa.int16()), "key": pa.array(columns["key"], pa.string()),
-        "uid": pa.array(columns["uid"], pa.uint64()), "part": pa.array(columns["part"], pa.int32()),
+        "uid": pa.array(columns["uid"], pa.uint64()), "norm": pa.array(columns["norm"], pa.uint64()),
+        "part": pa.array(columns["part"], pa.int32()),
         "text": pa.array(columns["text"], pa.string()), "held": pa.array(columns["held"], pa.string()),
         "report": pa.array(columns["report"], pa.string()),
         "topic_field": pa.array(columns["topic_field"], pa.string()),
@@ -511,16 +515,14 @@ class RayEngine:
         records = ray.data.read_datasource(_datasource(recipe, self.pieces, self.partitions),
                                            override_num_blocks=len(self.pieces))
         self.records = records.map_batches(tokenize_batch, fn_kwargs={
-            "tokenizer_name": recipe.tokenizer, "keep_text": recipe.select is not None},
+            "tokenizer_name": recipe.tokenizer, "keep_text": recipe.select is not None or recipe.dedup is not None},
             batch_format="pyarrow", batch_size=recipe.batch_size, **RETRIES).materialize()
         side = self.records.map_batches(_side_rows, fn_kwargs={
             "limit": recipe.heldout.max_documents if recipe.heldout else 0}, batch_format="pyarrow",
             **RETRIES).take_all()
         self.reports = {s.name: SourceReport() for s in recipe.sources}
         for row in sorted((r for r in side if r["report"] is not None), key=lambda r: r["piece"]):
-            report, merged = json.loads(row["report"]), self.reports[recipe.sources[row["source"]].name]
-            merged.bad.update(report["bad"])
-            merged.bad_examples.extend(report["examples"][:max(0, 5 - len(merged.bad_examples))])
+            self.reports[recipe.sources[row["source"]].name].merge(json.loads(row["report"]))
         held_counts = {s.name: 0 for s in recipe.sources}
         candidates: dict[str, list] = {}
         for row in side:
@@ -537,6 +539,19 @@ class RayEngine:
     def split_heldout(self) -> HeldoutSplit | None:
         """Already drawn while reading: each record's draw depends on the record alone."""
         return self.heldout
+
+    @_driver_errors
+    def deduplicate(self) -> list[dict]:
+        """Group every good record by its normalised text (a hash shuffle, so no driver
+        holds them all), choose per group (``dedup.choose``, the local engine's rule),
+        and drop the chosen records from training."""
+        rows = self.records.map_batches(_dedup_rows, batch_format="pyarrow", **RETRIES)
+        found = rows.groupby("norm", num_partitions=self.partitions).map_groups(
+            _dedup_group, batch_format="pyarrow", **RETRIES).take_all()
+        dropped = np.sort(np.asarray([r["key"] for r in found if r["key"] >= 0], np.int64))
+        self.records = self.records.map_batches(_without_keys, fn_kwargs={"keys": dropped}, batch_format="pyarrow",
+                                                **RETRIES)
+        return [json.loads(r["summary"]) for r in found if r["summary"] is not None]
 
     @_driver_errors
     def select(self, log):
@@ -732,6 +747,40 @@ def _select(recipe: DataRecipe, records, actors: dict, log):
     report = selection_report(spec, scoring, kept, per_source, computed, total - computed, log)
     keys = np.sort(np.concatenate(kept_keys)) if kept_keys else np.zeros(0, np.int64)
     return report, keys
+
+
+def _dedup_rows(batch):
+    """The columns deduplication needs, of the rows that are records (not reports)."""
+    keep = pc.not_equal(batch.column("norm"), pa.scalar(0, pa.uint64()))
+    return batch.filter(keep).select(["norm", "uid", "piece", "row", "source", "held", "text"])
+
+
+@_input_errors
+def _dedup_group(batch):
+    """One group of equal normalised text: the keys (piece << 32 | row) of the records to
+    drop, and the group's summary when it lost any."""
+    norm, uid = batch.column("norm").to_numpy(), batch.column("uid").to_numpy()
+    piece = batch.column("piece").to_numpy().astype(np.int64)
+    row = batch.column("row").to_numpy().astype(np.int64)
+    held = pc.is_valid(batch.column("held")).to_numpy(zero_copy_only=False)
+    order = ((piece << 32) | row).astype(np.uint64)
+    drop = choose(norm, uid, order, held)
+    keys = ((piece << 32) | row)[drop].tolist()
+    summaries = group_summaries(norm, uid, order, held, batch.column("source").to_numpy(),
+                                batch.column("text").to_pylist(), drop)
+    return pa.table({"key": pa.array(keys + [-1] * len(summaries), pa.int64()),
+                     "summary": pa.array([None] * len(keys) + [json.dumps(s, ensure_ascii=False) for s in summaries],
+                                         pa.string())})
+
+
+def _without_keys(batch, keys: np.ndarray):
+    """The block without the training records whose (piece << 32 | row) is in ``keys``."""
+    found = np.zeros(batch.num_rows, bool)
+    if len(keys) and batch.num_rows:
+        own = batch.column("piece").to_numpy().astype(np.int64) * (1 << 32) + batch.column("row").to_numpy()
+        at = np.minimum(np.searchsorted(keys, own), len(keys) - 1)
+        found = (keys[at] == own) & training_mask(batch).to_numpy(zero_copy_only=False)
+    return batch.filter(pa.array(~found))
 
 
 def _apply_selection(batch, kept: np.ndarray, codes: list[int]):

@@ -6,6 +6,7 @@
       stats.md      the same as a readable report
       recipe.yaml   the recipe the build ran (when it came from a file)
       heldout/      held-out text for the bits-per-byte tasks (with a heldout block)
+      filtered/     the first records each filter dropped, per source (with filters)
 
 Training may be pointed at OUTPUT or at OUTPUT/dataset; both resolve here.
 """
@@ -19,6 +20,7 @@ STATS = "stats.json"
 STATS_MD = "stats.md"
 RECIPE = "recipe.yaml"
 HELDOUT = "heldout"  # held-out text per folder (data/heldout.py): heldout/FOLDER/test.jsonl
+FILTERED = "filtered"  # dropped records per source (data/filters.py): filtered/SOURCE.jsonl
 STATE = "state.json"  # written by datasets' save_to_disk layout (pack.write_blocks)
 
 

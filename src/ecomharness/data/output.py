@@ -77,9 +77,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_build_files(tmp: Path, recipe: DataRecipe, stats: dict, heldout_documents: dict | None) -> None:
-    """Everything of a build output beside the packed dataset: the held-out texts,
+def write_build_files(tmp: Path, recipe: DataRecipe, stats: dict, heldout_documents: dict | None,
+                      reports: dict | None = None) -> None:
+    """Everything of a build output beside the packed dataset: the held-out texts, the
+    first records each filter dropped per source (``filtered/SOURCE.jsonl``),
     stats.json, stats.md and a copy of the recipe."""
+    for source in recipe.sources:
+        examples = reports[source.name].filtered_examples if reports and source.filters else []
+        if examples:
+            target = tmp / layout.FILTERED / f"{source.name}.jsonl"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
     for folder, documents in (heldout_documents or {}).items():
         target = tmp / layout.HELDOUT / folder / "test.jsonl"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +100,8 @@ def write_build_files(tmp: Path, recipe: DataRecipe, stats: dict, heldout_docume
 
 def build_stats(recipe, reports, totals: dict[str, np.ndarray], mix, sample_counts: dict[str, int], chosen, packed,
                 separator_text, tokenizer_fingerprint: str, selection: dict | None = None,
-                curriculum: dict | None = None, heldout: dict | None = None) -> dict:
+                curriculum: dict | None = None, heldout: dict | None = None,
+                dedup: tuple[dict, dict] | None = None) -> dict:
     """stats.json of a build, from what either engine measured: bad-record ``reports``
     per source, per-source ``totals`` (``source_totals``), the mixer's counts and
     histograms (``mix``), domain and general sample counts, the ratio draw, packing, the
@@ -106,6 +115,11 @@ def build_stats(recipe, reports, totals: dict[str, np.ndarray], mix, sample_coun
             "bad_by_reason": dict(sorted(report.bad.items())), "bad_examples": report.bad_examples,
             "tokens": int(totals["tokens"][i]), "tokens_used": int(totals["tokens_used"][i]),
         })
+        if dedup is not None:
+            sources[-1].update(dedup[1][spec.name])
+        if spec.filters:  # only sources that filter say so: other builds keep their bytes
+            sources[-1]["filtered"] = int(sum(report.filtered.values()))
+            sources[-1]["filtered_by_reason"] = dict(sorted(report.filtered.items()))
     kinds: Counter = Counter()
     for s in sources:
         kinds[s["kind"]] += s["tokens_used"]
@@ -132,6 +146,8 @@ def build_stats(recipe, reports, totals: dict[str, np.ndarray], mix, sample_coun
         "sources": sources,
         "records": int(sum(s["records"] for s in sources)),
         "bad_records": int(sum(s["bad_records"] for s in sources)),
+        **({"filtered_records": int(sum(s.get("filtered", 0) for s in sources))}
+           if any("filtered" in s for s in sources) else {}),
         "samples": {
             "domain": int(sample_counts["domain"]), "general": int(sample_counts["general"]),
             "selected": int(len(chosen.samples)), "mixer_counts": dict(sorted(mix.counts.items())),
@@ -143,7 +159,8 @@ def build_stats(recipe, reports, totals: dict[str, np.ndarray], mix, sample_coun
         "packing": {**packed, "seq_len": recipe.seq_len},
         "tokenizer_fingerprint": tokenizer_fingerprint,
         **{name: value for name, value in (("selection", selection), ("curriculum", curriculum),
-                                           ("heldout", heldout)) if value is not None},
+                                           ("heldout", heldout), ("dedup", dedup[0] if dedup else None))
+           if value is not None},
     }
 
 
@@ -174,6 +191,24 @@ def stats_markdown(stats: dict) -> str:
     lines += ["", "## Packing", "", f"{p['tokens']:,} tokens in {p['blocks']:,} blocks of {p['seq_len']} in "
               f"{p['shards']} shard(s) ({p['padding']:,} padding tokens in the last block of each shard); "
               f"content sha256 `{p['content_sha256']}`", ""]
+    if "dedup" in stats:
+        d = stats["dedup"]
+        lines += ["## Duplicates", "", f"{d['method']}: {d['removed']:,} records removed in {d['groups']:,} groups, "
+                  f"{d['removed_as_heldout']:,} equal to a held-out text.", ""]
+        lines += [f"- {s['name']}: {s['duplicates']:,} duplicates, {s['duplicates_of_heldout']:,} of held-out texts"
+                  for s in stats["sources"]]
+        if d["largest"]:
+            lines += ["", "| records | text |", "|--:|---|"]
+            lines += [f"| {g['records']:,} | {g['text'][:80].replace('|', '/').replace(chr(10), ' ')} |"
+                      for g in d["largest"]]
+        lines.append("")
+    filtered = [s for s in stats["sources"] if s.get("filtered")]
+    if filtered:
+        lines += ["## Filtered records", "", f"Examples of each reason in `{layout.FILTERED}/`.", ""]
+        for s in filtered:
+            lines.append(f"- {s['name']}: {s['filtered']:,} of {s['filtered'] + s['records']:,} dropped ("
+                         + ", ".join(f"{k} {v:,}" for k, v in s["filtered_by_reason"].items()) + ")")
+        lines.append("")
     bad = [s for s in stats["sources"] if s["bad_records"]]
     if bad:
         lines += ["## Bad records", ""]

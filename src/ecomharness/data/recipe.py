@@ -14,11 +14,13 @@
         path: raw/products.jsonl        # a file, a directory or a glob
         key: product_id                 # links records of different sources
         template: "{{ title }}\\n{{ attributes }}"
+        filters: [{name: length, min_chars: 20}]   # optional: ecomharness.data.filters
     mixer: {name: graph, min_records: 2, max_records: 8, separator: "\\n"}
     ratio: {general_to_domain: 2.0, general_languages: {zh: 1, en: 1}}
     select: {...}                       # optional: ecomharness.select.stage
     curriculum: {by: perplexity, model: path/to/proxy, stages: 3}   # optional
     heldout: {share: 0.01, max_documents: 1000}   # optional: ecomharness.data.heldout
+    dedup: {exact: true}                # optional: ecomharness.data.dedup
     shards: 1                           # output files; samples go to shards by a seeded hash
 """
 
@@ -32,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
+from ecomharness.data.dedup import DedupSpec, parse_dedup
+from ecomharness.data.filters import FilterSpec, parse_filters
 from ecomharness.data.heldout import HeldoutSpec, parse_heldout
 from ecomharness.select.curriculum import CurriculumSpec, parse_curriculum
 from ecomharness.select.stage import SelectionSpec, parse_selection
@@ -53,6 +57,7 @@ class SourceSpec:
     template: str = "{{ text }}"
     key: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    filters: tuple[FilterSpec, ...] = ()  # see ecomharness.data.filters
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class DataRecipe:
     select: SelectionSpec | None = None  # see ecomharness.select.stage
     curriculum: CurriculumSpec | None = None  # see ecomharness.select.curriculum
     heldout: HeldoutSpec | None = None  # see ecomharness.data.heldout
+    dedup: DedupSpec | None = None  # see ecomharness.data.dedup
     source_file: Path | None = None
 
     def fingerprint(self) -> str:
@@ -96,10 +102,14 @@ class DataRecipe:
         payload = dataclasses.asdict(self)
         payload.pop("source_file", None)
         payload.pop("output", None)
-        if payload.get("heldout") is None:  # recipes without one keep their fingerprint
-            payload.pop("heldout", None)
+        for optional in ("heldout", "dedup"):  # recipes without one keep their fingerprint
+            if payload.get(optional) is None:
+                payload.pop(optional, None)
         if payload.get("shards") == 1:
             payload.pop("shards")
+        for source in payload["sources"]:  # recipes without filters keep their fingerprint
+            if not source.get("filters"):
+                source.pop("filters", None)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -142,6 +152,7 @@ def _source(raw: Any, index: int, where: str, base: Path) -> SourceSpec:
         template=_typed(raw, "template", str, at, "{{ text }}"),
         key=key,
         options=_typed(raw, "options", dict, at, {}),
+        filters=parse_filters(raw.get("filters"), f"{at}.filters"),
     )
 
 
@@ -218,6 +229,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
                                [s.name for s in sources if s.kind == "domain"]),
         curriculum=parse_curriculum(_resolve_paths(raw.get("curriculum"), base), where),
         heldout=parse_heldout(raw.get("heldout"), where),
+        dedup=parse_dedup(raw.get("dedup"), where),
     )
     if not 8 <= recipe.seq_len <= MAX_SEQ_LEN:
         raise UserError(f"{where}.seq_len: must be between 8 and {MAX_SEQ_LEN}, got {recipe.seq_len}")

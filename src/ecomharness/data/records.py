@@ -21,6 +21,7 @@ import jinja2
 import jinja2.sandbox
 import numpy as np
 
+from ecomharness.data.filters import first_drop, source_checks
 from ecomharness.data.identity import record_uid
 from ecomharness.data.recipe import DataRecipe, SourceSpec
 from ecomharness.errors import UserError
@@ -74,12 +75,39 @@ class SourceReport:
     records: int = 0
     bad: Counter = field(default_factory=Counter)
     bad_examples: list[str] = field(default_factory=list)
+    filtered: Counter = field(default_factory=Counter)  # "filter: reason" -> records dropped
+    filtered_examples: list[dict] = field(default_factory=list)  # the first few of each reason
 
     def count_bad(self, reason: str, message: str) -> None:
         """Count one skipped record by reason, keeping the first few messages."""
         self.bad[reason] += 1
         if len(self.bad_examples) < 5:
             self.bad_examples.append(message)
+
+    def count_filtered(self, reason: str, where: str, text: str) -> None:
+        """Count one record a filter dropped, keeping the first few of each reason."""
+        self.filtered[reason] += 1
+        if self.filtered[reason] <= FILTERED_EXAMPLES:
+            self.filtered_examples.append({"reason": reason, "where": where, "text": text})
+
+    def merge(self, other: dict) -> None:
+        """Add a report read back from ``as_dict`` (a piece of a source read elsewhere),
+        in reading order: counts add up, examples keep the first ones."""
+        self.bad.update(other["bad"])
+        self.bad_examples.extend(other["examples"][:max(0, 5 - len(self.bad_examples))])
+        for example in other.get("filtered_examples", []):
+            if sum(1 for e in self.filtered_examples if e["reason"] == example["reason"]) < FILTERED_EXAMPLES:
+                self.filtered_examples.append(example)
+        self.filtered.update(other.get("filtered", {}))
+
+    def as_dict(self) -> dict:
+        """The report as plain data (``merge`` reads it back)."""
+        return {"bad": dict(self.bad), "examples": self.bad_examples, "filtered": dict(self.filtered),
+                "filtered_examples": self.filtered_examples}
+
+
+# Dropped records kept per filter reason and source, written beside the build.
+FILTERED_EXAMPLES = 3
 
 
 _PLAIN_FIELDS = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -149,6 +177,7 @@ def render_source(source: SourceSpec, stream, on_error: str, report: SourceRepor
     ``report``. Both engines render through here: a per-record stage added here runs
     the same on either."""
     render = renderer(source)
+    checks = source_checks(source)
 
     def bad(reason: str, error: Exception | str) -> None:
         if on_error == "raise":
@@ -191,6 +220,10 @@ def render_source(source: SourceSpec, stream, on_error: str, report: SourceRepor
         except UnicodeEncodeError as exc:  # a lone surrogate from a JSON "\ud800" escape
             bad("invalid Unicode", f"{where}: the text holds {exc.object[exc.start:exc.end]!r}, which is not "
                                    "valid Unicode (a lone surrogate)")
+            continue
+        dropped = first_drop(checks, text, record)
+        if dropped is not None:
+            report.count_filtered(dropped, where, text)
             continue
         report.records += 1
         yield key, text, record
