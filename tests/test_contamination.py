@@ -1,0 +1,153 @@
+"""Contamination (data/contamination.py, `ecomharness contamination`): planted task
+documents found verbatim, lightly edited and embedded in longer text; clean records left
+alone; template n-grams and documents too short to check accounted for."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from ecomharness.data.contamination import build_index, parse_contamination, task_documents, units
+from ecomharness.errors import UserError
+from tests.conftest import run_cli
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def light_edit(text: str, rng: random.Random) -> str:
+    """Two characters changed, spacing and punctuation changed, sentences reordered."""
+    chars = list(text)
+    content = [i for i, c in enumerate(chars) if c.isalnum()]
+    for i in rng.sample(content, min(2, len(content))):
+        chars[i] = "某" if "\u4e00" <= chars[i] <= "\u9fff" else "x"
+    edited = "".join(chars).replace("，", ", ").replace("\n", "  ").replace(",", " ,")
+    sentences = [s for s in re.split(r"(?<=[。.!！])", edited) if s]
+    rng.shuffle(sentences)
+    return " ".join(sentences)
+
+
+def clean_records(n_products: int = 2000, n_general: int = 3000) -> list[str]:
+    """Every record of the synthetic shop and its general text, as one string each."""
+    import tempfile
+
+    from ecomharness.testing.corpus import write_corpus
+
+    paths = write_corpus(Path(tempfile.mkdtemp()), n_products=n_products, n_general=n_general, seed=11)
+    return [" ".join(str(v) for v in json.loads(line).values() if isinstance(v, str))
+            for p in paths.values() for line in p.read_text(encoding="utf-8").splitlines()]
+
+
+def planted(index, texts: dict, clean: list[str], seed: int = 0) -> dict[str, dict[str, float]]:
+    """Recall per language and kind of plant over the checked documents, and the share of
+    clean records that match anything."""
+    rng = random.Random(seed)
+    found: dict[str, dict[str, list]] = {}
+    for doc, (task, doc_id) in enumerate(index.documents):
+        text = texts[task][doc_id]
+        language = "zh" if re.search("[\u4e00-\u9fff]", text) else "en"
+        plants = {"verbatim": text, "light edits": light_edit(text, rng),
+                  "embedded": f"{clean[doc % len(clean)]} {text} {clean[(7 * doc) % len(clean)]}"}
+        for kind, plant in plants.items():
+            found.setdefault(language, {}).setdefault(kind, []).append(doc in index.matches(plant))
+    recall = {language: {kind: sum(v) / len(v) for kind, v in kinds.items()} for language, kinds in found.items()}
+    recall["clean"] = {"false positive share": sum(1 for t in clean if index.matches(t)) / len(clean)}
+    return recall
+
+
+def test_units_are_words_for_latin_text_and_characters_for_cjk():
+    assert units("iPhone手机, Red dress!") == ["iphone", "手", "机", "red", "dress"]
+    assert units("ＲＥＤ　２０２４") == ["red", "2024"]
+
+
+def test_template_ngrams_are_not_content_and_short_documents_are_not_clean():
+    prompt = "classify the following product title into one of the listed categories please"
+    docs = {"t": [(i, f"{prompt} title {i} {'word ' * (i % 3)}") for i in range(20)]
+            + [(20, "tiny doc")], "u": [(0, "红色连衣裙夏季新款女装短袖")]}
+    index = build_index(docs, parse_contamination({"tasks": ["t", "u"]}, "x"))
+    # The 13-gram of the prompt is in every document: template. What each document adds
+    # (two or three words) is under half of any window: nothing of its own to check, so
+    # it is counted as unchecked, never as clean.
+    assert index.template["t"] == 1 and index.unchecked["t"] == list(range(21))
+    assert index.unchecked["u"] == [] and index.totals == {"t": 21, "u": 1}
+    assert index.matches(f"{prompt} title 3 word") == {}
+    assert [index.documents[d] for d in index.matches("店铺上新：红色连衣裙夏季新款女装短袖，包邮")] == [("u", 0)]
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(UserError, match=r"decontaminate\.tasks: expected a list"):
+        parse_contamination({"tasks": []}, "decontaminate")
+    with pytest.raises(UserError, match=r"\.ngram_words: expected a whole number from 3"):
+        parse_contamination({"tasks": ["a"], "ngram_words": 1}, "decontaminate")
+    with pytest.raises(UserError, match=r"\.threshold: expected a share"):
+        parse_contamination({"tasks": ["a"], "threshold": 1.0}, "decontaminate")
+    with pytest.raises(UserError, match=r"\.action: expected one of"):
+        parse_contamination({"tasks": ["a"], "action": "delete"}, "decontaminate")
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    """The bundled sample documents of every ecom_icl task, as lm-eval renders them."""
+    docs = task_documents(["ecom_icl"])
+    return docs, {task: dict(items) for task, items in docs.items()}
+
+
+def test_planted_documents_of_the_bundled_samples_are_found(bundled):
+    docs, texts = bundled
+    index = build_index(docs, parse_contamination({"tasks": ["ecom_icl"]}, "x"))
+    figures = planted(index, texts, clean_records())
+    assert figures["zh"]["verbatim"] == 1.0 and figures["zh"]["embedded"] == 1.0
+    assert figures["zh"]["light edits"] >= 0.9
+    assert figures["clean"]["false positive share"] <= 0.001
+    # The English sample documents are shorter than 13 words: never called clean.
+    assert len(index.unchecked["ecom_icl_ned"]) == index.totals["ecom_icl_ned"]
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not here")
+def test_planted_documents_of_the_real_release_files_are_found():
+    docs = {}
+    for folder in sorted((SHARED / "ecominstruct").iterdir()):
+        records = [json.loads(line) for line in (folder / "test.json").read_text(encoding="utf-8").splitlines()
+                   if line.strip()]
+        docs[folder.name] = [(i, r["sentences"] if isinstance(r["sentences"], str) else " ".join(r["sentences"]))
+                             for i, r in enumerate(records)]
+    fiqa = [json.loads(line) for line in (SHARED / "finben" / "fiqasa" / "valid.jsonl").read_text().splitlines()]
+    docs["fiqasa"] = [(i, r["text"]) for i, r in enumerate(fiqa)]
+    index = build_index(docs, parse_contamination({"tasks": list(docs)}, "x"))
+    figures = planted(index, {t: dict(items) for t, items in docs.items()}, clean_records(500, 800))
+    for language in ("zh", "en"):
+        assert figures[language]["verbatim"] == 1.0 and figures[language]["embedded"] == 1.0
+    assert figures["clean"]["false positive share"] <= 0.001
+
+
+def test_the_command_reports_found_documents_with_their_records(bundled, tmp_path):
+    docs, texts = bundled
+    pdc = docs["ecom_icl_pdc"]
+    corpus = tmp_path / "crawl.jsonl"
+    rows = [{"text": "a clean record about shoes"}, {"text": pdc[3][1]}, {"body": "no text field"},
+            {"text": "店铺首页 " + pdc[7][1] + " 欢迎选购"}]
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "{bad json\n",
+                      encoding="utf-8")
+    report = tmp_path / "report.json"
+    done = run_cli("contamination", str(corpus), "--tasks", "ecom_icl_pdc,ecom_icl_tig", "--output", str(report))
+    assert done.returncode == 0, done.stderr
+    assert "skipped 1 records: no text field 'text'" in done.stdout
+    assert "skipped 1 records: unreadable line" in done.stdout
+    written = json.loads(report.read_text())
+    pdc_row = written["tasks"]["ecom_icl_pdc"]
+    # The planted two, and any other sample document whose content they carry (the
+    # bundled sample reuses its product titles across documents).
+    assert {3, 7} <= set(pdc_row["found_ids"])
+    shared = [i for i in pdc_row["found_ids"] if i not in (3, 7)]
+    assert all(any(texts["ecom_icl_pdc"][i].split("\n")[0] in texts["ecom_icl_pdc"][j] for j in (3, 7)) for i in shared)
+    assert f"| ecom_icl_pdc | 40 | 40 | {pdc_row['found']} | {pdc_row['found'] / 40:.4f} |" in done.stdout
+    assert pdc_row["records"]["3"] == [{"file": str(corpus), "line": 2}]
+    assert pdc_row["records"]["7"] == [{"file": str(corpus), "line": 4}]
+    assert written["tasks"]["ecom_icl_tig"]["found"] == 0
+    failed = run_cli("contamination", str(corpus), "--tasks", "ecom_icl_pdc", "--fail-above", "0")
+    assert failed.returncode == 1 and "FAILED: ecom_icl_pdc above 0" in failed.stdout
+    bad = run_cli("contamination", str(tmp_path / "missing.jsonl"), "--tasks", "ecom_icl_pdc")
+    assert bad.returncode == 2 and "no such file or folder" in bad.stderr
