@@ -151,3 +151,93 @@ def test_the_command_reports_found_documents_with_their_records(bundled, tmp_pat
     assert failed.returncode == 1 and "FAILED: ecom_icl_pdc above 0" in failed.stdout
     bad = run_cli("contamination", str(tmp_path / "missing.jsonl"), "--tasks", "ecom_icl_pdc")
     assert bad.returncode == 2 and "no such file or folder" in bad.stderr
+
+
+def test_a_build_drops_or_flags_records_holding_test_documents(bundled, tmp_path):
+    """Two test documents of a task crawled into a source: the build finds both, drops
+    the records (or keeps them, flagged), and says so per task and per source."""
+    import yaml
+
+    from ecomharness.data.build import build_dataset
+    from ecomharness.data.recipe import load_recipe
+    from tests.conftest import corpus_with_tokenizer
+
+    docs, _ = bundled
+    sources = corpus_with_tokenizer(tmp_path, n_products=100, n_general=200, seed=8, vocab_size=500)
+    crawl = tmp_path / "raw" / "crawl.jsonl"
+    pdc = docs["ecom_icl_pdc"]
+    crawl.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
+                             for t in ("一条干净的记录，关于鞋子的。", pdc[4][1], "店铺：" + pdc[9][1] + "，欢迎")),
+                     encoding="utf-8")
+    sources.append({"name": "crawl", "kind": "domain", "language": "zh", "format": "jsonl", "path": str(crawl)})
+
+    def build(name, action):
+        recipe = {"output": str(tmp_path / name), "tokenizer": str(tmp_path / "tok"), "seq_len": 64,
+                  "sources": sources, "ratio": {"general_languages": {"zh": 1, "en": 1}},
+                  "decontaminate": {"tasks": ["ecom_icl_pdc"], "action": action}}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+        lines: list[str] = []
+        return build_dataset(load_recipe(path), log=lines.append), lines
+
+    dropped, lines = build("dropped", "drop")
+    crawl_stats = next(s for s in dropped["sources"] if s["name"] == "crawl")
+    assert crawl_stats["contaminated"] == 2 and crawl_stats["records"] == 1
+    report = dropped["contamination"]["tasks"]["ecom_icl_pdc"]
+    assert {4, 9} <= set(report["found_ids"]) and report["documents"] == 40
+    assert any("decontamination: " in line and "dropped" in line for line in lines)
+    assert "## Contamination" in (tmp_path / "dropped" / "stats.md").read_text()
+    flagged, _ = build("flagged", "flag")
+    crawl_flagged = next(s for s in flagged["sources"] if s["name"] == "crawl")
+    assert crawl_flagged["contaminated"] == 2 and crawl_flagged["records"] == 3
+    assert flagged["contamination"]["tasks"] == dropped["contamination"]["tasks"]
+    # A task that does not exist fails before anything is read or written.
+    import dataclasses
+
+    recipe = load_recipe(tmp_path / "dropped.yaml")
+    unknown = dataclasses.replace(recipe, output=tmp_path / "never",
+                                  decontaminate=dataclasses.replace(recipe.decontaminate, tasks=("no_such_task",)))
+    with pytest.raises(UserError, match="no_such_task"):
+        build_dataset(unknown, log=lambda *_: None)
+    assert not (tmp_path / "never").exists()
+
+
+def test_training_carries_the_build_contamination_into_records_the_gate_reads(tmp_path):
+    """The link from a build to a verdict: what a build found (flagged, kept) is what
+    training writes into each ledger record, and what the gate fails closed on."""
+    from types import SimpleNamespace
+
+    from ecomharness.evaluation.ledger import checkpoint_records
+    from ecomharness.gate.evidence import from_record
+    from ecomharness.gate.policy import parse_policy
+    from ecomharness.gate.verdict import run_gate
+    from ecomharness.train.components import training_contamination
+
+    build = tmp_path / "data"
+    (build / "dataset").mkdir(parents=True)
+    (build / "dataset" / "state.json").write_text("{}")
+    block = {"action": "flag", "records": {"crawl": 2, "shop": 0},
+             "tasks": {"ecom_icl_pdc": {"documents": 40, "checked": 40, "found": 2, "share": 0.05},
+                       "heldout:shop": {"documents": 9, "checked": 9, "found": 1, "share": 0.11}}}
+    (build / "stats.json").write_text(json.dumps({"contamination": block}))
+    carried = training_contamination(SimpleNamespace(data=SimpleNamespace(path=str(build))))
+    assert set(carried) == {"ecom_icl_pdc"}
+    assert carried["ecom_icl_pdc"]["share"] == 0.05 and carried["ecom_icl_pdc"]["sources"] == ["crawl"]
+    dropped = training_contamination(SimpleNamespace(data=SimpleNamespace(path=str(build / "dataset"))))
+    assert dropped == carried  # the output or its dataset folder, as training accepts
+    (build / "stats.json").write_text(json.dumps({"contamination": {**block, "action": "drop"}}))
+    assert training_contamination(SimpleNamespace(data=SimpleNamespace(path=str(build))))["ecom_icl_pdc"]["share"] == 0
+
+    def record(task_set, contamination):
+        return {"checkpoint": "checkpoint-10", "step": 10, "status": "ok", "task_set": task_set,
+                "metrics": {"ecom_icl_pdc": {"acc": {"value": 0.9, "stderr": 0.01}}},
+                "task_versions": {"ecom_icl_pdc": 1}, "contamination": contamination}
+
+    # Two task sets of one checkpoint read as one keep the contamination of both.
+    combined = checkpoint_records([record("a", {}), record("b", {"ecom_icl_pdc": carried["ecom_icl_pdc"]})])[0]
+    candidate = from_record(combined, "checkpoint-10")
+    verdict = run_gate(parse_policy({"rules": [{"kind": "min", "tasks": ["ecom_icl_pdc"], "metric": "acc",
+                                                "threshold": 0.5}]}), candidate, None)
+    assert not verdict.passed and "[fail-closed: contaminated]" in verdict.checks[0].reason
+    with pytest.raises(UserError, match=r"contamination\.ecom_icl_pdc: expected"):
+        from_record({**combined, "contamination": {"ecom_icl_pdc": {"share": 3}}}, "bad")

@@ -1,6 +1,6 @@
 """The Ray engine of ``data build``, in local Ray mode (2 CPUs): the same dataset as the
-local engine, byte for byte (with filters and deduplication on), for any number of
-blocks; bad records counted the same; a source cut into several blocks; a killed worker
+local engine, byte for byte (with filters, deduplication and decontamination on), for
+any number of blocks; bad records counted the same; a source cut into several blocks; a killed worker
 retried without duplicated samples."""
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ def corpus(tmp_path_factory):
             lines.append(json.dumps({"product_id": f"P{i:05d}", "text": "   "}))
         if i % 9 == 0 and i >= 10:  # a duplicate, re-typed, for deduplication
             lines.append(json.dumps({"product_id": f"P{i % 40:05d}", "text": f"REVIEW {i} OF A PRODUCT!"}))
+    from ecomharness.data.contamination import task_documents
+
+    # Two test documents of a bundled task, crawled into the reviews: decontamination finds them.
+    planted = task_documents(["ecom_icl_pdc"])["ecom_icl_pdc"]
+    lines += [json.dumps({"product_id": "P00003", "text": planted[i][1]}, ensure_ascii=False) for i in (2, 5)]
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
     # Filters on, so that every comparison with the local engine covers their counts and
     # the dropped records written beside the build.
@@ -65,7 +70,8 @@ def corpus(tmp_path_factory):
 def _recipe(root: Path, sources, name: str, **extra) -> Path:
     recipe = {"output": str(root / name), "tokenizer": str(root / "tok"), "seq_len": 64, "seed": 3,
               "on_error": "skip", "sources": sources, "mixer": {"name": "graph", "min_records": 2, "max_records": 4},
-              "heldout": {"share": 0.05, "max_documents": 9}, "shards": 3, "dedup": {"exact": True}, **extra}
+              "heldout": {"share": 0.05, "max_documents": 9}, "shards": 3, "dedup": {"exact": True},
+              "decontaminate": {"tasks": ["ecom_icl_pdc"]}, **extra}
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     return path
@@ -120,6 +126,9 @@ def test_bad_records_are_counted_identically_by_reason_and_example(corpus, ray_s
     assert ray_bad["filtered_by_reason"] == local_bad["filtered_by_reason"] == {"length: too short": 10}
     assert ray_bad["duplicates"] == local_bad["duplicates"] > 0
     assert ray_stats["dedup"] == local_stats["dedup"]
+    assert ray_stats["contamination"] == local_stats["contamination"]
+    assert {2, 5} <= set(local_stats["contamination"]["tasks"]["ecom_icl_pdc"]["found_ids"])
+    assert local_bad["contaminated"] >= 2
     assert ":2: invalid JSON" in ray_bad["bad_examples"][0]  # the line number of the whole file
 
 

@@ -263,3 +263,33 @@ def test_lower_is_better_metrics_turn_drops_and_floors_around():
     assert not gate([ceiling], evidence(bpb=(1.56, None))).passed
     with pytest.raises(UserError, match="direction: expected higher or lower"):
         parse_policy({"rules": [{**rule, "direction": "down"}]})
+
+
+def test_a_contaminated_task_fails_closed_and_passes_only_when_allowed_saying_so():
+    """The candidate's training data held 3 of 40 test documents of `a` (flagged, kept):
+    every rule on `a` fails closed with `contaminated`, naming the share and the sources;
+    allowed (by the rule, the policy, or a max_contamination above the share), the check
+    is decided as usual and its reason says what was allowed."""
+    candidate = evidence(a=(0.70, 0.01), b=(0.60, 0.01))
+    candidate.contamination = {"a": {"found": 3, "documents": 40, "share": 0.075, "action": "flag",
+                                     "sources": ["crawl"]}}
+    base = evidence("base", a=(0.60, 0.01), b=(0.60, 0.01))
+    rules = [{"kind": "min", "tasks": ["a", "b"], "threshold": 0.5},
+             {"kind": "max_drop", "tasks": ["a"], "threshold": 0.05}]
+    verdict = unpaired_gate(rules, candidate, base)
+    failed = [c for c in verdict.checks if not c.passed]
+    assert not verdict.passed and {c.task for c in failed} == {"a"} and len(failed) == 2
+    assert all("[fail-closed: contaminated]" in c.reason and "3 of 40 test documents (7.5%)" in c.reason
+               and "sources: crawl" in c.reason for c in failed)
+    for top in ({"allow": ["unpaired", "contaminated"]}, {"max_contamination": 0.1}):
+        allowed = gate(rules, candidate, base, **({"allow": ["unpaired"]} | top))
+        assert allowed.passed, [c.reason for c in allowed.checks]
+        notes = [c for c in allowed.checks if c.task == "a"]
+        assert all(("contamination allowed: a: 3 of 40" in c.reason) == ("allow" in top) for c in notes)
+    by_rule = unpaired_gate([{**rules[1], "allow": ["contaminated"]}], candidate, base)
+    assert by_rule.passed and "contamination allowed" in by_rule.checks[0].reason
+    # Dropped by the build: nothing of it is in the training data, nothing to fail on.
+    candidate.contamination["a"]["share"] = 0.0
+    assert unpaired_gate(rules, candidate, base).passed
+    with pytest.raises(UserError, match=r"max_contamination: expected a share"):
+        parse_policy({"rules": rules, "max_contamination": 2})

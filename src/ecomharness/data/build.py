@@ -1,7 +1,7 @@
 """``ecomharness data build``: the pipeline. It owns the stage sequence, every check,
 every console line and the timings; an engine (data/engine.py) does the operations.
 
-    [held-out split] -> [dedup] -> [select] -> read + render + tokenize -> mix (domain samples)
+    [held-out split] -> [dedup] -> [decontaminate] -> [select] -> read + render + tokenize -> mix
     -> ratio draw -> order (seeded shuffle, or [curriculum]) -> pack -> stats, atomically
 
 The ratio draw runs here, on the driver, over four numbers a sample, whichever engine
@@ -19,6 +19,7 @@ import numpy as np
 
 from ecomharness import registry
 from ecomharness.data import layout, ratio
+from ecomharness.data.contamination import build_index, build_report, heldout_documents, task_documents
 from ecomharness.data.dedup import dedup_stats
 from ecomharness.data.engine import Engine
 from ecomharness.data.engine_local import LocalEngine
@@ -48,6 +49,9 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print, engine: En
         curriculum_scorer = build_scorer(recipe.curriculum.by, dict(recipe.curriculum.options), where="curriculum")
     tokenizer = load_tokenizer(recipe.tokenizer)
     separator = separator_ids(tokenizer, separator_text)
+    # Opened before any reading too: a task name that does not exist fails at once.
+    documents = task_documents(list(recipe.decontaminate.tasks), recipe.decontaminate.metadata) \
+        if recipe.decontaminate is not None else None
     engine.start(recipe, mixer, tokenizer, log)
 
     timings: dict[str, float] = {}
@@ -73,6 +77,17 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print, engine: En
         block = dedup[0]
         log(f"[data] dedup: removed {block['removed']:,} duplicate records in {block['groups']:,} groups and "
             f"{block['removed_as_heldout']:,} equal to a held-out text ({block['method']})")
+    contamination = None
+    if recipe.decontaminate is not None:
+        spec = recipe.decontaminate
+        with timed("decontaminate"):
+            index = build_index({**documents, **heldout_documents(heldout.documents if heldout else {})}, spec)
+            found, per_source = engine.decontaminate(index, drop=spec.action == "drop")
+        contamination = build_report(spec, index, found, per_source)
+        hit = {t: r for t, r in contamination["tasks"].items() if r["found"]}
+        log(f"[data] decontamination: {sum(per_source.values()):,} records hold test documents of {len(hit)} of "
+            f"{len(contamination['tasks'])} task(s) ({'dropped' if spec.action == 'drop' else 'flagged, kept'})"
+            + "".join(f"; {t} {r['found']:,}/{r['documents']:,}" for t, r in hit.items()))
     selection = None
     if recipe.select is not None:
         with timed("select"):
@@ -112,7 +127,8 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print, engine: En
                             packed, separator_text, tokenizer_fingerprint(tokenizer),
                             selection=selection.stats if selection is not None else None,
                             curriculum=ordering.curriculum,
-                            heldout=heldout.stats(recipe.heldout) if heldout is not None else None, dedup=dedup)
+                            heldout=heldout.stats(recipe.heldout) if heldout is not None else None, dedup=dedup,
+                            contamination=contamination)
         write_build_files(tmp, recipe, stats, heldout.documents if heldout is not None else None, counts.reports)
         return stats
 

@@ -211,6 +211,21 @@ def build_index(documents: dict[str, list[tuple[int, str]]], spec: Contamination
                       spec.ngram_chars, spec.threshold, prefixes)
 
 
+def build_report(spec: ContaminationSpec, index: NgramIndex, found: dict[int, int],
+                 per_source: dict[str, int]) -> dict:
+    """stats.json's ``contamination`` block: settings, per task what was found, per source
+    the records that held a task document (dropped or only flagged, by ``action``)."""
+    return {"action": spec.action, "settings": {"ngram_words": spec.ngram_words, "ngram_chars": spec.ngram_chars,
+                                                "threshold": spec.threshold, "template_share": spec.template_share},
+            "tasks": task_report(index, found), "records": dict(per_source)}
+
+
+def heldout_documents(documents: dict[str, list[dict]]) -> dict[str, list[tuple[int, str]]]:
+    """A build's held-out texts as pseudo-tasks ``heldout:FOLDER`` (their line numbers as ids)."""
+    return {f"heldout:{folder}": [(i, doc["text"]) for i, doc in enumerate(docs)]
+            for folder, docs in sorted(documents.items())}
+
+
 def task_report(index: NgramIndex, found: dict[int, Any]) -> dict[str, dict]:
     """Per task: documents, checked, found in the corpus (count, share of all documents,
     ids), and the ids that could not be checked."""

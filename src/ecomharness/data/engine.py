@@ -8,7 +8,8 @@ per build: each operation may keep what the next one needs.
 
 Called in this order, each once (``select`` only when the recipe selects):
 
-    start -> read -> split_heldout -> [deduplicate] -> [select] -> tokenize -> mix -> order -> pack
+    start -> read -> split_heldout -> [deduplicate] -> [decontaminate] -> [select] -> tokenize
+    -> mix -> order -> pack
     -> tokens_used -> describe
 
 A new engine implements these; a new stage that works on one record at a time
@@ -75,6 +76,11 @@ class Engine(Protocol):
     def deduplicate(self) -> list[dict]:
         """Drop duplicate training records and those equal to a held-out one
         (data/dedup.py); return ``dedup.group_summaries`` of every group that lost one."""
+
+    def decontaminate(self, index: Any, drop: bool) -> tuple[dict[int, int], dict[str, int]]:
+        """Find the indexed task documents (``contamination.NgramIndex``) in the training
+        records; with ``drop``, the records holding any leave training. Returns the
+        records found per indexed document and per source name."""
 
     def select(self, log: Callable[[str], None]) -> Any:
         """Run the recipe's selection over what the held-out split left; return its

@@ -125,6 +125,25 @@ class LocalEngine:
                     texts[row] = text
         return texts
 
+    def decontaminate(self, index, drop: bool) -> tuple[dict[int, int], dict[str, int]]:
+        """One pass over the training records, each checked against the index."""
+        found: dict[int, int] = {}
+        per_source: dict[str, int] = {}
+        within = {}
+        for source in self.recipe.sources:
+            mask, hits = [], 0
+            for text, _ in self.rendered(source):
+                matched = index.matches(text)
+                for doc in matched:
+                    found[doc] = found.get(doc, 0) + 1
+                hits += bool(matched)
+                mask.append(not (drop and matched))
+            per_source[source.name] = hits
+            within[source.name] = np.asarray(mask, bool)
+        self.keep = combine_masks(self.keep, within) if self.keep is not None else within
+        self.rendered = _kept(self.base, self.keep)
+        return found, per_source
+
     def select(self, log):
         """Score and choose over the records the held-out split left (select/stage.py)."""
         selection = run_selection(self.recipe, self.recipe.select, self.rendered, log=log)

@@ -515,7 +515,8 @@ class RayEngine:
         records = ray.data.read_datasource(_datasource(recipe, self.pieces, self.partitions),
                                            override_num_blocks=len(self.pieces))
         self.records = records.map_batches(tokenize_batch, fn_kwargs={
-            "tokenizer_name": recipe.tokenizer, "keep_text": recipe.select is not None or recipe.dedup is not None},
+            "tokenizer_name": recipe.tokenizer,
+            "keep_text": any(step is not None for step in (recipe.select, recipe.dedup, recipe.decontaminate))},
             batch_format="pyarrow", batch_size=recipe.batch_size, **RETRIES).materialize()
         side = self.records.map_batches(_side_rows, fn_kwargs={
             "limit": recipe.heldout.max_documents if recipe.heldout else 0}, batch_format="pyarrow",
@@ -552,6 +553,29 @@ class RayEngine:
         self.records = self.records.map_batches(_without_keys, fn_kwargs={"keys": dropped}, batch_format="pyarrow",
                                                 **RETRIES)
         return [json.loads(r["summary"]) for r in found if r["summary"] is not None]
+
+    @_driver_errors
+    def decontaminate(self, index, drop: bool) -> tuple[dict[int, int], dict[str, int]]:
+        """Check every training record against the index, put in the object store once
+        and read by each worker once (``_index_of``); the matched records come back to
+        the driver (few, on a corpus worth training on) and leave training with ``drop``."""
+        import ray
+
+        reference = [ray.put(index)]  # in a list: passed on as a reference, read in the task
+        matched = self.records.map_batches(_contamination_rows, fn_kwargs={"reference": reference},
+                                           batch_format="pyarrow", **RETRIES).take_all()
+        names = [s.name for s in self.recipe.sources]
+        found: dict[int, int] = {}
+        per_source = {name: 0 for name in names}
+        for row in matched:
+            for doc in json.loads(row["docs"]):
+                found[doc] = found.get(doc, 0) + 1
+            per_source[names[row["source"]]] += 1
+        if drop and matched:
+            keys = np.sort(np.asarray([row["key"] for row in matched], np.int64))
+            self.records = self.records.map_batches(_without_keys, fn_kwargs={"keys": keys}, batch_format="pyarrow",
+                                                    **RETRIES)
+        return found, per_source
 
     @_driver_errors
     def select(self, log):
@@ -771,6 +795,38 @@ def _dedup_group(batch):
     return pa.table({"key": pa.array(keys + [-1] * len(summaries), pa.int64()),
                      "summary": pa.array([None] * len(keys) + [json.dumps(s, ensure_ascii=False) for s in summaries],
                                          pa.string())})
+
+
+_INDEXES: dict[str, object] = {}
+
+
+def _index_of(reference):
+    """The contamination index behind an object reference, fetched once per worker."""
+    import ray
+
+    key = reference.hex()
+    if key not in _INDEXES:
+        _INDEXES.clear()
+        _INDEXES[key] = ray.get(reference)
+    return _INDEXES[key]
+
+
+@_input_errors
+def _contamination_rows(batch, reference: list):
+    """The training records of the block that hold an indexed task document: their key
+    (piece << 32 | row), source and the documents found."""
+    index = _index_of(reference[0])
+    rows = batch.filter(training_mask(batch))
+    keys, sources, docs = [], [], []
+    pieces, numbers = rows.column("piece").to_pylist(), rows.column("row").to_pylist()
+    for i, (text, source) in enumerate(zip(rows.column("text").to_pylist(), rows.column("source").to_pylist())):
+        matched = index.matches(text) if text is not None else {}
+        if matched:
+            keys.append((pieces[i] << 32) | numbers[i])
+            sources.append(source)
+            docs.append(json.dumps(sorted(matched)))
+    return pa.table({"key": pa.array(keys, pa.int64()), "source": pa.array(sources, pa.int16()),
+                     "docs": pa.array(docs, pa.string())})
 
 
 def _without_keys(batch, keys: np.ndarray):

@@ -101,7 +101,7 @@ def write_build_files(tmp: Path, recipe: DataRecipe, stats: dict, heldout_docume
 def build_stats(recipe, reports, totals: dict[str, np.ndarray], mix, sample_counts: dict[str, int], chosen, packed,
                 separator_text, tokenizer_fingerprint: str, selection: dict | None = None,
                 curriculum: dict | None = None, heldout: dict | None = None,
-                dedup: tuple[dict, dict] | None = None) -> dict:
+                dedup: tuple[dict, dict] | None = None, contamination: dict | None = None) -> dict:
     """stats.json of a build, from what either engine measured: bad-record ``reports``
     per source, per-source ``totals`` (``source_totals``), the mixer's counts and
     histograms (``mix``), domain and general sample counts, the ratio draw, packing, the
@@ -117,6 +117,8 @@ def build_stats(recipe, reports, totals: dict[str, np.ndarray], mix, sample_coun
         })
         if dedup is not None:
             sources[-1].update(dedup[1][spec.name])
+        if contamination is not None:
+            sources[-1]["contaminated"] = contamination["records"][spec.name]
         if spec.filters:  # only sources that filter say so: other builds keep their bytes
             sources[-1]["filtered"] = int(sum(report.filtered.values()))
             sources[-1]["filtered_by_reason"] = dict(sorted(report.filtered.items()))
@@ -159,7 +161,8 @@ def build_stats(recipe, reports, totals: dict[str, np.ndarray], mix, sample_coun
         "packing": {**packed, "seq_len": recipe.seq_len},
         "tokenizer_fingerprint": tokenizer_fingerprint,
         **{name: value for name, value in (("selection", selection), ("curriculum", curriculum),
-                                           ("heldout", heldout), ("dedup", dedup[0] if dedup else None))
+                                           ("heldout", heldout), ("dedup", dedup[0] if dedup else None),
+                                           ("contamination", contamination))
            if value is not None},
     }
 
@@ -201,6 +204,15 @@ def stats_markdown(stats: dict) -> str:
             lines += ["", "| records | text |", "|--:|---|"]
             lines += [f"| {g['records']:,} | {g['text'][:80].replace('|', '/').replace(chr(10), ' ')} |"
                       for g in d["largest"]]
+        lines.append("")
+    if "contamination" in stats:
+        c = stats["contamination"]
+        verb = "dropped" if c["action"] == "drop" else "flagged (kept in training)"
+        lines += ["## Contamination", "", f"Records holding a test document were {verb}: "
+                  + ", ".join(f"{name} {n:,}" for name, n in c["records"].items()) + ".", "",
+                  "| task | documents | checked | found | share |", "|---|--:|--:|--:|--:|"]
+        lines += [f"| {t} | {r['documents']:,} | {r['checked']:,} | {r['found']:,} | {r['share']:.4f} |"
+                  for t, r in c["tasks"].items()]
         lines.append("")
     filtered = [s for s in stats["sources"] if s.get("filtered")]
     if filtered:

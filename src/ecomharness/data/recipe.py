@@ -21,6 +21,7 @@
     curriculum: {by: perplexity, model: path/to/proxy, stages: 3}   # optional
     heldout: {share: 0.01, max_documents: 1000}   # optional: ecomharness.data.heldout
     dedup: {exact: true}                # optional: ecomharness.data.dedup
+    decontaminate: {tasks: [ecom_icl]}  # optional: ecomharness.data.contamination
     shards: 1                           # output files; samples go to shards by a seeded hash
 """
 
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
+from ecomharness.data.contamination import ContaminationSpec, parse_contamination
 from ecomharness.data.dedup import DedupSpec, parse_dedup
 from ecomharness.data.filters import FilterSpec, parse_filters
 from ecomharness.data.heldout import HeldoutSpec, parse_heldout
@@ -95,6 +97,7 @@ class DataRecipe:
     curriculum: CurriculumSpec | None = None  # see ecomharness.select.curriculum
     heldout: HeldoutSpec | None = None  # see ecomharness.data.heldout
     dedup: DedupSpec | None = None  # see ecomharness.data.dedup
+    decontaminate: ContaminationSpec | None = None  # see ecomharness.data.contamination
     source_file: Path | None = None
 
     def fingerprint(self) -> str:
@@ -102,7 +105,7 @@ class DataRecipe:
         payload = dataclasses.asdict(self)
         payload.pop("source_file", None)
         payload.pop("output", None)
-        for optional in ("heldout", "dedup"):  # recipes without one keep their fingerprint
+        for optional in ("heldout", "dedup", "decontaminate"):  # recipes without one keep their fingerprint
             if payload.get(optional) is None:
                 payload.pop(optional, None)
         if payload.get("shards") == 1:
@@ -230,6 +233,7 @@ def parse_recipe(raw: Any, where: str = "recipe", base: Path | None = None) -> D
         curriculum=parse_curriculum(_resolve_paths(raw.get("curriculum"), base), where),
         heldout=parse_heldout(raw.get("heldout"), where),
         dedup=parse_dedup(raw.get("dedup"), where),
+        decontaminate=parse_contamination(raw.get("decontaminate"), f"{where}.decontaminate"),
     )
     if not 8 <= recipe.seq_len <= MAX_SEQ_LEN:
         raise UserError(f"{where}.seq_len: must be between 8 and {MAX_SEQ_LEN}, got {recipe.seq_len}")

@@ -216,7 +216,8 @@ def latest_ok_records(records: list[dict]) -> list[dict]:
 
 # What a combined record takes from its parts: mappings are merged, a later task set's
 # entry for the same task replacing an earlier one's (as re-evaluating would).
-_MERGED = ("metrics", "group_subtasks", "n_samples", "n_shot", "task_versions", "data_sources", "subset")
+_MERGED = ("metrics", "group_subtasks", "n_samples", "n_shot", "task_versions", "data_sources", "subset",
+           "contamination")
 # (``bootstrap_stderr`` stays with each part: its seed and resamples are the part's.)
 
 
@@ -301,12 +302,14 @@ def _versions() -> dict[str, str]:
 def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None = None,
                   tokens_seen: int | None = None, results: dict | None = None, error: BaseException | None = None,
                   seconds: float = 0.0, data_sources: dict | None = None,
-                  record_folder: str | Path | None = None) -> dict[str, Any]:
+                  record_folder: str | Path | None = None, contamination: dict | None = None) -> dict[str, Any]:
     """One ledger record: what was evaluated, how (``settings``, an ``EvalSettings``),
     with which data (``data_sources``: the evaluator's snapshot; without one, this
     process's ``DATA_SOURCES`` as they are now), and the outcome. With
     ``record_folder`` (the ledger's folder), the results' per-document scores are
-    written beside the ledger and referenced as ``per_document``."""
+    written beside the ledger and referenced as ``per_document``. ``contamination``
+    (task -> what the training data held of its test documents, from the data build) is
+    kept for the evaluated tasks: the gate reads it (``contaminated``)."""
     from dataclasses import asdict
 
     record: dict[str, Any] = {
@@ -337,6 +340,9 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
         record["bootstrap_stderr"] = results["bootstrap_stderr"]
     sources = DATA_SOURCES if data_sources is None else data_sources
     record["data_sources"] = {t: sources[t] for t in sorted(results.get("results", {})) if t in sources}
+    if contamination:  # what the training data held of each evaluated task (data build's decontamination)
+        record["contamination"] = {t: contamination[t] for t in sorted(results.get("results", {}))
+                                   if t in contamination}
     if record_folder is not None and results.get("per_document"):
         record["per_document"] = per_document.write(record_folder, f"{checkpoint}-{record['task_set']}",
                                                     results["per_document"])
@@ -347,14 +353,15 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
                         epoch: float | None = None, tokens_seen: int | None = None,
                         judge: Callable[[dict], dict] | None = None, record: bool = True,
                         data_sources: dict | None = None, log_fn: Callable[[str], None] = log.info,
-                        ranks: int = 1) -> dict | None:
+                        ranks: int = 1, contamination: dict | None = None) -> dict | None:
     """Evaluate one checkpoint once per task set and append its record: the one path the
     inline callback, its resume catch-up and ``watch`` all take, so their records are
     the same. Returns the record, or None when the checkpoint was already recorded.
 
     ``evaluate`` returns lm-eval results (an exception is recorded as a failed record);
     ``judge`` adds a ``gate`` verdict to a successful record; ``data_sources`` is the
-    evaluator's snapshot of where each task's documents came from. ``record=False`` (ranks
+    evaluator's snapshot of where each task's documents came from, ``contamination`` what
+    the run's training data held of them (``ledger_record``). ``record=False`` (ranks
     other than 0 under ZeRO-3 or data-parallel evaluation) evaluates without writing;
     ``ranks`` (data-parallel evaluation) is recorded as ``eval_ranks``. The ledger lock is held from
     the check to the append, so concurrent processes evaluate each checkpoint once. A
@@ -375,6 +382,7 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
             results, error = None, exc
         entry = ledger_record(checkpoint, step, settings, epoch=epoch, tokens_seen=tokens_seen, results=results,
                               error=error, seconds=time.perf_counter() - start, data_sources=data_sources,
+                              contamination=contamination,
                               record_folder=Path(ledger).parent if record else None)
         if ranks > 1:
             entry["eval_ranks"] = ranks  # evaluated data-parallel: each rank a shard

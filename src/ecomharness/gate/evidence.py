@@ -88,6 +88,10 @@ class Evidence:
     # What lm-eval itself records about each task (``evaluation/lm_eval_samples.py``:
     # ``task_hash``, ``config_hash``): the identity of results that carry no data source.
     lm_eval_identity: dict[str, dict[str, str]] = field(default_factory=dict)
+    # What the training data held of each leaf task's test documents (the data build's
+    # decontamination, copied into every ledger record by training): found, documents,
+    # share, action, sources.
+    contamination: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def leaves(self, task: str) -> list[str]:
         """The leaf tasks under a group (the task itself if it is not a group)."""
@@ -143,6 +147,16 @@ def _sources(value: Any, where: str) -> dict[str, dict]:
             raise UserError(f"{where}.{task}: expected a data-source mapping (origin, source, fingerprint, ...), "
                             f"got {type(source).__name__} {source!r:.60}")
     return sources
+
+
+def _contamination(value: Any, where: str) -> dict[str, dict]:
+    """A record's ``contamination``: per task a found count and a share from 0 to 1."""
+    found = _mapping(value, where)
+    for task, entry in found.items():
+        share = entry.get("share") if isinstance(entry, dict) else None
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise UserError(f"{where}.{task}: expected {{found, documents, share from 0 to 1, ...}}, got {entry!r}")
+    return found
 
 
 def _groups(value: Any, where: str) -> dict[str, list[str]]:
@@ -208,6 +222,7 @@ def from_record(record: dict, label: str, folder: Path | None = None) -> Evidenc
         checkpoint=record.get("checkpoint"),
         step=record.get("step"),
         per_document=_per_document(record.get("per_document"), folder, f"{label}: per_document"),
+        contamination=_contamination(record.get("contamination"), f"{label}: contamination"),
     ))
 
 

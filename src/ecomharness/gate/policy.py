@@ -51,7 +51,7 @@ from typing import Any
 from ecomharness.errors import UserError
 from ecomharness.util import did_you_mean, load_yaml_file, reject_unknown_keys
 
-ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch", "unpaired")
+ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch", "unpaired", "contaminated")
 CORRECTIONS = ("none", "holm")
 # Below 100 resamples a percentile interval is noise; above a million (100 times the
 # default, minutes per test on a 2-core machine) a policy would run for hours.
@@ -105,6 +105,9 @@ class Policy:
     correction: str = "none"
     resamples: int = 10_000
     seed: int = 0
+    # The largest share of a task's test documents the candidate's training data may
+    # hold before the task fails closed (``contaminated``); the data build measures it.
+    max_contamination: float = 0.0
 
 
 COMMON = {"name", "kind", "tasks", "metric", "threshold", "alpha", "significant", "allow", "parts",
@@ -203,7 +206,12 @@ def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None =
     known_kinds = set(known_kinds or BUILTIN_KINDS)
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping at the top level")
-    reject_unknown_keys(raw, {"rules", "alpha", "allow", "rank_by", "correction", "bootstrap"}, where)
+    reject_unknown_keys(raw, {"rules", "alpha", "allow", "rank_by", "correction", "bootstrap", "max_contamination"},
+                        where)
+    max_contamination = raw.get("max_contamination", 0.0)
+    if isinstance(max_contamination, bool) or not isinstance(max_contamination, (int, float)) \
+            or not 0 <= max_contamination <= 1:
+        raise UserError(f"{where}.max_contamination: expected a share from 0 to 1, got {max_contamination!r}")
     correction = raw.get("correction", "none")
     if correction not in CORRECTIONS:
         raise UserError(f"{where}.correction: expected one of {', '.join(CORRECTIONS)}, got {correction!r}")
@@ -228,7 +236,8 @@ def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None =
         rank_by = (_text(rank_by, "task", "", f"{where}.rank_by"), _text(rank_by, "metric", "score", f"{where}.rank_by"))
     rules = tuple(_rule(r, f"{where}.rules[{i}]", known_kinds) for i, r in enumerate(rules_raw))
     return Policy(rules=rules, alpha=alpha, allow=_allow(raw.get("allow"), where), rank_by=rank_by,
-                  source=where, correction=correction, resamples=resamples, seed=seed)
+                  source=where, correction=correction, resamples=resamples, seed=seed,
+                  max_contamination=float(max_contamination))
 
 
 def load_policy(path: str | Path, known_kinds: set[str] | None = None) -> Policy:

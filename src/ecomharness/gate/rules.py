@@ -88,6 +88,13 @@ def provenance(rule: Rule, task: str, candidate: Evidence, baseline: Evidence | 
             found = _closed(rule, task, "nan", f"{label} {task}/{rule.metric} is {measure.value} (not finite)", policy)
             if found:
                 return found
+    for leaf in candidate.leaves(task):
+        entry = candidate.contamination.get(leaf)
+        if entry and entry["share"] > policy.max_contamination:
+            found = _closed(rule, task, "contaminated", f"{leaf}: {_contamination_words(entry)}, above "
+                            f"max_contamination {policy.max_contamination:g}", policy)
+            if found:
+                return found
     if baseline is None or absent:  # an allowed missing score: nothing to compare, whatever its data
         return None
     c_leaves, b_leaves = sorted(candidate.leaves(task)), sorted(baseline.leaves(task))
@@ -137,6 +144,20 @@ def provenance(rule: Rule, task: str, candidate: Evidence, baseline: Evidence | 
             if found:
                 return found
     return None
+
+
+def _contamination_words(entry: dict) -> str:
+    return (f"{entry.get('found')} of {entry.get('documents')} test documents ({entry['share']:.1%}) are in the "
+            f"candidate's training data (sources: {', '.join(entry.get('sources') or []) or 'unknown'})")
+
+
+def contamination_note(task: str, candidate: Evidence, policy: Policy) -> str | None:
+    """Words for a check that passed over contamination the rule or policy allows."""
+    over = [(leaf, candidate.contamination[leaf]) for leaf in candidate.leaves(task)
+            if leaf in candidate.contamination and candidate.contamination[leaf]["share"] > policy.max_contamination]
+    if not over:
+        return None
+    return "contamination allowed: " + "; ".join(f"{leaf}: {_contamination_words(e)}" for leaf, e in over)
 
 
 def lm_eval_paired(leaf: str, candidate: Evidence, baseline: Evidence) -> int | None:
@@ -242,6 +263,9 @@ def rule_min(rule: Rule, gate: GateRun) -> list[Check]:
         else:
             passed = c.value >= bound
             reason = f"{task} {rule.metric} {_fmt(c.value)} {'>=' if passed else '<'} floor {bound:g}"
+        note = contamination_note(task, candidate, gate.policy)
+        if note:
+            reason += f"; {note}"
         checks.append(Check(rule.name, rule.kind, task, rule.metric, passed, reason,
                             {"candidate": c.value, "candidate_stderr": c.stderr},
                             {"max" if rule.direction == "lower" else "min": bound}))
@@ -264,6 +288,7 @@ class Comparison:
     alpha: float
     test: Significance | None
     basis: str | None  # where the identity came from, when not from our data sources
+    contamination: str | None = None  # contamination the rule or policy allowed, in words
 
     @property
     def change(self) -> float:
@@ -299,6 +324,9 @@ class Comparison:
         passed, why = decide_power(self, passed, why, settings)
         if self.basis:
             why += f"; {self.basis}"
+        if self.contamination:
+            inputs["contamination"] = self.contamination
+            why += f"; {self.contamination}"
         head = f"{self.task} {rule.metric} {_fmt(b.value)} -> {_fmt(c.value)} ({c.value - b.value:+.4f}" \
             + (", lower is better)" if rule.direction == "lower" else ")")
         return Check(rule.name, rule.kind, self.task, rule.metric, passed, f"{head}: {why}", inputs, settings)
@@ -382,7 +410,8 @@ def _compare(rule: Rule, gate: GateRun, gain: bool) -> list[Check | Comparison]:
             or rule.max_detectable_effect is not None
         test = significance(gate, rule, task, c, b) if uses_test else None
         out.append(Comparison(rule, task, gain, c, b, rule.threshold.of(b.value), gate.alpha(rule), test,
-                              identity_basis(task, candidate, baseline)))
+                              identity_basis(task, candidate, baseline),
+                              contamination_note(task, candidate, gate.policy)))
     return out
 
 

@@ -69,6 +69,31 @@ def build_stats_file(recipe: TrainRecipe) -> Path | None:
     return layout.stats_file(recipe.data.path)
 
 
+def training_contamination(recipe: TrainRecipe) -> dict[str, dict]:
+    """What the run's training data holds of each task's test documents, from its build's
+    ``stats.json`` (``decontaminate``): per task the documents found in the corpus, what
+    the build did with the records holding them (``dropped``, so ``share`` in training is
+    0, or ``flag``: kept, and ``share`` is the found share), and the sources that held
+    them. Empty when the build did not check; ledger records then carry none."""
+    import json
+
+    stats_file = build_stats_file(recipe)
+    if stats_file is None:
+        return {}
+    try:
+        stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{stats_file}: not a readable build report ({exc})") from exc
+    block = stats.get("contamination") if isinstance(stats, dict) else None
+    if not isinstance(block, dict) or not isinstance(block.get("tasks"), dict):
+        return {}
+    sources = sorted(name for name, n in (block.get("records") or {}).items() if n)
+    kept = block.get("action") == "flag"
+    return {task: {"found": row["found"], "documents": row["documents"], "share": row["share"] if kept else 0.0,
+                   "action": block.get("action"), "sources": sources, "build": str(stats_file.parent)}
+            for task, row in block["tasks"].items() if not task.startswith("heldout:")}
+
+
 def cpt_collator(features: list[dict]) -> dict:
     """Stack fixed-length blocks; padding (attention 0) is not a training target."""
     import torch

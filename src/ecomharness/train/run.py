@@ -281,7 +281,8 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
     world = max(args.world_size, 1)
     zero_stage = (ds_config or {}).get("zero_optimization", {}).get("stage", 0)
     tokens_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * world * seq_len
-    inline = inline_callback(recipe.eval, tokenizer, recipe.run_dir, tokens_per_step, zero_stage)
+    inline = inline_callback(recipe.eval, tokenizer, recipe.run_dir, tokens_per_step, zero_stage,
+                             components.training_contamination(recipe))
     if recipe.eval.asynchronous is not None and is_main_process():
         log(f"[train] the async evaluation profile is evaluated by another process: "
             f"ecomharness watch {recipe.run_dir}")

@@ -23,6 +23,7 @@ from ecomharness.errors import UserError
 from ecomharness.evaluation.checkpoint import CheckpointEvaluator
 from ecomharness.evaluation.ledger import checkpoint_records, evaluate_and_record, read_ledger, slim_record
 from ecomharness.train.callbacks.inline_eval import chosen_for_evaluation, record_judge
+from ecomharness.train.components import training_contamination
 from ecomharness.train.run_dir import complete_checkpoints, done_marker, ledger_path, recipe_file, trainer_state
 
 log = logging.getLogger("ecomharness.watch")
@@ -66,11 +67,12 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
     every_n_saves = recipe.eval.schedule(chosen)
     judge = record_judge(recipe.eval, run_dir)
     evaluator = CheckpointEvaluator(settings)
+    contamination = training_contamination(recipe)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     ledger = ledger_path(run_dir)
     result = WatchResult()
     if recipe.eval.on_start:
-        _evaluate_init(recipe, evaluator, ledger, device, result, log_fn)
+        _evaluate_init(recipe, evaluator, ledger, device, result, log_fn, contamination)
     attempted: set[str] = set()  # each checkpoint is tried at most once per invocation
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     while True:
@@ -82,7 +84,7 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
                 ledger, settings, path.name, step,
                 lambda path=path: evaluator.evaluate_path(str(path), device=device, dtype=recipe.model.dtype),
                 epoch=state.get("epoch"), tokens_seen=None if tokens_per_step is None else step * tokens_per_step,
-                judge=judge, data_sources=evaluator.data_sources)
+                judge=judge, data_sources=evaluator.data_sources, contamination=contamination)
             if record is None:
                 continue  # another watcher got there first
             result.evaluated += 1
@@ -111,7 +113,7 @@ def _profile(spec, name: str | None, kept: Path):
 
 
 def _evaluate_init(recipe, evaluator: CheckpointEvaluator, ledger: Path, device: str, result: WatchResult,
-                   log_fn) -> None:
+                   log_fn, contamination: dict | None = None) -> None:
     """Evaluate the starting model on this task set when the ledger lacks it (the gate's
     baseline). A model built from scratch (``model.init``) has no directory to read: its
     start is evaluated in the training process only."""
@@ -127,7 +129,7 @@ def _evaluate_init(recipe, evaluator: CheckpointEvaluator, ledger: Path, device:
         ledger, evaluator.settings, "init", 0,
         lambda: evaluator.evaluate_path(recipe.model.path, device=device, dtype=recipe.model.dtype,
                                         tokenizer=recipe.tokenizer),
-        epoch=0.0, tokens_seen=0, data_sources=evaluator.data_sources)
+        epoch=0.0, tokens_seen=0, data_sources=evaluator.data_sources, contamination=contamination)
     if record is None:
         return
     result.evaluated += 1

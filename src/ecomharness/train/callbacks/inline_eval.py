@@ -54,7 +54,7 @@ def record_judge(spec: EvalSpec, run_dir: Path):
 
 def catch_up(every_n_saves: int, run_dir: Path, evaluator: CheckpointEvaluator, save_steps: int,
              max_steps: int | None, tokens_per_step: int = 0, device: str = "cpu", model=None,
-             judge=None) -> list[dict]:
+             judge=None, contamination: dict | None = None) -> list[dict]:
     """Evaluate saved checkpoints that the schedule (every ``every_n_saves`` saves) chose
     but the ledger lacks for the evaluator's task set (a run killed between a save and
     its evaluation), from their directories, with the same record as in the loop: epoch
@@ -74,26 +74,30 @@ def catch_up(every_n_saves: int, run_dir: Path, evaluator: CheckpointEvaluator, 
 
         record = evaluate_and_record(ledger_path(run_dir), settings, directory.name, step, evaluate,
                                      epoch=state.get("epoch"), tokens_seen=step * tokens_per_step, judge=judge,
-                                     data_sources=evaluator.data_sources)
+                                     data_sources=evaluator.data_sources, contamination=contamination)
         if record is not None:
             recorded.append(record)
     return recorded
 
 
 def inline_callback(spec: EvalSpec, tokenizer, run_dir: Path, tokens_per_step: int = 0,
-                    zero_stage: int = 0) -> InlineEvalCallback | None:
+                    zero_stage: int = 0, contamination: dict | None = None) -> InlineEvalCallback | None:
     """The callback for a recipe's ``eval`` section, or None when it has no ``inline``
-    profile (nothing is evaluated in the training process)."""
+    profile (nothing is evaluated in the training process). ``contamination``: what the
+    training data held of each task (``components.training_contamination``), kept in
+    every record."""
     if spec.inline is None:
         return None
-    return InlineEvalCallback(spec, tokenizer, run_dir, tokens_per_step, zero_stage)
+    return InlineEvalCallback(spec, tokenizer, run_dir, tokens_per_step, zero_stage, contamination)
 
 
 class InlineEvalCallback(TrainerCallback):
     """See the module docstring. ``attach(trainer)`` lets it log through the Trainer."""
 
-    def __init__(self, spec: EvalSpec, tokenizer, run_dir: Path, tokens_per_step: int = 0, zero_stage: int = 0):
+    def __init__(self, spec: EvalSpec, tokenizer, run_dir: Path, tokens_per_step: int = 0, zero_stage: int = 0,
+                 contamination: dict | None = None):
         self.spec = spec
+        self.contamination = contamination or {}
         self.settings = spec.inline.settings()
         self.every_n_saves = spec.schedule(spec.inline)
         self.tokenizer = tokenizer
@@ -142,7 +146,7 @@ class InlineEvalCallback(TrainerCallback):
         if is_main and self.zero_stage != 3:
             device = str(next(model.parameters()).device) if model is not None else "cpu"
             for record in catch_up(self.every_n_saves, self.run_dir, self.evaluator, save_steps, max_steps,
-                                   self.tokens_per_step, device, model, self._judge):
+                                   self.tokens_per_step, device, model, self._judge, self.contamination):
                 self._note(record, control)
                 records.append(record)
         return [r for r in records if r is not None]
@@ -163,7 +167,7 @@ class InlineEvalCallback(TrainerCallback):
                                      epoch=epoch, tokens_seen=step * self.tokens_per_step,
                                      judge=self._judge if checkpoint != "init" else None,
                                      record=is_main, data_sources=self.evaluator.data_sources,
-                                     ranks=self.eval_ranks)
+                                     ranks=self.eval_ranks, contamination=self.contamination)
         if record is None:
             return None
         self.eval_seconds += record["eval_seconds"]

@@ -1,0 +1,96 @@
+"""What cleaning the corpus costs: filters, exact dedup and decontamination beside a plain build.
+
+    .venv/bin/python benchmarks/data/bench_clean.py [--records 100000] [--tasks ecom_icl]
+
+On the synthetic corpus of bench_build.py (N domain records, N/4 general), runs in
+fresh processes, one after the other on the same files: the plain build, then the same
+recipe with every source filtered (length, repetition, characters), `dedup: {exact:
+true}` and `decontaminate: {tasks: ...}`. Prints each build's time, its stage times,
+peak RSS and what each step removed, and the extra time of the cleaning as a ratio of
+the plain build (target: at most 0.5x extra on the local engine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_build import prepare  # noqa: E402
+
+FILTERS = [{"name": "length", "min_chars": 5}, {"name": "repetition", "max_duplicate_line_share": 0.5,
+                                                 "max_top_ngram_share": 0.5},
+           {"name": "characters", "max_symbol_share": 0.5, "max_markup_share": 0.3}]
+
+
+def cleaned(recipe_path: Path, tasks: list[str]) -> Path:
+    """The same recipe with the three cleaning steps on."""
+    import yaml
+
+    recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
+    for source in recipe["sources"]:
+        source["filters"] = FILTERS
+    recipe["dedup"] = {"exact": True}
+    recipe["decontaminate"] = {"tasks": tasks}
+    recipe["output"] = str(Path(recipe["output"]).with_name("cleaned"))
+    path = recipe_path.with_name("cleaned.yaml")
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def build_once(recipe_path: str) -> None:
+    """Run one build in this process and print its figures as JSON."""
+    from ecomharness.data.build import build_dataset
+    from ecomharness.data.recipe import load_recipe
+
+    start = time.perf_counter()
+    stats = build_dataset(load_recipe(recipe_path), force=True, log=lambda *_: None)
+    seconds = time.perf_counter() - start
+    print(json.dumps({
+        "records": stats["records"], "seconds": seconds, "timings": stats["timings_s"],
+        "filtered": stats.get("filtered_records", 0), "duplicates": stats.get("dedup", {}).get("removed", 0),
+        "contaminated": sum(stats.get("contamination", {}).get("records", {}).values()),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+def run(recipe: Path) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--one", str(recipe)], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"build failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """Prepare the corpus once, build it plain and cleaned, print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--tasks", default="ecom_icl")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        build_once(args.one)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        plain_recipe = prepare(Path(tmp), args.records)
+        clean_recipe = cleaned(plain_recipe, args.tasks.split(","))
+        plain, clean = run(plain_recipe), run(clean_recipe)
+    for name, result in (("plain", plain), ("cleaned", clean)):
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items())
+        print(f"{name:>7}: {result['records']:,} records in {result['seconds']:.1f}s ({stages}); "
+              f"peak RSS {result['peak_rss_mib']:,.0f} MiB; filtered {result['filtered']:,}, "
+              f"duplicates {result['duplicates']:,}, contaminated {result['contaminated']:,}")
+    print(f"cleaning's extra time: {clean['seconds'] / plain['seconds'] - 1:.2f}x the plain build "
+          f"(filters run while rendering; dedup {clean['timings'].get('dedup', 0):.1f}s, "
+          f"decontaminate {clean['timings'].get('decontaminate', 0):.1f}s)")
+
+
+if __name__ == "__main__":
+    main()
