@@ -70,7 +70,7 @@ def corpus(tmp_path_factory):
 def _recipe(root: Path, sources, name: str, **extra) -> Path:
     recipe = {"output": str(root / name), "tokenizer": str(root / "tok"), "seq_len": 64, "seed": 3,
               "on_error": "skip", "sources": sources, "mixer": {"name": "graph", "min_records": 2, "max_records": 4},
-              "heldout": {"share": 0.05, "max_documents": 9}, "shards": 3, "dedup": {"exact": True},
+              "heldout": {"share": 0.05, "max_documents": 9}, "shards": 3, "dedup": {"exact": True, "near": True},
               "decontaminate": {"tasks": ["ecom_icl_pdc"]}, **extra}
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")

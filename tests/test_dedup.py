@@ -42,7 +42,9 @@ def test_choose_keeps_the_smallest_uid_and_drops_groups_with_a_held_out_text():
 
 def test_dedup_block_is_validated():
     assert parse_dedup(None, "r") is None and parse_dedup({"exact": False}, "r") is None
-    with pytest.raises(UserError, match=r"r\.dedup: unknown key\(s\) near"):
+    with pytest.raises(UserError, match=r"r\.dedup: unknown key\(s\) fuzzy"):
+        parse_dedup({"fuzzy": 0.8}, "r")
+    with pytest.raises(UserError, match=r"r\.dedup\.near: expected true or a mapping"):
         parse_dedup({"near": 0.8}, "r")
     with pytest.raises(UserError, match=r"r\.dedup\.exact: expected true or false"):
         parse_dedup({"exact": "yes"}, "r")
@@ -129,3 +131,99 @@ def test_training_records_equal_to_a_held_out_text_are_dropped(corpus):
     assert expected > 0 and mirror_stats["duplicates_of_heldout"] == expected
     assert stats["dedup"]["removed_as_heldout"] == sum(s["duplicates_of_heldout"] for s in stats["sources"])
     assert mirror_stats["records"] == 30 - len(mirror_held) - expected - mirror_stats["duplicates"]
+
+
+# ---------------------------------------------------------------- near duplicates
+
+WORDS_EN = ("soft cotton summer dress with short sleeves light breathable fabric for daily wear in warm weather "
+            "available in red blue black white sizes small medium large machine washable easy care classic cut "
+            "round neck loose fit elegant casual office party beach travel gift premium quality stitching").split()
+CHARS_ZH = "夏季新款女装连衣裙短袖纯棉面料柔软透气舒适百搭显瘦气质通勤休闲度假红蓝黑白小中大号可机洗经典版型圆领宽松优雅"
+
+
+def _planted(language: str, clusters: int, seed: int) -> tuple[list[str], list[int]]:
+    """``clusters`` distinct texts of 40-70 units, each with two light variants (one or
+    two units changed, inserted or dropped): texts and their cluster ids."""
+    import random
+
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for cluster in range(clusters):
+        n = rng.randint(40, 70)
+        units = [rng.choice(WORDS_EN) for _ in range(n)] if language == "en" else \
+            [rng.choice(CHARS_ZH) for _ in range(n)]
+        variants = [units]
+        for _ in range(2):
+            edited = list(units)
+            for _ in range(rng.randint(1, 2)):
+                at = rng.randrange(len(edited))
+                move = rng.choice(("change", "insert", "drop"))
+                pool = WORDS_EN if language == "en" else CHARS_ZH
+                if move == "change":
+                    edited[at] = rng.choice(pool)
+                elif move == "insert":
+                    edited.insert(at, rng.choice(pool))
+                else:
+                    del edited[at]
+            variants.append(edited)
+        for units_of in variants:
+            texts.append(" ".join(units_of) if language == "en" else "".join(units_of))
+            labels.append(cluster)
+    return texts, labels
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_near_duplicates_are_found_with_high_precision_and_recall(language):
+    from ecomharness.data.dedup import NearSpec, band_keys, cluster_drops, signature, similar_pairs
+
+    spec = NearSpec()
+    texts, labels = _planted(language, 150, seed=3 if language == "en" else 4)
+    sigs = [signature(t, spec) for t in texts]
+    buckets: dict[int, list[int]] = {}
+    for i, sig in enumerate(sigs):
+        for key in band_keys(sig, spec):
+            buckets.setdefault(key, []).append(i)
+    edges = set()
+    for members in buckets.values():
+        for a, b in similar_pairs([texts[i] for i in members], spec):
+            edges.add((members[a], members[b]))
+    true = {(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts)) if labels[i] == labels[j]}
+    # Pairs of one cluster whose true Jaccard is under the threshold are not duplicates.
+    from ecomharness.data.dedup import shingles
+
+    def jaccard(i, j):
+        a, b = set(shingles(texts[i], spec)), set(shingles(texts[j], spec))
+        return len(a & b) / len(a | b)
+
+    similar = {pair for pair in true if jaccard(*pair) >= spec.threshold}
+    precision = len(edges & true) / len(edges)
+    recall = len(edges & similar) / len(similar)
+    assert precision >= 0.99 and recall >= 0.95, (precision, recall, len(similar))
+    dropped = cluster_drops({i: (i, False, 0) for i in range(len(texts))}, sorted(edges))
+    assert all(labels[k] == labels[kept] for k, kept in dropped.items())
+
+
+def test_a_build_removes_near_duplicates_on_top_of_exact_ones(corpus):
+    root, sources = corpus
+    texts, labels = _planted("zh", 20, seed=9)
+    near = root / "raw" / "near.jsonl"
+    near.write_text("".join(json.dumps({"product_id": f"N{i:04d}", "text": t}, ensure_ascii=False) + "\n"
+                            for i, t in enumerate(texts)), encoding="utf-8")
+    with_near = sources + [{"name": "near", "kind": "domain", "language": "zh", "format": "jsonl",
+                            "path": str(near), "key": "product_id"}]
+    stats = build_dataset(load_recipe(_recipe(root, with_near, "near", dedup={"exact": True, "near": True})),
+                          log=lambda *_: None)
+    near_stats = next(s for s in stats["sources"] if s["name"] == "near")
+    # What clustering every pair at Jaccard >= 0.8 (found by brute force) would remove.
+    from ecomharness.data.dedup import NearSpec, cluster_drops, similar_pairs
+
+    expected = len(cluster_drops({i: (i, False, 0) for i in range(len(texts))}, similar_pairs(texts, NearSpec())))
+    assert expected >= 10
+    assert 0.95 * expected <= near_stats["near_duplicates"] <= expected
+    assert near_stats["records"] == 60 - near_stats["near_duplicates"]
+    assert stats["dedup"]["near"]["removed"] >= near_stats["near_duplicates"]
+    assert stats["dedup"]["near"]["largest"][0]["records"] >= 3
+    with pytest.raises(UserError, match=r"near\.threshold: expected a Jaccard"):
+        parse_dedup({"near": {"threshold": 1.0}}, "r")
+    with pytest.raises(UserError, match=r"near deduplication runs after exact"):
+        parse_dedup({"exact": False, "near": True}, "r")

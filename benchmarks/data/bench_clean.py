@@ -7,7 +7,8 @@ fresh processes, one after the other on the same files: the plain build, then th
 recipe with every source filtered (length, repetition, characters), `dedup: {exact:
 true}` and `decontaminate: {tasks: ...}`. Prints each build's time, its stage times,
 peak RSS and what each step removed, and the extra time of the cleaning as a ratio of
-the plain build (target: at most 0.5x extra on the local engine).
+the plain build (target: at most 0.5x extra on the local engine); then the same with
+near-duplicate removal (MinHash LSH) on as well.
 """
 
 from __future__ import annotations
@@ -29,17 +30,18 @@ FILTERS = [{"name": "length", "min_chars": 5}, {"name": "repetition", "max_dupli
            {"name": "characters", "max_symbol_share": 0.5, "max_markup_share": 0.3}]
 
 
-def cleaned(recipe_path: Path, tasks: list[str]) -> Path:
-    """The same recipe with the three cleaning steps on."""
+def cleaned(recipe_path: Path, tasks: list[str], near: bool = False) -> Path:
+    """The same recipe with the three cleaning steps on (``near``: near dedup too)."""
     import yaml
 
     recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
     for source in recipe["sources"]:
         source["filters"] = FILTERS
-    recipe["dedup"] = {"exact": True}
+    recipe["dedup"] = {"exact": True, **({"near": True} if near else {})}
     recipe["decontaminate"] = {"tasks": tasks}
-    recipe["output"] = str(Path(recipe["output"]).with_name("cleaned"))
-    path = recipe_path.with_name("cleaned.yaml")
+    name = "cleaned_near" if near else "cleaned"
+    recipe["output"] = str(Path(recipe["output"]).with_name(name))
+    path = recipe_path.with_name(f"{name}.yaml")
     path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -55,6 +57,7 @@ def build_once(recipe_path: str) -> None:
     print(json.dumps({
         "records": stats["records"], "seconds": seconds, "timings": stats["timings_s"],
         "filtered": stats.get("filtered_records", 0), "duplicates": stats.get("dedup", {}).get("removed", 0),
+        "near_duplicates": stats.get("dedup", {}).get("near", {}).get("removed", 0),
         "contaminated": sum(stats.get("contamination", {}).get("records", {}).values()),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
@@ -80,16 +83,19 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         plain_recipe = prepare(Path(tmp), args.records)
-        clean_recipe = cleaned(plain_recipe, args.tasks.split(","))
-        plain, clean = run(plain_recipe), run(clean_recipe)
-    for name, result in (("plain", plain), ("cleaned", clean)):
+        tasks = args.tasks.split(",")
+        plain, clean = run(plain_recipe), run(cleaned(plain_recipe, tasks))
+        near = run(cleaned(plain_recipe, tasks, near=True))
+    for name, result in (("plain", plain), ("cleaned", clean), ("+ near", near)):
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items())
         print(f"{name:>7}: {result['records']:,} records in {result['seconds']:.1f}s ({stages}); "
               f"peak RSS {result['peak_rss_mib']:,.0f} MiB; filtered {result['filtered']:,}, "
-              f"duplicates {result['duplicates']:,}, contaminated {result['contaminated']:,}")
+              f"duplicates {result['duplicates']:,}, near duplicates {result['near_duplicates']:,}, "
+              f"contaminated {result['contaminated']:,}")
     print(f"cleaning's extra time: {clean['seconds'] / plain['seconds'] - 1:.2f}x the plain build "
           f"(filters run while rendering; dedup {clean['timings'].get('dedup', 0):.1f}s, "
-          f"decontaminate {clean['timings'].get('decontaminate', 0):.1f}s)")
+          f"decontaminate {clean['timings'].get('decontaminate', 0):.1f}s); with near dedup: "
+          f"{near['seconds'] / plain['seconds'] - 1:.2f}x (dedup {near['timings'].get('dedup', 0):.1f}s)")
 
 
 if __name__ == "__main__":

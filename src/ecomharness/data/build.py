@@ -73,10 +73,15 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print, engine: En
     dedup = None
     if recipe.dedup is not None:
         with timed("dedup"):
-            dedup = dedup_stats(engine.deduplicate(), [s.name for s in recipe.sources])
+            groups, near = engine.deduplicate()
+            dedup = dedup_stats(groups, [s.name for s in recipe.sources], near)
         block = dedup[0]
         log(f"[data] dedup: removed {block['removed']:,} duplicate records in {block['groups']:,} groups and "
             f"{block['removed_as_heldout']:,} equal to a held-out text ({block['method']})")
+        if "near" in block:
+            log(f"[data] dedup: removed {block['near']['removed']:,} near duplicates (Jaccard >= "
+                f"{recipe.dedup.near.threshold:g}) in {block['near']['clusters']:,} clusters, "
+                f"{block['near']['removed_as_heldout']:,} of them near a held-out text")
     contamination = None
     if recipe.decontaminate is not None:
         spec = recipe.decontaminate

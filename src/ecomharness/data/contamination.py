@@ -42,7 +42,8 @@ def units(text: str) -> list[str]:
     return _UNIT.findall(unicodedata.normalize("NFKC", text).lower())
 
 
-def _is_cjk(unit: str) -> bool:
+def is_cjk_unit(unit: str) -> bool:
+    """Whether a unit (``units``) is a CJK character."""
     return len(unit) == 1 and bool(re.match(f"[{_CJK}]", unit))
 
 
@@ -187,7 +188,7 @@ def build_index(documents: dict[str, list[tuple[int, str]]], spec: Contamination
         frequency: Counter = Counter()
         for doc_id, text in docs:
             stream = units(text)
-            cjk = sum(1 for u in stream if _is_cjk(u))
+            cjk = sum(1 for u in stream if is_cjk_unit(u))
             n = spec.ngram_chars if cjk * 2 > len(stream) else spec.ngram_words
             windows = ["\x00".join(stream[i:i + n]) for i in range(len(stream) - n + 1)]
             per_doc.append((doc_id, n, windows))

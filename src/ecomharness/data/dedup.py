@@ -1,15 +1,27 @@
-"""Exact deduplication of training records, within and across sources.
+"""Deduplication of training records, within and across sources: exact, then near.
 
-    dedup: {exact: true}
+    dedup: {exact: true, near: {threshold: 0.8}}
 
 Two records are duplicates when their rendered texts are equal after normalisation
-(Unicode NFKC, lower case, every space, punctuation and symbol character removed), so
+(Unicode NFKC, lower case, every character but letters and digits removed), so
 a product title copied with other spacing, case or punctuation is caught. Of each group
 of duplicates one record stays in training: the one with the smallest content uid
 (data/identity.py; ties, which are identical records, go to the first in reading
 order), so the choice depends on content alone and both engines keep the same one. A
 training record whose normalised text equals a held-out record's is dropped too: the
 held-out bits-per-byte texts must not be trained on.
+
+Near duplicates (``near``) are records whose shingle sets have a Jaccard similarity of
+at least ``threshold`` (default 0.8): shingles are ``ngram_chars`` (default 5)
+characters of CJK text and ``ngram_words`` (default 3) words of other text
+(contamination.units). Candidates come from LSH over datasketch MinHash signatures
+(``num_perm`` 128), cut into as few bands as give a pair at the threshold a 99% chance
+of sharing one (21 bands of 6 rows at 0.8; datasketch's own choice, 9 of 13, finds such
+a pair 40% of the time). Two records that share a band are compared by their exact
+Jaccard similarity, so no estimate decides; records joined by such pairs form a cluster,
+and the cluster keeps its smallest uid (a cluster holding a held-out record keeps
+none). Both engines group by the same band keys and decide each pair and cluster
+with the same functions here.
 
 Deduplication runs after the held-out split and before selection and mixing, so graph
 mixing sees the surviving records of each product, and a mixture ratio is not skewed
@@ -20,6 +32,7 @@ per source and shows the largest groups.
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +48,28 @@ EXAMPLE_CHARS = 200
 
 
 @dataclass(frozen=True)
+class NearSpec:
+    """Near-duplicate settings (see the module docstring)."""
+
+    threshold: float = 0.8
+    num_perm: int = 128
+    ngram_words: int = 3
+    ngram_chars: int = 5
+
+
+@dataclass(frozen=True)
 class DedupSpec:
-    """What deduplication a build does (only exact for now)."""
+    """What deduplication a build does: exact always, near when ``near`` is set."""
 
     exact: bool = True
+    near: NearSpec | None = None
+
+
+def _whole(raw: dict, key: str, default: int, low: int, high: int, where: str) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UserError(f"{where}.{key}: expected a whole number from {low} to {high}, got {value!r}")
+    return value
 
 
 def parse_dedup(raw: Any, where: str) -> DedupSpec | None:
@@ -47,20 +78,41 @@ def parse_dedup(raw: Any, where: str) -> DedupSpec | None:
         return None
     if not isinstance(raw, dict):
         raise UserError(f"{where}.dedup: expected a mapping such as {{exact: true}}, got {raw!r}")
-    unknown = sorted(set(raw) - {"exact"})
+    unknown = sorted(set(raw) - {"exact", "near"})
     if unknown:
-        raise UserError(f"{where}.dedup: unknown key(s) {', '.join(unknown)} (known: exact)")
+        raise UserError(f"{where}.dedup: unknown key(s) {', '.join(unknown)} (known: exact, near)")
     exact = raw.get("exact", True)
     if not isinstance(exact, bool):
         raise UserError(f"{where}.dedup.exact: expected true or false, got {exact!r}")
-    return DedupSpec(exact=exact) if exact else None
+    near_raw = raw.get("near")
+    near = None
+    if near_raw is not None and near_raw is not False:
+        at = f"{where}.dedup.near"
+        near_raw = {} if near_raw is True else near_raw
+        if not isinstance(near_raw, dict):
+            raise UserError(f"{at}: expected true or a mapping such as {{threshold: 0.8}}, got {near_raw!r}")
+        unknown = sorted(set(near_raw) - {"threshold", "num_perm", "ngram_words", "ngram_chars"})
+        if unknown:
+            raise UserError(f"{at}: unknown key(s) {', '.join(unknown)} (known: threshold, num_perm, ngram_words, "
+                            "ngram_chars)")
+        threshold = near_raw.get("threshold", 0.8)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.5 <= threshold < 1:
+            raise UserError(f"{at}.threshold: expected a Jaccard similarity from 0.5 up to (not including) 1, "
+                            f"got {threshold!r}")
+        if not exact:
+            raise UserError(f"{at}: near deduplication runs after exact deduplication; set exact: true")
+        near = NearSpec(float(threshold), _whole(near_raw, "num_perm", 128, 16, 1024, at),
+                        _whole(near_raw, "ngram_words", 3, 1, 20, at), _whole(near_raw, "ngram_chars", 5, 1, 20, at))
+    return DedupSpec(exact=exact, near=near) if exact else None
+
+
+_NOT_WORD = re.compile(r"[\W_]+")  # all but letters and digits: spaces, punctuation, symbols, marks
 
 
 def normalized_hash(text: str) -> int:
     """The 64-bit hash of a text's normalised form (see the module docstring); never 0,
     which marks rows that are not records."""
-    folded = unicodedata.normalize("NFKC", text).lower()
-    kept = "".join(c for c in folded if unicodedata.category(c)[0] not in "PZSC")
+    kept = _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).lower())
     value = int.from_bytes(hashlib.blake2b(kept.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
     return value or 1
 
@@ -113,9 +165,11 @@ def group_summaries(norm: np.ndarray, uid: np.ndarray, order: np.ndarray, held: 
     return out
 
 
-def dedup_stats(groups: list[dict], source_names: list[str]) -> tuple[dict, dict[str, dict[str, int]]]:
+def dedup_stats(groups: list[dict], source_names: list[str],
+                near: tuple[dict, dict[str, int]] | None = None) -> tuple[dict, dict[str, dict[str, int]]]:
     """stats.json's ``dedup`` block and the per-source counts, from every group that lost
-    records (``group_summaries``, from one engine call or merged from many)."""
+    records (``group_summaries``, from one engine call or merged from many) and the near
+    duplicates (``near_stats``) when they were looked for."""
     per_source = {name: {"duplicates": 0, "duplicates_of_heldout": 0} for name in source_names}
     for group in groups:
         for index, count in group["dropped"].items():
@@ -123,10 +177,131 @@ def dedup_stats(groups: list[dict], source_names: list[str]) -> tuple[dict, dict
                                                  else "duplicates"] += count
     largest = sorted((g for g in groups if not g["of_heldout"]), key=lambda g: (-g["records"], g["uid"]))
     block = {
-        "method": "exact (NFKC, lower case, spaces, punctuation and symbols removed)",
+        "method": "exact (NFKC, lower case, all but letters and digits removed)",
         "groups": sum(1 for g in groups if not g["of_heldout"]),
         "removed": sum(c["duplicates"] for c in per_source.values()),
         "removed_as_heldout": sum(c["duplicates_of_heldout"] for c in per_source.values()),
         "largest": [{"records": g["records"], "text": g["text"]} for g in largest[:LARGEST_SHOWN]],
     }
+    if near is not None:
+        block["near"] = near[0]
+        for name, count in near[1].items():
+            per_source[name]["near_duplicates"] = count
     return block, per_source
+
+
+# ----------------------------------------------------------------------------- near duplicates
+
+_PERMUTATIONS: dict[int, Any] = {}
+SEED = 1  # MinHash permutations: fixed, so signatures are the same in every process
+
+
+def shingles(text: str, spec: NearSpec) -> list[bytes]:
+    """A record's shingles: n-grams of characters for CJK text, of words for other text
+    (a record shorter than n units is one shingle)."""
+    from ecomharness.data.contamination import is_cjk_unit, units
+
+    stream = units(text)
+    n = spec.ngram_chars if sum(1 for u in stream if is_cjk_unit(u)) * 2 > len(stream) else spec.ngram_words
+    if len(stream) <= n:
+        return ["\x00".join(stream).encode("utf-8", "surrogatepass")]
+    return list({"\x00".join(stream[i:i + n]).encode("utf-8", "surrogatepass") for i in range(len(stream) - n + 1)})
+
+
+def signature(text: str, spec: NearSpec) -> np.ndarray:
+    """The MinHash signature of a record's shingles (uint32, ``num_perm`` values)."""
+    from datasketch import MinHash
+
+    if spec.num_perm not in _PERMUTATIONS:  # built once per process: building them is most of a MinHash's cost
+        _PERMUTATIONS[spec.num_perm] = MinHash(num_perm=spec.num_perm, seed=SEED).permutations
+    minhash = MinHash(num_perm=spec.num_perm, seed=SEED, permutations=_PERMUTATIONS[spec.num_perm])
+    minhash.update_batch(shingles(text, spec))
+    return minhash.hashvalues.astype(np.uint32)
+
+
+# The chance a pair at the threshold must have of sharing a band.
+BAND_RECALL = 0.99
+
+
+def bands(spec: NearSpec) -> tuple[int, int]:
+    """(bands, rows per band): the most rows per band (fewest chance candidates) with
+    which a pair of similarity ``threshold`` shares a band with probability at least
+    ``BAND_RECALL``: 1 - (1 - t^r)^b."""
+    best = (spec.num_perm, 1)
+    for rows in range(1, spec.num_perm + 1):
+        count = spec.num_perm // rows
+        if 1 - (1 - spec.threshold ** rows) ** count >= BAND_RECALL:
+            best = (count, rows)
+    return best
+
+
+def band_keys(sig: np.ndarray, spec: NearSpec) -> list[int]:
+    """One 64-bit key per band of a signature (the band's number is part of the key)."""
+    b, r = bands(spec)
+    return [int.from_bytes(hashlib.blake2b(bytes([band]) + sig[band * r:(band + 1) * r].tobytes(),
+                                           digest_size=8).digest(), "little") or 1 for band in range(b)]
+
+
+def similar_pairs(texts: list[str], spec: NearSpec) -> list[tuple[int, int]]:
+    """The pairs (i < j) of one band's records whose shingle sets have a Jaccard
+    similarity of at least the threshold (exact, not estimated)."""
+    sets = [set(shingles(t, spec)) for t in texts]
+    pairs = []
+    for i in range(len(sets) - 1):
+        for j in range(i + 1, len(sets)):
+            a, b = sets[i], sets[j]
+            small, large = sorted((len(a), len(b)))
+            if small < spec.threshold * large:  # the Jaccard similarity is at most small / large
+                continue
+            if len(a & b) >= spec.threshold * len(a | b):
+                pairs.append((i, j))
+    return pairs
+
+
+def cluster_drops(nodes: dict[int, tuple[int, bool, int]], edges: list[tuple[int, int]]) -> dict[int, int]:
+    """Clusters of records joined by edges (``nodes``: key -> (uid, held, source));
+    returns the dropped training records (key -> the kept record's key, or -1 when a
+    held-out record is in the cluster). Each cluster keeps its smallest uid."""
+    parent = {key: key for key in nodes}
+
+    def root(key):
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for a, b in sorted(edges):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    members: dict[int, list[int]] = {}
+    for key in sorted(nodes):
+        members.setdefault(root(key), []).append(key)
+    dropped = {}
+    for group in members.values():
+        if len(group) < 2:
+            continue
+        training = [k for k in group if not nodes[k][1]]
+        if not training:
+            continue
+        if len(training) < len(group):  # a held-out record is in the cluster: none stays
+            dropped.update({k: -1 for k in training})
+            continue
+        kept = min(training, key=lambda k: nodes[k][0])
+        dropped.update({k: kept for k in training if k != kept})
+    return dropped
+
+
+def near_stats(nodes: dict[int, tuple[int, bool, int]], dropped: dict[int, int], texts: dict[int, str],
+               source_names: list[str]) -> tuple[dict, dict[str, int]]:
+    """stats.json's ``dedup.near`` block and the near duplicates removed per source."""
+    per_source = {name: 0 for name in source_names}
+    clusters: dict[int, int] = {}
+    for key, kept in dropped.items():
+        per_source[source_names[nodes[key][2]]] += 1
+        if kept >= 0:
+            clusters[kept] = clusters.get(kept, 1) + 1
+    largest = sorted(clusters.items(), key=lambda item: (-item[1], nodes[item[0]][0]))[:LARGEST_SHOWN]
+    return {"removed": len(dropped), "clusters": len(clusters),
+            "removed_as_heldout": sum(1 for k in dropped.values() if k < 0),
+            "largest": [{"records": n, "text": texts.get(kept, "")[:EXAMPLE_CHARS]} for kept, n in largest]}, per_source

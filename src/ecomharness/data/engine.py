@@ -73,9 +73,10 @@ class Engine(Protocol):
         """Hold out the recipe's held-out share (None without ``heldout``); the rest
         goes on to training."""
 
-    def deduplicate(self) -> list[dict]:
-        """Drop duplicate training records and those equal to a held-out one
-        (data/dedup.py); return ``dedup.group_summaries`` of every group that lost one."""
+    def deduplicate(self) -> tuple[list[dict], tuple | None]:
+        """Drop duplicate training records and those equal to a held-out one, then near
+        duplicates when the recipe asks (data/dedup.py); return ``dedup.group_summaries``
+        of every group that lost one, and ``dedup.near_stats`` (or None)."""
 
     def decontaminate(self, index: Any, drop: bool) -> tuple[dict[int, int], dict[str, int]]:
         """Find the indexed task documents (``contamination.NgramIndex``) in the training

@@ -7,6 +7,7 @@ tokenization can use ``num_proc`` worker processes (data/records.py).
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import numpy as np
 from ecomharness import registry
 from ecomharness.data import pack
 from ecomharness.data.engine import Ordering, RecordCounts, SampleList
-from ecomharness.data.dedup import choose, group_summaries, normalized_hash
+from ecomharness.data.dedup import (band_keys, choose, cluster_drops, group_summaries, near_stats, normalized_hash,
+                                   signature, similar_pairs)
 from ecomharness.data.heldout import HeldoutSplit, combine_masks, split_heldout
 from ecomharness.data.identity import copy_numbers, record_uid
 from ecomharness.data.recipe import DataRecipe
@@ -77,32 +79,77 @@ class LocalEngine:
         self.rendered = _kept(self.base, self.keep)
         return split
 
-    def deduplicate(self) -> list[dict]:
-        """One pass over every good record (held-out ones included), the choice over all
-        of them at once (``dedup.choose``), and a second pass only for the texts shown."""
+    def _every_record(self):
+        """``(source index, ordinal, key, text)`` of every good record, held-out ones included."""
         recipe = self.recipe
-        parts: dict[str, list] = {"norm": [], "uid": [], "order": [], "held": [], "source": []}
         for index, source in enumerate(recipe.sources):
-            mask = (self.keep or {}).get(source.name)
             records = self.readers[source.format](source.path, source.options)
             for ordinal, (key, text, _) in enumerate(render_source(source, records, recipe.on_error, SourceReport())):
-                parts["norm"].append(normalized_hash(text))
-                parts["uid"].append(record_uid(source.name, key, text))
-                parts["order"].append((index << 40) | ordinal)
-                parts["held"].append(mask is not None and not mask[ordinal])
-                parts["source"].append(index)
+                yield index, ordinal, key, text
+
+    def deduplicate(self) -> tuple[list[dict], tuple | None]:
+        """One pass over every good record (held-out ones included), the exact choice over
+        all of them at once (``dedup.choose``), then near duplicates among the survivors
+        (``_near``); a further pass only for the texts shown and the near candidates."""
+        recipe = self.recipe
+        near = recipe.dedup.near
+        parts: dict[str, list] = {"norm": [], "uid": [], "order": [], "held": [], "source": []}
+        band_rows = array("Q")  # every record's band keys, one after the other
+        for index, ordinal, key, text in self._every_record():
+            mask = (self.keep or {}).get(recipe.sources[index].name)
+            parts["norm"].append(normalized_hash(text))
+            parts["uid"].append(record_uid(recipe.sources[index].name, key, text))
+            parts["order"].append((index << 40) | ordinal)
+            parts["held"].append(mask is not None and not mask[ordinal])
+            parts["source"].append(index)
+            if near is not None:
+                band_rows.extend(band_keys(signature(text, near), near))
         norm, uid, order = (np.asarray(parts[k], np.uint64) for k in ("norm", "uid", "order"))
         held, source = np.asarray(parts["held"], bool), np.asarray(parts["source"], np.int64)
         drop = choose(norm, uid, order, held)
         texts = self._texts_at(order, drop, norm, uid, held)
         groups = group_summaries(norm, uid, order, held, source, texts, drop)
+        near_found = None
+        if near is not None:
+            near_drop, near_found = self._near(np.frombuffer(band_rows, np.uint64).reshape(len(norm), -1), drop,
+                                               order, uid, held, source)
+            drop = drop | near_drop
         within = {}
         for index, spec in enumerate(recipe.sources):
             mine = source == index
             within[spec.name] = ~drop[mine & ~held]
         self.keep = combine_masks(self.keep, within) if self.keep is not None else within
         self.rendered = _kept(self.base, self.keep)
-        return groups
+        return groups, near_found
+
+    def _near(self, band_matrix, exact_drop, order, uid, held, source):
+        """Near duplicates among the records exact deduplication left: records sharing a
+        band key are compared by signature (``dedup.similar_pairs``) and clustered
+        (``dedup.cluster_drops``). Returns the records to drop and ``near_stats``."""
+        near = self.recipe.dedup.near
+        alive = np.flatnonzero(~exact_drop)
+        keys = band_matrix[alive].ravel()
+        rows = np.repeat(alive, band_matrix.shape[1])
+        ranked = np.lexsort((rows, keys))
+        keys, rows = keys[ranked], rows[ranked]
+        starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1, len(keys)]
+        buckets = [rows[a:b] for a, b in zip(starts[:-1], starts[1:]) if b - a > 1]
+        candidates = set(int(r) for bucket in buckets for r in bucket)
+        texts = {}
+        for row, (_, _, _, text) in enumerate(self._every_record()):
+            if row in candidates:
+                texts[row] = text
+        edges = []
+        for bucket in buckets:
+            for i, j in similar_pairs([texts[int(r)] for r in bucket], near):
+                edges.append((int(order[bucket[i]]), int(order[bucket[j]])))
+        texts = {int(order[r]): text for r, text in texts.items()}
+        nodes = {int(order[r]): (int(uid[r]), bool(held[r]), int(source[r])) for r in candidates}
+        dropped = cluster_drops(nodes, edges)
+        row_of = {int(order[r]): r for r in candidates}
+        near_drop = np.zeros(len(order), bool)
+        near_drop[[row_of[k] for k in dropped]] = True
+        return near_drop, near_stats(nodes, dropped, texts, [s.name for s in self.recipe.sources])
 
     def _texts_at(self, order, drop, norm, uid, held) -> list:
         """Texts of the records ``group_summaries`` shows (one per group that lost a

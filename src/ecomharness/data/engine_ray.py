@@ -43,7 +43,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomharness.data import pack
-from ecomharness.data.dedup import choose, group_summaries, normalized_hash
+from ecomharness.data.dedup import (EXAMPLE_CHARS, band_keys, choose, cluster_drops, group_summaries, near_stats,
+                                   normalized_hash, signature, similar_pairs)
 from ecomharness.data.engine import Ordering, RecordCounts, SampleList
 from ecomharness.data.heldout import HeldoutSplit, first_documents, folder_of, held_document
 from ecomharness.data.identity import pack_keys, record_uid, sample_uids
@@ -542,17 +543,41 @@ class RayEngine:
         return self.heldout
 
     @_driver_errors
-    def deduplicate(self) -> list[dict]:
+    def deduplicate(self) -> tuple[list[dict], tuple | None]:
         """Group every good record by its normalised text (a hash shuffle, so no driver
         holds them all), choose per group (``dedup.choose``, the local engine's rule),
-        and drop the chosen records from training."""
+        and drop the chosen records from training; then near duplicates (``_near``)."""
         rows = self.records.map_batches(_dedup_rows, batch_format="pyarrow", **RETRIES)
         found = rows.groupby("norm", num_partitions=self.partitions).map_groups(
             _dedup_group, batch_format="pyarrow", **RETRIES).take_all()
         dropped = np.sort(np.asarray([r["key"] for r in found if r["key"] >= 0], np.int64))
         self.records = self.records.map_batches(_without_keys, fn_kwargs={"keys": dropped}, batch_format="pyarrow",
                                                 **RETRIES)
-        return [json.loads(r["summary"]) for r in found if r["summary"] is not None]
+        groups = [json.loads(r["summary"]) for r in found if r["summary"] is not None]
+        return groups, (self._near() if self.recipe.dedup.near is not None else None)
+
+    def _near(self) -> tuple[dict, dict[str, int]]:
+        """Each record's band keys, a shuffle by band key (no driver holds the
+        signatures), signature comparison inside each band (``dedup.similar_pairs``);
+        the pairs found come to the driver, which clusters them (``dedup.cluster_drops``)
+        as the local engine does, and the dropped records leave training."""
+        near = self.recipe.dedup.near
+        banded = self.records.map_batches(_band_rows, fn_kwargs={"spec": near}, batch_format="pyarrow", **RETRIES)
+        found = banded.groupby("band", num_partitions=self.partitions).map_groups(
+            _near_band, fn_kwargs={"spec": near}, batch_format="pyarrow", **RETRIES).take_all()
+        nodes, texts, edges = {}, {}, []
+        for row in found:
+            if row["other"] >= 0:
+                edges.append((row["key"], row["other"]))
+            else:
+                nodes[row["key"]] = (row["uid"], row["held"], row["source"])
+                texts[row["key"]] = row["text"]
+        dropped = cluster_drops(nodes, edges)
+        if dropped:
+            keys = np.sort(np.asarray(list(dropped), np.int64))
+            self.records = self.records.map_batches(_without_keys, fn_kwargs={"keys": keys}, batch_format="pyarrow",
+                                                    **RETRIES)
+        return near_stats(nodes, dropped, texts, [s.name for s in self.recipe.sources])
 
     @_driver_errors
     def decontaminate(self, index, drop: bool) -> tuple[dict[int, int], dict[str, int]]:
@@ -827,6 +852,55 @@ def _contamination_rows(batch, reference: list):
             docs.append(json.dumps(sorted(matched)))
     return pa.table({"key": pa.array(keys, pa.int64()), "source": pa.array(sources, pa.int16()),
                      "docs": pa.array(docs, pa.string())})
+
+
+@_input_errors
+def _band_rows(batch, spec):
+    """One row per band of every record (training or held out) left by exact
+    deduplication: the band key, the record's key, uid, source, whether held out and
+    its text (the pairs of a band are compared on their texts)."""
+    batch = batch.filter(pc.not_equal(batch.column("norm"), pa.scalar(0, pa.uint64())))
+    out = {"band": [], "key": [], "uid": [], "source": [], "held": [], "text": []}
+    columns = [batch.column(c).to_pylist() for c in ("piece", "row", "uid", "source", "held", "text")]
+    for piece, row, uid, source, held, text in zip(*columns):
+        if held is not None:
+            text = json.loads(held)[1]["text"]
+        sig = signature(text, spec)
+        for band in band_keys(sig, spec):
+            out["band"].append(band)
+            out["key"].append((piece << 32) | row)
+            out["uid"].append(uid)
+            out["source"].append(source)
+            out["held"].append(held is not None)
+            out["text"].append(text)
+    return pa.table({"band": pa.array(out["band"], pa.uint64()), "key": pa.array(out["key"], pa.int64()),
+                     "uid": pa.array(out["uid"], pa.uint64()), "source": pa.array(out["source"], pa.int16()),
+                     "held": pa.array(out["held"], pa.bool_()), "text": pa.array(out["text"], pa.string())})
+
+
+@_input_errors
+def _near_band(batch, spec):
+    """The similar pairs of one band's records (rows with ``other`` >= 0), and the
+    records they join (``other`` -1, with the start of their text)."""
+    empty = pa.table({"key": pa.array([], pa.int64()), "other": pa.array([], pa.int64()),
+                      "uid": pa.array([], pa.uint64()), "source": pa.array([], pa.int16()),
+                      "held": pa.array([], pa.bool_()), "text": pa.array([], pa.string())})
+    if batch.num_rows < 2:
+        return empty
+    order = np.argsort(batch.column("key").to_numpy(), kind="stable")
+    batch = batch.take(pa.array(order))
+    keys, texts = batch.column("key").to_pylist(), batch.column("text").to_pylist()
+    pairs = similar_pairs(texts, spec)
+    if not pairs:
+        return empty
+    joined = sorted({i for pair in pairs for i in pair})
+    uids, sources = batch.column("uid").to_pylist(), batch.column("source").to_pylist()
+    held = batch.column("held").to_pylist()
+    rows = [(keys[i], keys[j], 0, 0, False, None) for i, j in pairs]
+    rows += [(keys[i], -1, uids[i], sources[i], held[i], texts[i][:EXAMPLE_CHARS]) for i in joined]
+    return pa.table({"key": pa.array([r[0] for r in rows], pa.int64()), "other": pa.array([r[1] for r in rows], pa.int64()),
+                     "uid": pa.array([r[2] for r in rows], pa.uint64()), "source": pa.array([r[3] for r in rows], pa.int16()),
+                     "held": pa.array([r[4] for r in rows], pa.bool_()), "text": pa.array([r[5] for r in rows], pa.string())})
 
 
 def _without_keys(batch, keys: np.ndarray):

@@ -199,7 +199,11 @@ def stats_markdown(stats: dict) -> str:
         lines += ["## Duplicates", "", f"{d['method']}: {d['removed']:,} records removed in {d['groups']:,} groups, "
                   f"{d['removed_as_heldout']:,} equal to a held-out text.", ""]
         lines += [f"- {s['name']}: {s['duplicates']:,} duplicates, {s['duplicates_of_heldout']:,} of held-out texts"
+                  + (f", {s['near_duplicates']:,} near duplicates" if "near_duplicates" in s else "")
                   for s in stats["sources"]]
+        if "near" in d:
+            lines += ["", f"Near duplicates: {d['near']['removed']:,} removed in {d['near']['clusters']:,} clusters, "
+                      f"{d['near']['removed_as_heldout']:,} near a held-out text."]
         if d["largest"]:
             lines += ["", "| records | text |", "|--:|---|"]
             lines += [f"| {g['records']:,} | {g['text'][:80].replace('|', '/').replace(chr(10), ' ')} |"
