@@ -59,3 +59,18 @@ def test_a_run_without_evaluations_is_a_named_error(tmp_path):
     (tmp_path / "empty" / "eval").mkdir(parents=True)
     with pytest.raises(UserError, match="no successful evaluation recorded yet"):
         write_report(tmp_path / "empty")
+
+
+def test_report_and_compare_show_test_documents_in_the_training_data(tmp_path):
+    held = {"ecom_icl": {"found": 2, "documents": 40, "share": 0.05, "action": "flag", "sources": ["crawl"]},
+            "general_icl": {"found": 0, "documents": 30, "share": 0.0, "action": "flag", "sources": ["crawl"]}}
+    last = {**_record("checkpoint-10", 10, 0.40, 0.495), "contamination": held}
+    run = _run(tmp_path / "run", _record("init", 0, 0.30, 0.50), last)
+    text = write_report(run)["report"].read_text()
+    assert "## Test documents in the training data" in text
+    assert "| ecom_icl | 2 | 40 | 0.0500 | flag | crawl |" in text
+    table = compare_runs([run])
+    assert "| ecom_icl 2/40 |" in table and "[fail-closed: contaminated]" in table
+    clean = _run(tmp_path / "clean", _record("init", 0, 0.30, 0.50), _record("checkpoint-10", 10, 0.40, 0.495))
+    assert "| not checked |" in compare_runs([clean])
+    assert "Test documents in the training data" not in write_report(clean)["report"].read_text()

@@ -138,6 +138,7 @@ def _drawn(record: dict, offset: int, metric: str | None) -> dict:
         if name is not None:
             drawn[task] = (name, measures[name]["value"], measures[name]["stderr"])
     slim["metrics"] = drawn
+    slim["contamination"] = record.get("contamination") or {}
     return slim
 
 
@@ -167,10 +168,34 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric:
     text = [f"# Evaluation report: {run_dir.name}", "", f"Metric: {what} per checkpoint (value ± stderr "
             "where lm-eval reports one; a blank cell: not evaluated at that checkpoint).", "",
             markdown_table(records, metric), "![curves](curves.png)", ""]
+    text += contamination_lines(records[-1].get("contamination") or {})
     if failed:
         text += ["## Failed evaluations", ""] + [f"- {r['checkpoint']}: {r.get('error')}" for r in failed] + [""]
     md.write_text("\n".join(text), encoding="utf-8")
     return {"curves": png, "report": md}
+
+
+def contamination_lines(contamination: dict) -> list[str]:
+    """The report's section on what the training data held of each evaluated task's test
+    documents (the data build's decontamination, carried in the ledger records)."""
+    if not contamination:
+        return []
+    lines = ["## Test documents in the training data", "",
+             "From the data build's decontamination: documents found in the corpus, and the share still in the "
+             "training data (0 when the build dropped the records holding them).", "",
+             "| task | found | documents | share in training | build | sources |", "|---|--:|--:|--:|---|---|"]
+    for task, entry in sorted(contamination.items()):
+        lines.append(f"| {task} | {entry.get('found', 0):,} | {entry.get('documents', 0):,} | "
+                     f"{entry.get('share', 0.0):.4f} | {entry.get('action', '')} | "
+                     f"{', '.join(entry.get('sources') or []) or '-'} |")
+    return lines + [""]
+
+
+def _contamination_cell(record: dict) -> str:
+    held = {t: e for t, e in (record.get("contamination") or {}).items() if e.get("share", 0) > 0}
+    if not held:
+        return "none" if record.get("contamination") else "not checked"
+    return "; ".join(f"{t} {e.get('found')}/{e.get('documents')}" for t, e in sorted(held.items()))
 
 
 def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: str = "general_icl",
@@ -179,7 +204,8 @@ def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: 
     group scores and its gate verdict against the run's ``init`` evaluation."""
     policy = load_policy(policy_path or bundled_path("train") / "gates" / "default.yaml",
                          known_kinds=set(gate_rules.names()))
-    lines = [f"| run | checkpoint | {domain} | {general} | gate vs init |", "|---|---|--:|--:|---|"]
+    lines = [f"| run | checkpoint | {domain} | {general} | gate vs init | test documents in training |",
+             "|---|---|--:|--:|---|---|"]
     for run_dir in run_dirs:
         ledger = ledger_path(run_dir)
         records = latest_ok_records(read_ledger(ledger, strict=True, keep=slim_record))
@@ -196,5 +222,6 @@ def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: 
             m = last.get("metrics", {}).get(group, {}).get("score")
             cells.append("n/a" if m is None else f"{m['value']:.4f}" + (f" ± {m['stderr']:.4f}" if m["stderr"] is not None else ""))
         gate = "pass" if verdict.passed else f"FAIL ({failed})"
-        lines.append(f"| {Path(run_dir).name} | {last['checkpoint']} | {cells[0]} | {cells[1]} | {gate} |")
+        lines.append(f"| {Path(run_dir).name} | {last['checkpoint']} | {cells[0]} | {cells[1]} | {gate} | "
+                     f"{_contamination_cell(last)} |")
     return "\n".join(lines) + "\n"
