@@ -120,6 +120,18 @@ def reject_unknown_keys(mapping: dict, allowed, where: str) -> None:
                             f"expected one of {', '.join(sorted(allowed))}")
 
 
+def check_share(value, where: str, below_one: bool = False) -> float:
+    """A share from 0 to 1 (up to but not including 1 with ``below_one``) as a float;
+    ``UserError`` naming ``where`` otherwise (a boolean is not a share)."""
+    from ecomharness.errors import UserError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1 \
+            or (below_one and value == 1):
+        upper = "up to (not including) 1" if below_one else "to 1"
+        raise UserError(f"{where}: expected a share from 0 {upper}, got {value!r}")
+    return float(value)
+
+
 def check_value(value, hint, where: str):
     """Check one value against a type hint (int, float, bool, str, list, dict,
     ``X | None``, ``tuple[str, ...]``) and return it: a whole number given for a float

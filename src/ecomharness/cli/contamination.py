@@ -45,7 +45,7 @@ def run(args) -> int:
     from ecomharness.data.contamination import build_index, parse_contamination, task_documents, task_report
     from ecomharness.data.corpus_text import corpus_texts
     from ecomharness.errors import UserError
-    from ecomharness.util import write_json_atomic
+    from ecomharness.util import check_share, write_json_atomic
 
     metadata = None
     if args.metadata:
@@ -53,8 +53,8 @@ def run(args) -> int:
             metadata = json.loads(args.metadata)
         except json.JSONDecodeError as exc:
             raise UserError(f"--metadata: not JSON ({exc.msg} at column {exc.colno})") from exc
-    if args.fail_above is not None and not 0 <= args.fail_above <= 1:
-        raise UserError(f"--fail-above: expected a share from 0 to 1, got {args.fail_above}")
+    if args.fail_above is not None:
+        check_share(args.fail_above, "--fail-above")
     spec = parse_contamination({"tasks": args.tasks, "ngram_words": args.ngram_words,
                                 "ngram_chars": args.ngram_chars, "threshold": args.threshold}, "options")
     paths = [Path(p) for p in args.corpus]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecomharness.errors import UserError
+from ecomharness.util import check_share
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _UNIT = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
@@ -82,10 +83,7 @@ def parse_contamination(raw: Any, where: str) -> ContaminationSpec | None:
             raise UserError(f"{where}.{key}: expected a whole number from 3 to 200, got {value!r}")
         values[key] = value
     for key, default in (("threshold", 0.0), ("template_share", DEFAULT_TEMPLATE_SHARE)):
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise UserError(f"{where}.{key}: expected a share from 0 up to (not including) 1, got {value!r}")
-        values[key] = float(value)
+        values[key] = check_share(raw.get(key, default), f"{where}.{key}", below_one=True)
     action = raw.get("action", "drop")
     if action not in ACTIONS:
         raise UserError(f"{where}.action: expected one of {ACTIONS}, got {action!r}")

@@ -35,6 +35,7 @@ from typing import Any
 
 from ecomharness.errors import UserError
 from ecomharness.registry import filters as filter_registry
+from ecomharness.util import check_share
 
 Check = Callable[[str, dict], "str | None"]
 
@@ -98,11 +99,7 @@ def first_drop(checks: list[tuple[str, Check]], text: str, record: dict) -> str 
 
 def _share(options: dict, key: str, where: str) -> float | None:
     value = options.pop(key, None)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise UserError(f"{where}.{key}: expected a share from 0 to 1, got {value!r}")
-    return float(value)
+    return None if value is None else check_share(value, f"{where}.{key}")
 
 
 def _count(options: dict, key: str, where: str, low: int = 0) -> int | None:

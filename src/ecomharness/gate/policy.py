@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
-from ecomharness.util import did_you_mean, load_yaml_file, reject_unknown_keys
+from ecomharness.util import check_share, did_you_mean, load_yaml_file, reject_unknown_keys
 
 ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch", "unpaired", "contaminated")
 CORRECTIONS = ("none", "holm")
@@ -208,10 +208,7 @@ def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None =
         raise UserError(f"{where}: expected a mapping at the top level")
     reject_unknown_keys(raw, {"rules", "alpha", "allow", "rank_by", "correction", "bootstrap", "max_contamination"},
                         where)
-    max_contamination = raw.get("max_contamination", 0.0)
-    if isinstance(max_contamination, bool) or not isinstance(max_contamination, (int, float)) \
-            or not 0 <= max_contamination <= 1:
-        raise UserError(f"{where}.max_contamination: expected a share from 0 to 1, got {max_contamination!r}")
+    max_contamination = check_share(raw.get("max_contamination", 0.0), f"{where}.max_contamination")
     correction = raw.get("correction", "none")
     if correction not in CORRECTIONS:
         raise UserError(f"{where}.correction: expected one of {', '.join(CORRECTIONS)}, got {correction!r}")
@@ -237,7 +234,7 @@ def parse_policy(raw: Any, where: str = "policy", known_kinds: set[str] | None =
     rules = tuple(_rule(r, f"{where}.rules[{i}]", known_kinds) for i, r in enumerate(rules_raw))
     return Policy(rules=rules, alpha=alpha, allow=_allow(raw.get("allow"), where), rank_by=rank_by,
                   source=where, correction=correction, resamples=resamples, seed=seed,
-                  max_contamination=float(max_contamination))
+                  max_contamination=max_contamination)
 
 
 def load_policy(path: str | Path, known_kinds: set[str] | None = None) -> Policy:
