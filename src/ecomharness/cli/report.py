@@ -24,6 +24,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--policy", default=None, help="gate policy for --compare (default train/gates/default.yaml)")
     parser.add_argument("--metric", default=None,
                         help="metric to plot (default: each task's headline: score, else acc, else bits_per_byte)")
+    parser.add_argument("--noise-last", type=int, default=5,
+                        help="checkpoint noise over the last N trained checkpoints (default 5, at least 3)")
     parser.add_argument("--out", default=None, help="output directory (default: RUN_DIR/report)")
 
 
@@ -33,7 +35,7 @@ def run(args) -> int:
     from ecomharness.report.curves import compare_runs, write_report
 
     if args.compare:
-        table = compare_runs(args.run_dir, args.domain, args.general, args.policy)
+        table = compare_runs(args.run_dir, args.domain, args.general, args.policy, args.noise_last)
         print(table)
         if args.out:
             from pathlib import Path
@@ -43,6 +45,6 @@ def run(args) -> int:
         return EXIT_OK
     if len(args.run_dir) != 1:
         raise UserError("give one run directory (or several with --compare)")
-    paths = write_report(args.run_dir[0], args.out, args.metric)
+    paths = write_report(args.run_dir[0], args.out, args.metric, args.noise_last)
     print(f"[report] {paths['report']}\n[report] {paths['curves']}")
     return EXIT_OK

@@ -17,17 +17,7 @@ from ecomharness.gate.policy import load_policy
 from ecomharness.registry import gate_rules
 from ecomharness.resources import bundled_path
 from ecomharness.evaluation.ledger import full_record, latest_ok_records, ledger_path, read_ledger, slim_record
-
-
-HEADLINE_METRICS = ("score", "acc", "bits_per_byte")
-
-
-def headline_metric(metrics: dict, metric: str | None = None) -> str | None:
-    """``metric`` if the task reports it; without one, the task's headline metric
-    (the first of ``HEADLINE_METRICS`` it reports); else None."""
-    if metric is not None:
-        return metric if metric in metrics else None
-    return next((m for m in HEADLINE_METRICS if m in metrics), None)
+from ecomharness.evaluation.noise import HEADLINE_METRICS, MIN_LAST, checkpoint_noise, headline_metric, runs_signal
 
 
 def _measure(record: dict, task: str, name: str) -> tuple[float, float | None] | None:
@@ -148,8 +138,31 @@ def drawn_records(run_dir: str | Path, metric: str | None = None) -> list[dict]:
                                          keep=lambda record, offset: _drawn(record, offset, metric)))
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric: str | None = None) -> dict[str, Path]:
+def check_noise_last(last: int) -> int:
+    """``--noise-last``: at least ``MIN_LAST`` checkpoints."""
+    if isinstance(last, bool) or not isinstance(last, int) or last < MIN_LAST:
+        raise UserError(f"--noise-last: expected a whole number >= {MIN_LAST}, got {last!r}")
+    return last
+
+
+def noise_lines(noise: dict[str, dict], last: int) -> list[str]:
+    """The report's section on checkpoint noise."""
+    lines = ["## Checkpoint noise", "",
+             f"Over the last {last} trained checkpoints: the standard deviation of each task's metric relative to "
+             "its mean (Heineman et al., 2025). A difference between checkpoints within a few times this is what "
+             "training alone moves.", ""]
+    if not noise:
+        return lines + [f"No task has {last} trained checkpoints evaluated yet.", ""]
+    lines += ["| task | metric | mean | std | noise (relative std) |", "|---|---|--:|--:|--:|"]
+    lines += [f"| {t} | {n['metric']} | {n['mean']:.4f} | {n['std']:.4f} | {_fmt_ratio(n['noise'])} |"
+              for t, n in sorted(noise.items())]
+    return lines + [""]
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric: str | None = None,
+                 noise_last: int = 5) -> dict[str, Path]:
     """Write ``curves.png`` and ``report.md`` for a run; return their paths."""
+    check_noise_last(noise_last)
     run_dir = Path(run_dir)
     records = drawn_records(run_dir, metric)
     if not records:
@@ -168,6 +181,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric:
     text = [f"# Evaluation report: {run_dir.name}", "", f"Metric: {what} per checkpoint (value ± stderr "
             "where lm-eval reports one; a blank cell: not evaluated at that checkpoint).", "",
             markdown_table(records, metric), "![curves](curves.png)", ""]
+    text += noise_lines(checkpoint_noise(records, noise_last, metric), noise_last)
     text += contamination_lines(records[-1].get("contamination") or {})
     if failed:
         text += ["## Failed evaluations", ""] + [f"- {r['checkpoint']}: {r.get('error')}" for r in failed] + [""]
@@ -199,9 +213,11 @@ def _contamination_cell(record: dict) -> str:
 
 
 def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: str = "general_icl",
-                 policy_path: str | Path | None = None) -> str:
+                 policy_path: str | Path | None = None, noise_last: int = 5) -> str:
     """Runs side by side (Mix-CPT's ablations): the last checkpoint's domain and general
-    group scores and its gate verdict against the run's ``init`` evaluation."""
+    group scores and its gate verdict against the run's ``init`` evaluation; then per
+    task the signal across the runs, their checkpoint noise and the ratio."""
+    check_noise_last(noise_last)
     policy = load_policy(policy_path or bundled_path("train") / "gates" / "default.yaml",
                          known_kinds=set(gate_rules.names()))
     lines = [f"| run | checkpoint | {domain} | {general} | gate vs init | test documents in training |",
@@ -224,4 +240,20 @@ def compare_runs(run_dirs: list[str | Path], domain: str = "ecom_icl", general: 
         gate = "pass" if verdict.passed else f"FAIL ({failed})"
         lines.append(f"| {Path(run_dir).name} | {last['checkpoint']} | {cells[0]} | {cells[1]} | {gate} | "
                      f"{_contamination_cell(last)} |")
+    noise = {str(run_dir): checkpoint_noise(drawn_records(run_dir), noise_last) for run_dir in run_dirs}
+    snr = runs_signal(noise)
+    lines += ["", f"Signal across the runs and noise over their last {noise_last} checkpoints (Heineman et al., 2025; "
+              "tasks every run has that many checkpoints of):", ""]
+    if snr:
+        lines += ["| task | metric | signal | noise | SNR |", "|---|---|--:|--:|--:|"]
+        lines += [f"| {t} | {s['metric']} | {_fmt_ratio(s['signal'])} | {_fmt_ratio(s['noise'])} | "
+                  f"{_fmt_ratio(s['snr'], 1)} |" for t, s in snr.items()]
+    else:
+        lines.append("none (fewer than two runs, or too few checkpoints)")
     return "\n".join(lines) + "\n"
+
+
+def _fmt_ratio(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    return "inf" if value == float("inf") else f"{value:.{digits}f}"

@@ -1,0 +1,69 @@
+"""Checkpoint noise, signal and SNR (evaluation/noise.py) against a direct computation of
+Heineman et al.'s definitions, and where report and report --compare show them."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from ecomharness.errors import UserError
+from ecomharness.evaluation.ledger import append_record
+from ecomharness.evaluation.noise import checkpoint_noise, relative_std, runs_signal, signal, signal_to_noise
+from ecomharness.report.curves import compare_runs, write_report
+
+
+def test_definitions_match_a_direct_computation():
+    values = [0.41, 0.44, 0.40, 0.43, 0.42]
+    mean = sum(values) / len(values)
+    population_std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    assert relative_std(values) == pytest.approx(population_std / mean)
+    assert relative_std(values) == pytest.approx(statistics.pstdev(values) / statistics.fmean(values))
+    assert signal([0.30, 0.45, 0.36]) == pytest.approx((0.45 - 0.30) / (1.11 / 3))
+    assert signal_to_noise(0.2, 0.05) == pytest.approx(4.0) and signal_to_noise(0.2, 0.0) == math.inf
+    assert relative_std([0.5]) is None and relative_std([0.0, 0.0]) is None and signal([0.4]) is None
+
+
+def _record(name, step, ecom, bpb=None):
+    metrics = {"ecom_icl": {"score": {"value": ecom, "stderr": 0.01}}}
+    if bpb is not None:
+        metrics["heldout_bpb"] = {"bits_per_byte": {"value": bpb, "stderr": None}}
+    return {"checkpoint": name, "step": step, "status": "ok", "task_set": "k", "metrics": metrics,
+            "general_icl": None, "groups": []}
+
+
+def _run(root, scores, bpb=None):
+    for i, score in enumerate(scores):
+        name = "init" if i == 0 else f"checkpoint-{10 * i}"
+        append_record(root / "eval" / "ledger.jsonl",
+                      _record(name, 10 * i, score, None if bpb is None else bpb[i]))
+    return root
+
+
+def test_checkpoint_noise_is_over_the_last_trained_checkpoints(tmp_path):
+    run = _run(tmp_path / "run", [0.10, 0.30, 0.40, 0.42, 0.41, 0.44], bpb=[3.0, 2.0, 1.5, 1.4, 1.45, 1.42])
+    from ecomharness.report.curves import drawn_records
+
+    noise = checkpoint_noise(drawn_records(run), last=3)
+    assert noise["ecom_icl"]["checkpoints"] == ["checkpoint-30", "checkpoint-40", "checkpoint-50"]
+    assert noise["ecom_icl"]["noise"] == pytest.approx(relative_std([0.42, 0.41, 0.44]))
+    assert noise["heldout_bpb"]["metric"] == "bits_per_byte"
+    assert checkpoint_noise(drawn_records(run), last=6) == {}  # init is not a trained checkpoint
+    text = write_report(run, noise_last=3)["report"].read_text()
+    assert "## Checkpoint noise" in text
+    assert f"| ecom_icl | score | 0.4233 | {statistics.pstdev([0.42, 0.41, 0.44]):.4f} | " in text
+    with pytest.raises(UserError, match="--noise-last: expected a whole number >= 3"):
+        write_report(run, noise_last=2)
+
+
+def test_compare_shows_signal_noise_and_their_ratio_across_runs(tmp_path):
+    a = _run(tmp_path / "a", [0.10, 0.40, 0.42, 0.41])
+    b = _run(tmp_path / "b", [0.10, 0.30, 0.31, 0.29])
+    table = compare_runs([a, b], noise_last=3)
+    expected = runs_signal({"a": {"ecom_icl": {"metric": "score", "values": [0.40, 0.42, 0.41], "mean": 0.41}},
+                            "b": {"ecom_icl": {"metric": "score", "values": [0.30, 0.31, 0.29], "mean": 0.30}}})
+    s = expected["ecom_icl"]
+    assert s["signal"] == pytest.approx(0.11 / 0.355)
+    assert s["noise"] == pytest.approx(relative_std([0.40, 0.42, 0.41, 0.30, 0.31, 0.29]))
+    assert f"| ecom_icl | score | {s['signal']:.4f} | {s['noise']:.4f} | {s['snr']:.1f} |" in table
