@@ -67,3 +67,47 @@ def test_compare_shows_signal_noise_and_their_ratio_across_runs(tmp_path):
     assert s["signal"] == pytest.approx(0.11 / 0.355)
     assert s["noise"] == pytest.approx(relative_std([0.40, 0.42, 0.41, 0.30, 0.31, 0.29]))
     assert f"| ecom_icl | score | {s['signal']:.4f} | {s['noise']:.4f} | {s['snr']:.1f} |" in table
+
+
+def test_a_gate_rule_requires_the_difference_to_exceed_k_times_the_checkpoint_noise(tmp_path):
+    """The candidate's gain over init must exceed k x the std of its run's last N
+    checkpoints; a drop within it is not a drop; unknown noise fails closed (``noise``)."""
+    from ecomharness.gate.evidence import Evidence, Measure, evidence_of, ledger_records, select_record
+    from ecomharness.gate.policy import parse_policy
+    from ecomharness.gate.verdict import run_gate
+
+    def gate_of(scores, rule, **top):
+        root = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        _run(root, scores)
+        records = ledger_records(root)
+        candidate = evidence_of(root, select_record(records, "last", None, "candidate"))
+        baseline = evidence_of(root, select_record(records, "init", None, "baseline"))
+        for side in (candidate, baseline):  # results without per-document scores: the z-test decides
+            side.data_sources = {"ecom_icl": {"source": "x", "fingerprint": "f"}}
+            side.versions = {"ecom_icl": 1}
+        return run_gate(parse_policy({"rules": [rule], "allow": ["unpaired"], **top}), candidate, baseline)
+
+    gain = {"kind": "min_gain", "tasks": ["ecom_icl"], "threshold": 0.0, "noise": {"last": 3, "k": 2}}
+    # The last three checkpoints: 0.40, 0.44, 0.42 -> std 0.0163; 2 x = 0.0327.
+    quiet = gate_of([0.30, 0.30, 0.40, 0.44, 0.42], gain)
+    assert quiet.passed and "beyond 2 x the checkpoint noise (std 0.0163 over the last 3 checkpoints)" in \
+        quiet.checks[0].reason
+    noisy = gate_of([0.40, 0.30, 0.50, 0.38, 0.42], {**gain, "tasks": ["ecom_icl"]})
+    assert not noisy.passed and "[fail-closed: noise]" in noisy.checks[0].reason
+    assert noisy.checks[0].inputs["checkpoint_noise"] == pytest.approx(statistics.pstdev([0.50, 0.38, 0.42]))
+    drop = {"kind": "max_drop", "tasks": ["ecom_icl"], "threshold": 0.01, "noise": {"last": 3, "k": 2}}
+    within = gate_of([0.45, 0.30, 0.50, 0.38, 0.42], drop)
+    assert within.passed and "the drop is within 2 x the checkpoint noise" in within.checks[0].reason
+    short = gate_of([0.30, 0.40, 0.42], gain)  # two trained checkpoints: no noise figure
+    assert not short.passed and "the checkpoint noise is unknown" in short.checks[0].reason
+    allowed = gate_of([0.30, 0.40, 0.42], {**gain, "allow": ["noise"]})
+    assert allowed.passed and "checkpoint noise not checked (allowed" in allowed.checks[0].reason
+    with pytest.raises(UserError, match=r"noise\.last: expected a whole number of checkpoints >= 3"):
+        parse_policy({"rules": [{**gain, "noise": {"last": 2, "k": 2}}]})
+    # Evidence from a results file has no run to measure noise on.
+    lone = Evidence("c", {"ecom_icl": {"score": Measure(0.5, 0.01)}}, {"ecom_icl": 1},
+                    {"ecom_icl": {"source": "x", "fingerprint": "f"}})
+    base = Evidence("b", {"ecom_icl": {"score": Measure(0.3, 0.01)}}, {"ecom_icl": 1},
+                    {"ecom_icl": {"source": "x", "fingerprint": "f"}})
+    verdict = run_gate(parse_policy({"rules": [gain], "allow": ["unpaired"]}), lone, base)
+    assert not verdict.passed and "[fail-closed: noise]" in verdict.checks[0].reason

@@ -92,6 +92,9 @@ class Evidence:
     # decontamination, copied into every ledger record by training): found, documents,
     # share, action, sources.
     contamination: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The ledger the evidence was read from: the run's earlier checkpoints, for the
+    # checkpoint noise of a rule's ``noise`` (None for a results file).
+    ledger: Path | None = None
 
     def leaves(self, task: str) -> list[str]:
         """The leaf tasks under a group (the task itself if it is not a group)."""
@@ -285,7 +288,9 @@ def evidence_of(path: Path, record: dict) -> Evidence:
     record (every task set of its checkpoint) read again from the ledger."""
     file = ledger_file(path)
     full = full_record(file, record) if "offsets" in record else record
-    return from_record(full, f"{path}@{full['checkpoint']}", file.parent)
+    evidence = from_record(full, f"{path}@{full['checkpoint']}", file.parent)
+    evidence.ledger = file
+    return evidence
 
 
 def _usable(record: dict) -> dict:

@@ -51,7 +51,8 @@ from typing import Any
 from ecomharness.errors import UserError
 from ecomharness.util import check_share, did_you_mean, load_yaml_file, reject_unknown_keys
 
-ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch", "unpaired", "contaminated")
+ALLOWABLE = ("missing", "nan", "data_mismatch", "unknown_source", "version_mismatch", "unpaired", "contaminated",
+             "noise")
 CORRECTIONS = ("none", "holm")
 # Below 100 resamples a percentile interval is noise; above a million (100 times the
 # default, minutes per test on a 2-core machine) a policy would run for hours.
@@ -90,6 +91,9 @@ class Rule:
     parts: tuple[Rule, ...] = ()  # joint rules
     max_detectable_effect: float | None = None
     direction: str = "higher"  # which way is better: "lower" for bits_per_byte, perplexity
+    # (last N checkpoints, k): the difference must exceed k times the candidate run's
+    # checkpoint noise (the standard deviation of its last N trained checkpoints).
+    noise: tuple[int, float] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -111,7 +115,7 @@ class Policy:
 
 
 COMMON = {"name", "kind", "tasks", "metric", "threshold", "alpha", "significant", "allow", "parts",
-          "max_detectable_effect", "direction"}
+          "max_detectable_effect", "direction", "noise"}
 DIRECTIONS = ("higher", "lower")
 BUILTIN_KINDS = ("min", "max_drop", "min_gain", "joint")
 
@@ -156,6 +160,20 @@ def _allow(value: Any, where: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _noise(raw: Any, where: str) -> tuple[int, float] | None:
+    """A rule's ``noise: {last: N, k: K}``: N trained checkpoints (3 or more), K > 0."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"last", "k"}:
+        raise UserError(f"{where}: expected {{last: N, k: K}}, got {raw!r}")
+    last, k = raw.get("last", 5), raw.get("k", 2.0)
+    if isinstance(last, bool) or not isinstance(last, int) or last < 3:
+        raise UserError(f"{where}.last: expected a whole number of checkpoints >= 3, got {last!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k <= 0:
+        raise UserError(f"{where}.k: expected a positive number, got {k!r}")
+    return last, float(k)
+
+
 def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping")
@@ -193,6 +211,7 @@ def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
                             or mde <= 0):
         raise UserError(f"{where}.max_detectable_effect: expected a positive number, got {mde!r}")
     return Rule(
+        noise=_noise(raw.get("noise"), f"{where}.noise"),
         name=name, kind=kind, tasks=tuple(tasks or ()), metric=_text(raw, "metric", "score", where),
         threshold=_threshold(raw["threshold"], where, kind) if "threshold" in raw else None,
         alpha=None if alpha is None else _alpha(alpha, f"{where}.alpha"), significant=significant,

@@ -21,6 +21,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ecomharness.gate.evidence import Evidence, Measure
 from ecomharness.gate.policy import Policy, Rule
 from ecomharness.gate.run import GateRun
@@ -289,6 +291,7 @@ class Comparison:
     test: Significance | None
     basis: str | None  # where the identity came from, when not from our data sources
     contamination: str | None = None  # contamination the rule or policy allowed, in words
+    noise: float | None = None  # the candidate run's checkpoint noise (std of its last N), when the rule asks
 
     @property
     def change(self) -> float:
@@ -301,6 +304,8 @@ class Comparison:
         """Itself when its decision rests on a p-value (so Holm adjusts it), else nothing."""
         rests_on_p = self.rule.significant if self.gain else self.rule.alpha is not None
         return [self] if rests_on_p and self.test is not None and self.test.p is not None else []
+
+    allowed_noise: bool = False  # the rule or policy allows an unknown checkpoint noise
 
     def decide(self, adjusted: dict[int, float]) -> Check:
         """The check: threshold and significance (``decide_gain`` or ``decide_drop``),
@@ -321,6 +326,7 @@ class Comparison:
         if self.basis:
             inputs["identity"] = self.basis
         passed, why = (decide_gain if self.gain else decide_drop)(self, p, holm_p is not None, settings)
+        passed, why = decide_noise(self, passed, why, settings, inputs, self.allowed_noise)
         passed, why = decide_power(self, passed, why, settings)
         if self.basis:
             why += f"; {self.basis}"
@@ -376,6 +382,31 @@ def decide_drop(m: Comparison, p: float | None, holm: bool, settings: dict) -> t
     return False, why
 
 
+def decide_noise(m: Comparison, passed: bool, why: str, settings: dict, inputs: dict,
+                 allowed: bool) -> tuple[bool, str]:
+    """``noise: {last: N, k: K}``: a gain must exceed K times the candidate run's
+    checkpoint noise to pass, and a drop within it is not a drop. Without N trained
+    checkpoints to measure it on, the check fails closed (``noise``) unless allowed."""
+    if m.rule.noise is None:
+        return passed, why
+    last, k = m.rule.noise
+    settings["noise"] = {"last": last, "k": k}
+    if m.noise is None:
+        if allowed:
+            return passed, f"{why}; checkpoint noise not checked (allowed: fewer than {last} trained checkpoints)"
+        return False, (f"{why}; the checkpoint noise is unknown: the candidate's ledger does not hold {last} trained "
+                       "checkpoints up to it [fail-closed: noise]")
+    inputs["checkpoint_noise"] = m.noise
+    bound = k * m.noise
+    figure = f"{k:g} x the checkpoint noise (std {m.noise:.4f} over the last {last} checkpoints) = {bound:.4f}"
+    change = m.change
+    if m.gain and passed and change <= bound:
+        return False, f"{why}; but the gain is within {figure} [fail-closed: noise]"
+    if not m.gain and not passed and -change <= bound:
+        return True, f"{why}; but the drop is within {figure}: training moves this much"
+    return passed, (f"{why}; beyond {figure}" if passed and m.gain else why)
+
+
 def decide_power(m: Comparison, passed: bool, why: str, settings: dict) -> tuple[bool, str]:
     """``max_detectable_effect``: a passing check fails closed when its documents could
     not have detected a difference that small (or no paired test says how small)."""
@@ -409,9 +440,15 @@ def _compare(rule: Rule, gate: GateRun, gain: bool) -> list[Check | Comparison]:
         uses_test = (gain and rule.significant) or (not gain and rule.alpha is not None) \
             or rule.max_detectable_effect is not None
         test = significance(gate, rule, task, c, b) if uses_test else None
+        noise = None
+        if rule.noise is not None:
+            history = gate.history(task, rule.metric)
+            if history is not None and len(history) >= rule.noise[0]:
+                noise = float(np.std(history[-rule.noise[0]:]))
         out.append(Comparison(rule, task, gain, c, b, rule.threshold.of(b.value), gate.alpha(rule), test,
                               identity_basis(task, candidate, baseline),
-                              contamination_note(task, candidate, gate.policy)))
+                              contamination_note(task, candidate, gate.policy), noise,
+                              gate.allowed(rule, "noise")))
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ecomharness.evaluation.ledger import latest_ok_records, read_ledger, slim_record
 from ecomharness.gate.evidence import Evidence
 from ecomharness.gate.policy import Policy, Rule
 
@@ -31,3 +32,34 @@ class GateRun:
     def alpha(self, rule: Rule) -> float:
         """The rule's significance level, else the policy's."""
         return rule.alpha if rule.alpha is not None else self.policy.alpha
+
+    def history(self, task: str, metric: str) -> list[float] | None:
+        """The candidate run's values of ``task``/``metric`` at its trained checkpoints
+        up to the candidate, by step (the candidate's own last), read from its ledger
+        once per run; None when the evidence has no ledger (a results file)."""
+        key = ("history", task, metric)
+        if key not in self.tests:
+            self.tests[key] = _history(self.candidate, task, metric)
+        return self.tests[key]
+
+
+def _history(candidate: Evidence, task: str, metric: str) -> list[float] | None:
+    if candidate.ledger is None:
+        return None
+
+    def keep(record: dict, offset: int) -> dict:
+        found = ((record.get("metrics") or {}).get(task) or {}).get(metric)
+        return slim_record(record, offset, metrics=lambda _: {task: {metric: found}} if found else {})
+
+    records = latest_ok_records(read_ledger(candidate.ledger, strict=True, keep=keep))
+    points = []
+    for record in records:
+        if record["checkpoint"] == "init" or (candidate.step is not None and record.get("step", 0) > candidate.step):
+            continue
+        value = ((record.get("metrics") or {}).get(task) or {}).get(metric)
+        if record["checkpoint"] != candidate.checkpoint and isinstance(value, dict) and value.get("value") is not None:
+            points.append(float(value["value"]))
+    own = candidate.metrics.get(task, {}).get(metric)
+    if own is not None and own.finite:
+        points.append(own.value)
+    return points
