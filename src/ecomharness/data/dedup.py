@@ -302,6 +302,8 @@ def near_stats(nodes: dict[int, tuple[int, bool, int]], dropped: dict[int, int],
         if kept >= 0:
             clusters[kept] = clusters.get(kept, 1) + 1
     largest = sorted(clusters.items(), key=lambda item: (-item[1], nodes[item[0]][0]))[:LARGEST_SHOWN]
-    return {"removed": len(dropped), "clusters": len(clusters),
+    import datasketch
+
+    return {"removed": len(dropped), "clusters": len(clusters), "datasketch": datasketch.__version__,
             "removed_as_heldout": sum(1 for k in dropped.values() if k < 0),
             "largest": [{"records": n, "text": texts.get(kept, "")[:EXAMPLE_CHARS]} for kept, n in largest]}, per_source

@@ -77,6 +77,8 @@ def training_contamination(recipe: TrainRecipe) -> dict[str, dict]:
     them. Empty when the build did not check; ledger records then carry none."""
     import json
 
+    if getattr(recipe.data, "path", None) is None:  # SFT data, or no data build: nothing was checked
+        return {}
     stats_file = build_stats_file(recipe)
     if stats_file is None:
         return {}
