@@ -191,6 +191,14 @@ def test_a_build_drops_or_flags_records_holding_test_documents(bundled, tmp_path
     crawl_flagged = next(s for s in flagged["sources"] if s["name"] == "crawl")
     assert crawl_flagged["contaminated"] == 2 and crawl_flagged["records"] == 3
     assert flagged["contamination"]["tasks"] == dropped["contamination"]["tasks"]
+    # The command reads a build's packed blocks back (decoded): the flagged documents are
+    # in the training data, the dropped ones are not.
+    kept = run_cli("contamination", str(tmp_path / "flagged"), "--tasks", "ecom_icl_pdc")
+    gone = run_cli("contamination", str(tmp_path / "dropped"), "--tasks", "ecom_icl_pdc")
+    assert kept.returncode == 0 and gone.returncode == 0, kept.stderr + gone.stderr
+    found = {name: int(next(line for line in run.stdout.splitlines() if line.startswith("| ecom_icl_pdc |"))
+                       .split("|")[4]) for name, run in (("kept", kept), ("gone", gone))}
+    assert found["kept"] >= 2 and found["gone"] == 0, found
     # A task that does not exist fails before anything is read or written.
     import dataclasses
 
