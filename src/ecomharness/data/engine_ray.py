@@ -903,24 +903,25 @@ def _near_band(batch, spec):
                      "held": pa.array([r[4] for r in rows], pa.bool_()), "text": pa.array([r[5] for r in rows], pa.string())})
 
 
-def _without_keys(batch, keys: np.ndarray):
-    """The block without the training records whose (piece << 32 | row) is in ``keys``."""
+def _in_keys(batch, keys: np.ndarray) -> np.ndarray:
+    """Which rows of the block have their (piece << 32 | row) in the sorted ``keys``."""
     found = np.zeros(batch.num_rows, bool)
     if len(keys) and batch.num_rows:
         own = batch.column("piece").to_numpy().astype(np.int64) * (1 << 32) + batch.column("row").to_numpy()
         at = np.minimum(np.searchsorted(keys, own), len(keys) - 1)
-        found = (keys[at] == own) & training_mask(batch).to_numpy(zero_copy_only=False)
+        found = keys[at] == own
+    return found
+
+
+def _without_keys(batch, keys: np.ndarray):
+    """The block without the training records whose (piece << 32 | row) is in ``keys``."""
+    found = _in_keys(batch, keys) & training_mask(batch).to_numpy(zero_copy_only=False)
     return batch.filter(pa.array(~found))
 
 
 def _apply_selection(batch, kept: np.ndarray, codes: list[int]):
     """Drop the selected sources' records that selection did not keep."""
-    keys = batch.column("piece").to_numpy().astype(np.int64) * (1 << 32) + batch.column("row").to_numpy()
-    found = np.zeros(len(keys), bool)
-    if len(kept):
-        at = np.minimum(np.searchsorted(kept, keys), len(kept) - 1)
-        found = kept[at] == keys
-    drop = training_mask(batch, codes).to_numpy(zero_copy_only=False) & ~found
+    drop = training_mask(batch, codes).to_numpy(zero_copy_only=False) & ~_in_keys(batch, kept)
     return batch.filter(pa.array(~drop)).drop_columns(["text"])
 
 
