@@ -82,6 +82,56 @@ def test_question_metrics_read_answers_as_the_benchmark_does():
     assert metrics.question_value(doc, " 2. the third") == 1.0 and metrics.question_value(doc, "3") == 0.0
 
 
+REFERENCE = Path(__file__).resolve().parent / "reference" / "shopping_mmlu_cases.json"
+
+
+def test_every_question_metric_equals_the_benchmarks_own_code_on_fixed_outputs():
+    """Each case's value and each task's score equal what the benchmark's own skill-wise
+    evaluation computes on the same outputs, to 1e-9.
+
+    The expected values in ``tests/reference/shopping_mmlu_cases.json`` were computed once
+    by running ``skill_wise_eval/metrics.py`` of github.com/KL4805/ShoppingMMLU at commit
+    7b118da15635e0d61c45fe1713420a344ac5b738 (its BLEU through huggingface/evaluate's
+    ``metrics/sacrebleu`` at a7dd338386a4fae9a1767e05eb9ef9479513d9e8), rouge-score
+    0.1.2, sacrebleu 2.6.0, nltk 3.10.4, with::
+
+        /tmp/smvenv/bin/python tests/reference/run_shopping_mmlu.py /tmp/smmlu/skill_wise_eval \\
+            /tmp/evalrepo/metrics/sacrebleu tests/reference/shopping_mmlu_cases.json
+
+    (that script's docstring says how the checkouts and the environment were made). The
+    cases: right and wrong answers, a leading newline or tab (wrong for accuracy), odd
+    casing and punctuation, stemmed words, short and multi-line BLEU hypotheses, empty
+    answers, entities with empty pieces and untrimmed gold. NDCG is compared only where no
+    number is 0, repeated or negative: there ecomharness differs on purpose (see
+    ``metrics.ndcg``)."""
+    reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    rows = []
+    for case in reference["cases"]:
+        doc = {"gold_json": json.dumps(case["gold"]), "metric": case["metric"]}
+        value = metrics.question_value(doc, case["answer"])
+        if case["metric"] == "micro f1":
+            assert value == case["expected"], case
+        else:
+            assert abs(value - case["expected"]) <= 1e-9, case
+        rows.append([case["task"], case["metric"], value])
+    by_task: dict[str, list] = {}
+    for row in rows:
+        by_task.setdefault(row[0], []).append(row)
+    for task, task_rows in by_task.items():
+        assert abs(metrics.skill_score(task_rows) - reference["task_scores"][task]) <= 1e-9, task
+    assert abs(metrics.skill_score(rows) - reference["track_wise"]) <= 1e-9
+
+
+def test_the_benchmarks_definitions_differ_from_the_earlier_ones_where_the_issue_found_them():
+    """The three differences issue 32 measured, one question each: the stemmer makes
+    "run shoe" match "running shoes", corpus BLEU scores a two-word exact answer 0 (no
+    effective order), and an answer starting with a newline is wrong."""
+    assert metrics.question_value({"gold_json": '"running shoes"', "metric": "rougel"}, "run shoe") == 1.0
+    assert metrics.question_value({"gold_json": '"red shoes"', "metric": "bleu"}, "red shoes") == 0.0
+    assert metrics.question_value({"gold_json": "2", "metric": "accuracy"}, "\n2") == 0.0
+    assert metrics.question_value({"gold_json": "2", "metric": "accuracy"}, " 2") == 1.0
+
+
 def test_skill_score_is_the_mean_over_tasks_with_micro_f1_from_summed_counts():
     rows = [["a", "accuracy", 1.0], ["a", "accuracy", 0.0], ["a", "accuracy", 0.0], ["a", "accuracy", 0.0],
             ["b", "micro f1", [1, 0, 1]], ["b", "micro f1", [0, 1, 0]]]

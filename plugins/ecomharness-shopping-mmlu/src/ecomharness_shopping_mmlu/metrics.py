@@ -1,29 +1,43 @@
-"""Scoring of Shopping MMLU's answers, by each question's own ``metric`` field.
+r"""Scoring of Shopping MMLU's answers, by each question's own ``metric`` field.
 
 A skill's score is the benchmark's: each task's metric over its questions, then the
-unweighted mean over the skill's tasks (``skill_score``). Per question, as the
-benchmark's skill-wise evaluation reads answers:
+unweighted mean over the skill's tasks (``skill_score``). Per question, with the
+definitions and answer normalisation of the benchmark's skill-wise evaluation
+(``skill_wise_eval/metrics.py`` of github.com/KL4805/ShoppingMMLU, commit 7b118da;
+``tests/reference/`` runs that code on fixed outputs and the tests hold these functions
+to it):
 
-- ``accuracy``: the answer's first character is the option's number (the ``_rc``
-  tasks instead rank the options by log-likelihood);
-- ``hit rate@3``: the first line, split on commas, its first three whole numbers; the
-  share of the gold items among them;
-- ``ndcg``: the first line's numbers (at most as many as there are candidates), each
-  worth its candidate's relevance weight; the ideal order is the weights sorted. A
-  number repeated or outside the candidates earns nothing (the benchmark's script wraps
-  0 around to the last candidate);
-- ``micro f1``: the first line's comma-separated entities, lower-cased; true and false
-  positives and false negatives summed over the task, then F1;
-- ``rougel``: ROUGE-L (ecomharness's ``rouge_l``);
-- ``bleu``: sentence BLEU on the first line, lower-cased (sacrebleu, 13a tokens), / 100;
-  ``jp-bleu`` wants sacrebleu's MeCab tokenizer (``pip install sacrebleu[ja]``);
+- ``accuracy``: spaces (only spaces) trimmed, the first character is the option's
+  number; an answer starting with a newline or a tab is wrong (the ``_rc`` tasks instead
+  rank the options by log-likelihood);
+- ``hit rate@3``: the whole answer, trimmed and split on commas, its first three pieces
+  that are whole numbers; the share of the gold items among them (the script means the
+  first line, but splits the whole answer, so ``"1, 2\n3"`` reads ``[1]``);
+- ``ndcg``: with a newline in the answer, its first line once newlines at either end are
+  trimmed; split on commas, the whole numbers (at most as many as there are
+  candidates), each worth its candidate's relevance weight; the ideal order is the
+  weights sorted. A number repeated or outside the candidates earns nothing (the
+  benchmark's script wraps 0 around to the last candidate and pays a repeat again, which
+  can put NDCG above 1);
+- ``micro f1``: the first line after leading newlines, split on commas, empty pieces
+  dropped, each lower-cased and space-trimmed; gold entities lower-cased, not trimmed;
+  true and false positives and false negatives summed over the task, then F1;
+- ``rougel``: rouge-score's ROUGE-L F-measure with its Porter stemmer (its tokenizer
+  keeps only ASCII letters and digits, so text in other scripts scores 0, as there);
+- ``bleu``: sacrebleu's *corpus* BLEU over the one sentence (the first line once newlines
+  at either end are trimmed; lower-cased, 13a tokens, exponential smoothing, no
+  effective order: fewer than four words in common scores 0), / 100, as
+  ``evaluate.load("sacrebleu")`` computes it; ``jp-bleu`` wants sacrebleu's MeCab
+  tokenizer (``pip install sacrebleu[ja]``);
 - ``sent-transformer`` and ``multilingual-sent-transformer`` compare sentence
   embeddings of a model this offline evaluation does not load: those questions are
-  scored by ROUGE-L, and the task warns once that it did so.
+  scored by ecomharness's ROUGE-L (every CJK character a token, as these questions are
+  often not English), and the task warns once that it did so.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -50,31 +64,44 @@ def _answer(results) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _first_line(text: str) -> str:
-    text = text.strip()
-    return text.split("\n", 1)[0] if text else ""
-
-
-def _numbers(text: str) -> list[int]:
+def _whole_numbers(pieces) -> list[int]:
+    """The pieces Python's ``int`` reads (it allows surrounding whitespace, a sign and
+    leading zeros, as the benchmark's ``int(piece)`` does), in order."""
     out = []
-    for piece in _first_line(text).split(","):
+    for piece in pieces:
         try:
-            out.append(int(piece.strip()))
+            out.append(int(piece))
         except ValueError:
             continue
     return out
 
 
+def accuracy(answer: str, gold) -> float:
+    """1.0 when the answer, spaces trimmed, starts with the option's number ``gold``."""
+    text = answer.strip(" ")
+    return float(bool(text) and text[0] == str(gold))
+
+
 def hit_rate_at_3(answer: str, gold: list) -> float:
-    """The share of gold items among the answer's first three numbers."""
-    predicted = set(_numbers(answer)[:3])
+    """The share of gold items among the first three whole numbers of the answer split on
+    commas."""
+    predicted = set(_whole_numbers(answer.strip().split(","))[:3])
     return len(predicted & set(gold)) / len(gold) if gold else 0.0
+
+
+def ranked_candidates(answer: str) -> list[int]:
+    """The candidate numbers an answer ranks, read as the benchmark reads them: with a
+    newline, the first line once newlines at either end are trimmed; then the whole
+    numbers of its comma-separated pieces."""
+    if "\n" in answer:
+        answer = answer.strip("\n").split("\n")[0]
+    return _whole_numbers(answer.strip().split(","))
 
 
 def ndcg(answer: str, weights: list[float]) -> float:
     """NDCG of the answer's order of candidates (numbered from 1)."""
     seen, dcg, position = set(), 0.0, 0
-    for index in _numbers(answer)[: len(weights)]:
+    for index in ranked_candidates(answer)[: len(weights)]:
         relevance = weights[index - 1] if 1 <= index <= len(weights) and index not in seen else 0.0
         seen.add(index)
         dcg += (2 ** relevance - 1) / math.log2(position + 2)
@@ -85,18 +112,37 @@ def ndcg(answer: str, weights: list[float]) -> float:
 
 def entity_counts(answer: str, gold: list[str]) -> list[int]:
     """``[true positives, false positives, false negatives]`` of one answer's entities."""
-    predicted = [p.strip().lower() for p in _first_line(answer.lstrip("\n")).split(",") if p.strip()]
-    truth = [g.strip().lower() for g in gold]
+    line = answer.lstrip("\n").split("\n")[0].strip(" ")
+    # An empty piece is dropped before trimming: a piece of spaces stays, as an entity "".
+    predicted = [piece.lower().strip(" ") for piece in line.split(",") if piece != ""]
+    truth = [g.lower() for g in gold]
     hits = len(set(predicted) & set(truth))
     return [hits, len(predicted) - hits, len(truth) - hits]
 
 
-def _bleu(answer: str, references: list[str], japanese: bool) -> float:
+@functools.lru_cache(maxsize=1)
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l_stemmed(answer: str, reference: str) -> float:
+    """rouge-score's ROUGE-L F-measure with the Porter stemmer (symmetric in its two
+    arguments, so which side is the reference does not matter)."""
+    return _rouge_scorer().score(reference, answer)["rougeL"].fmeasure
+
+
+def bleu(answer: str, references: list[str], japanese: bool = False) -> float:
+    """sacrebleu's corpus BLEU of the answer's first line as a corpus of one sentence,
+    lower-cased, / 100."""
     import sacrebleu
 
+    line = answer.strip("\n").split("\n")[0]
     try:
-        score = sacrebleu.sentence_bleu(_first_line(answer), references, lowercase=True,
-                                        tokenize="ja-mecab" if japanese else "13a").score
+        # One reference stream per reference, as evaluate's sacrebleu metric passes them.
+        score = sacrebleu.corpus_bleu([line], [[reference] for reference in references], lowercase=True,
+                                      tokenize="ja-mecab" if japanese else "13a").score
     except Exception as exc:  # sacrebleu[ja] missing: a BLEU on other tokens would be another number
         raise RuntimeError(f"jp-bleu needs sacrebleu's MeCab tokenizer (pip install 'sacrebleu[ja]'): {exc}") from exc
     return score / 100
@@ -107,8 +153,7 @@ def question_value(doc: dict, answer: str):
     gold = json.loads(doc["gold_json"])
     metric = doc["metric"]
     if metric == "accuracy":
-        text = answer.strip()
-        return float(bool(text) and text[0] == str(gold))
+        return accuracy(answer, gold)
     if metric == "hit rate@3":
         return hit_rate_at_3(answer, gold)
     if metric == "ndcg":
@@ -116,12 +161,15 @@ def question_value(doc: dict, answer: str):
     if metric == "micro f1":
         return entity_counts(answer, gold)
     references = gold if isinstance(gold, list) else [gold]
+    if not references:
+        return 0.0
     if metric in ("bleu", "jp-bleu"):
-        return _bleu(answer, references, japanese=metric == "jp-bleu")
-    if metric != "rougel":
-        _warn_once(metric, f"shopping_mmlu: questions scored by {metric} (sentence embeddings of a model this offline "
-                           "evaluation does not load) are scored by ROUGE-L instead")
-    return max(rouge_l(answer.strip(), reference) for reference in references) if references else 0.0
+        return bleu(answer, references, japanese=metric == "jp-bleu")
+    if metric == "rougel":
+        return max(rouge_l_stemmed(answer, reference) for reference in references)
+    _warn_once(metric, f"shopping_mmlu: questions scored by {metric} (sentence embeddings of a model this offline "
+                       "evaluation does not load) are scored by ROUGE-L instead")
+    return max(rouge_l(answer.strip(), reference) for reference in references)
 
 
 def process_generation(doc, results) -> dict:
