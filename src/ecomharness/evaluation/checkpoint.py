@@ -113,6 +113,12 @@ class CheckpointEvaluator:
         self.task_names = opened.names
         self.task_manager = opened.manager
         self.loaded = load_checked(opened.manager, self.task_names)
+        from ecomharness.evaluation.guard import MetricFailures, guard_tasks
+
+        # A metric that fails is recorded for its task (``metric_failures``); the other
+        # tasks' results are kept.
+        self.failures = MetricFailures()
+        guard_tasks(self.loaded, self.failures)
         # A snapshot, taken now: DATA_SOURCES is per process, and another evaluator built
         # later in this process (other settings, same task names) would overwrite it.
         from ecomharness.tasks.data import DATA_SOURCES
@@ -144,12 +150,18 @@ class CheckpointEvaluator:
         samples = self.settings.samples
         if self.subset:
             samples = {name: chosen["indices"] for name, chosen in self.subset.items()}
+        self.failures.reset()
         results = evaluate(
             lm=lm, task_dict=self.loaded, limit=self.settings.limit, samples=samples,
             log_samples=True, verbosity="WARNING",
         )
         if results is None:  # non-zero rank
             return {}
+        from ecomharness.evaluation.guard import settle
+
+        metric_failures = settle(results, self.failures)
+        if metric_failures:
+            results["metric_failures"] = metric_failures
         # Per-document scores for paired tests; the logged samples (prompts, answers)
         # are not kept: the ledger records scores, not transcripts.
         from ecomharness.evaluation.per_document import collect

@@ -338,6 +338,8 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
         record["subset"] = results["subset"]
     if results.get("bootstrap_stderr"):  # stderrs ecomharness computed where lm-eval gives none
         record["bootstrap_stderr"] = results["bootstrap_stderr"]
+    if results.get("metric_failures"):  # metrics that could not be computed, and why (evaluation.guard)
+        record["metric_failures"] = results["metric_failures"]
     sources = DATA_SOURCES if data_sources is None else data_sources
     record["data_sources"] = {t: sources[t] for t in sorted(results.get("results", {})) if t in sources}
     if contamination:  # what the training data held of each evaluated task (data build's decontamination)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 from ecomharness.errors import UserError
@@ -40,11 +41,15 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
         log.info("No CUDA device: evaluating on cpu (pass --device to choose).")
         cfg.device = "cpu"
 
+    from ecomharness.evaluation.guard import MetricFailures, guard_tasks, settle
     from ecomharness.tasks.lint import checking_loads
     from ecomharness.tasks.open import open_tasks
 
     opened = open_tasks(requested, include_path=cfg.include_path, metadata=cfg.metadata)
-    task_manager, task_list = checking_loads(opened.manager), opened.names
+    # A metric that fails is recorded for its task; the other tasks' results are written.
+    failures = MetricFailures()
+    task_manager = checking_loads(opened.manager, then=lambda loaded: guard_tasks(loaded, failures))
+    task_list = opened.names
 
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
@@ -90,6 +95,10 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
     if results is None:  # non-zero ranks in distributed runs
         return 0
     results["ecomharness"] = run_provenance(results)
+    # Before anything reads a value: failed and NaN values out, reasons kept.
+    metric_failures = settle(results, failures)
+    if metric_failures:
+        results["ecomharness"]["metric_failures"] = metric_failures
     from ecomharness.evaluation import per_document
 
     table = per_document.collect(results, task_manager)
@@ -117,6 +126,9 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
     print(make_table(results))
     if "groups" in results:
         print(make_table(results, "groups"))
+    for name, metrics in metric_failures.items():
+        for metric, reason in metrics.items():
+            print(f"not computed: {name} {metric}: {reason}", file=sys.stderr)
     return 0
 
 

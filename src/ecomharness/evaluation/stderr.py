@@ -42,8 +42,9 @@ def _bootstrap(aggregation: str, values: list, rng: np.random.Generator) -> tupl
     form = count_form(aggregation, values)
     if form is not None:
         weights = rng.multinomial(n, np.full(n, 1.0 / n), size=RESAMPLES).astype(np.float64)
-        stats = np.asarray(form.value(weights), dtype=np.float64)
-        return float(np.std(stats, ddof=1)), RESAMPLES
+        with np.errstate(invalid="ignore"):  # inf values give NaN, which the caller leaves out
+            stats = np.asarray(form.value(weights), dtype=np.float64)
+            return float(np.std(stats, ddof=1)), RESAMPLES
     from lm_eval.api.registry import get_aggregation
 
     try:
@@ -52,7 +53,11 @@ def _bootstrap(aggregation: str, values: list, rng: np.random.Generator) -> tupl
         return None
     if function is None:
         return None
-    stats = [function([values[i] for i in rng.integers(0, n, n)]) for _ in range(RESAMPLES_SLOW)]
+    try:
+        stats = [function([values[i] for i in rng.integers(0, n, n)]) for _ in range(RESAMPLES_SLOW)]
+    except Exception as exc:  # a resample the aggregation cannot take: no stderr, not a lost evaluation
+        log.warning("no bootstrap stderr for %s: a resample failed (%s: %s)", aggregation, type(exc).__name__, exc)
+        return None
     return float(np.std(np.asarray(stats, dtype=np.float64), ddof=1)), RESAMPLES_SLOW
 
 
@@ -80,7 +85,8 @@ def fill_bootstrap_stderr(results: dict, table: dict, seed: int = SEED) -> dict[
                 continue
             rng = np.random.default_rng([seed, len(values)])
             found = _bootstrap(entry["aggregation"].get(metric, "mean"), values, rng)
-            if found is not None:
+            # An infinite value (a perplexity that overflows) has no finite spread: left out.
+            if found is not None and math.isfinite(found[0]):
                 values_of[key], filled[f"{task}/{metric}"] = found
     subtasks = {g: list(m) for g, m in (results.get("group_subtasks") or {}).items() if m}
     sizes = {t: (c or {}).get("effective") for t, c in (results.get("n-samples") or {}).items()}

@@ -20,7 +20,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -409,12 +409,18 @@ def _load(load, task_manager, names):
     return loaded
 
 
-def checking_loads(task_manager):
+def checking_loads(task_manager, then: Callable[[dict], dict] | None = None):
     """Make ``task_manager.load`` check what it builds (for ``simple_evaluate``, which
-    loads the tasks itself): the same TaskManager, its ``load`` wrapped once."""
+    loads the tasks itself): the same TaskManager, its ``load`` wrapped once. ``then``,
+    when given, is applied to what was built and checked (the evaluation's guards on
+    the built tasks, ``evaluation.guard``)."""
     original = task_manager.load
-    task_manager.load = lambda names, *args, **kwargs: _load(
-        lambda n: original(n, *args, **kwargs), task_manager, names)
+
+    def load(names, *args, **kwargs):
+        loaded = _load(lambda n: original(n, *args, **kwargs), task_manager, names)
+        return then(loaded) if then is not None else loaded
+
+    task_manager.load = load
     return task_manager
 
 
