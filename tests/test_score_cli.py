@@ -87,3 +87,32 @@ def test_finben_classification_is_rescored_with_finbens_own_metrics(tmp_path, ta
     assert report["kind"] == "finben_classification"
     for metric in ("acc_finben", "f1_finben", "acc", "macro_f1", "weighted_f1", "score"):
         assert report["metrics"][metric]["value"] == pytest.approx(results[f"{metric},none"], abs=1e-12), metric
+
+
+def test_a_plugin_tasks_samples_are_rescored_by_the_tasks_own_scoring(tmp_path):
+    """`score` re-scores every metric a task defines with the task's own process_results
+    and aggregation, whoever wrote them: Shopping MMLU's samples by its per-question
+    metrics and skill score, not as an ecomharness generation task (which its
+    `process_generation` was once taken for, by name)."""
+    metrics = pytest.importorskip("ecomharness_shopping_mmlu.metrics")
+    task = "shopping_mmlu_concept_gen"
+    done = run_cli("eval", "--model", "ecom-oracle", "--tasks", task, "--log_samples",
+                   "--output_path", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    samples = next((tmp_path / "out").rglob(f"samples_{task}_*.jsonl"))
+    records = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # Other answers than the oracle's: "1" everywhere (right only where the gold is option 1).
+    for record in records:
+        record["filtered_resps"] = ["1"]
+    changed = _write(tmp_path / samples.name, records)
+    out = tmp_path / "scores.json"
+    scored = run_cli("score", str(changed), "--output", str(out))
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    report = json.loads(out.read_text())[str(changed)]
+    assert report["scorer"] == "ecomharness_shopping_mmlu.metrics.process_generation"
+    assert report["kind_source"] == f"task {task}" and report["n"] == len(records)
+    rows = [metrics.process_generation(r["doc"], ["1"])["score"] for r in records]
+    expected = metrics.skill_score(rows)
+    assert 0 < expected < 1
+    assert report["metrics"]["score"] == {"value": pytest.approx(expected, abs=1e-12), "stderr": None}
+    assert "scored by ecomharness_shopping_mmlu.metrics.process_generation" in scored.stdout

@@ -19,7 +19,10 @@ document fields each kind reads (see ecomharness.metrics.lmeval):
   generation: target | classification: target, label_set | extraction: gold_spans,
   extraction_format | reading: answers | headlines: target, label_set, label_type |
   ner: tokens, bio_labels | finben_classification (FLARE FPB, FiQA-SA; also FinBen's
-  acc_finben and f1_finben, chosen from the task): target, label_set
+  acc_finben and f1_finben): target, label_set
+samples of an installed task (lm-eval's samples_<task>_<date>.jsonl, or a record's
+"task" field) are scored by the task's own process_results and metric_list, plugins'
+tasks included, so every metric the task defines is re-scored.
 """
 
 
@@ -29,8 +32,9 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("files", nargs="+", help="samples_*.jsonl or {doc, prediction} JSON Lines")
     parser.add_argument("--kind", choices=TASK_KINDS,
-                        help="how to score (default: from the file's task, else each document's kind, "
-                             "else a reported guess from its fields)")
+                        help="how to score (default: as the file's task scores, every metric it defines, when "
+                             "the task is installed; else each document's kind, else a reported guess from its "
+                             "fields)")
     parser.add_argument("--output", help="write the scores as JSON to this file (atomically)")
     parser.add_argument(
         "--on-error", choices=("raise", "skip"), default="raise",
@@ -43,7 +47,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ecomharness.errors import UserError
-    from ecomharness.evaluation.rescore import read_predictions, score_file, task_kinds, task_of_file
+    from ecomharness.evaluation.rescore import read_predictions, score_file, task_of_file, task_scoring
     from ecomharness.util import write_json_atomic
 
     if args.output and Path(args.output).is_dir():
@@ -58,7 +62,8 @@ def run(args) -> int:
         loaded.append((path, pairs, skipped))
     tasks = {task_of_file(path) for path, _, _ in loaded} | {
         doc["__task__"] for _, pairs, _ in loaded for doc, _ in pairs if "__task__" in doc}
-    known = task_kinds(sorted(t for t in tasks if t)) if args.kind is None else {}
+    # Each installed task's own scoring: every metric it defines is re-scored.
+    known = task_scoring(sorted(t for t in tasks if t)) if args.kind is None else {}
     for path, pairs, skipped in loaded:
         results = score_file(pairs, kind=args.kind, file_task=task_of_file(path), known=known)
         for scores in results:
@@ -66,8 +71,9 @@ def run(args) -> int:
         report[str(path)] = results[0] if len(results) == 1 else {"by_task_and_kind": results}
         for scores in results:
             task = f"task {scores['task']}, " if scores["task"] else ""
-            print(f"{path}  ({task}{scores['kind']} from the {scores['kind_source']}, n={scores['n']}, "
-                  f"skipped={len(skipped)})")
+            how = f"scored by {scores['scorer']}" if scores.get("scorer") else \
+                f"{scores['kind']} from the {scores['kind_source']}"
+            print(f"{path}  ({task}{how}, n={scores['n']}, skipped={len(skipped)})")
             if scores["kind_source"].startswith("guessed"):
                 print(f"  warning: no task or document kind says how to score these {scores['n']} documents; "
                       f"scored as {scores['kind']} from their fields (pass --kind to decide)")
