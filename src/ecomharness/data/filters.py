@@ -27,11 +27,12 @@ CJK text).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import regex
 
 from ecomharness.errors import UserError
 from ecomharness.registry import filters as filter_registry
@@ -119,25 +120,23 @@ def _no_more(options: dict, where: str, known: str) -> None:
 # ----------------------------------------------------------------------------- text measures
 
 
+_CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f"
+# Counted by the regex engine, not character by character in Python: a filter runs on
+# every record of every source, and these counts were most of a cleaned build's time.
+_CJK_CHAR = re.compile(f"[{_CJK_CLASS}]")
+_LATIN_LETTER = re.compile("[A-Za-z\u00c0-\u024f]")
+_ALNUM_CHAR = re.compile(r"[^\W_]")  # str.isalnum, one character at a time
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
 def is_cjk(char: str) -> bool:
     """A Han, kana or hangul character (the scripts written without spaces)."""
-    code = ord(char)
-    return (0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2FA1F
-            or 0x3040 <= code <= 0x30FF or 0xAC00 <= code <= 0xD7AF or 0xF900 <= code <= 0xFAFF)
+    return _CJK_CHAR.match(char) is not None
 
 
 def _letters(text: str) -> tuple[int, int]:
     """(CJK characters, Latin letters) of a text."""
-    cjk = latin = 0
-    for char in text:
-        if is_cjk(char):
-            cjk += 1
-        elif char.isascii() and char.isalpha() or "\u00c0" <= char <= "\u024f":
-            latin += 1
-    return cjk, latin
-
-
-_WORD = re.compile(r"\w+", re.UNICODE)
+    return len(_CJK_CHAR.findall(text)), len(_LATIN_LETTER.findall(text))
 
 
 def _units(text: str) -> list[str]:
@@ -145,7 +144,7 @@ def _units(text: str) -> list[str]:
     units its n-grams are made of."""
     cjk, latin = _letters(text)
     if cjk > latin:
-        return [c for c in text if c.isalnum()]
+        return _ALNUM_CHAR.findall(text)
     return _WORD.findall(text.lower())
 
 
@@ -165,26 +164,30 @@ def top_ngram_share(text: str, n: int) -> float:
     units = _units(text)
     if len(units) < n:
         return 0.0
-    grams = Counter(tuple(units[i:i + n]) for i in range(len(units) - n + 1))
+    grams = Counter(zip(*(units[i:] for i in range(n))))
     gram, count = grams.most_common(1)[0]
     if count < 2:
         return 0.0
-    total = sum(len(u) for u in units)
-    return min(1.0, count * sum(len(u) for u in gram) / total) if total else 0.0
+    total = sum(map(len, units))
+    return min(1.0, count * sum(map(len, gram)) / total) if total else 0.0
 
 
 _MARKUP = re.compile(r"<[^<>\n]{0,200}>|&[A-Za-z]{2,8};|&#\d{1,7};")
+_SPACE = re.compile(r"\s")
+# Unicode categories P* and S*, and str.isdigit, by the regex module (which transformers
+# already requires): the standard re module has no category classes.
+_SYMBOL = regex.compile(r"[\p{P}\p{S}]")
+_DIGIT = regex.compile(r"[\p{Numeric_Type=Decimal}\p{Numeric_Type=Digit}]")
 
 
 def character_shares(text: str) -> dict[str, float]:
     """Shares of symbols (Unicode punctuation and symbol categories), digits and markup
     (characters inside HTML/XML tags and entities) among the text's non-space characters."""
-    chars = [c for c in text if not c.isspace()]
-    if not chars:
+    n = len(text) - len(_SPACE.findall(text))
+    if not n:
         return {"symbol": 0.0, "digit": 0.0, "markup": 0.0}
-    n = len(chars)
-    symbols = sum(1 for c in chars if unicodedata.category(c)[0] in "PS")
-    digits = sum(1 for c in chars if c.isdigit())
+    symbols = len(_SYMBOL.findall(text))
+    digits = len(_DIGIT.findall(text))
     markup = sum(len(m.group(0).replace(" ", "")) for m in _MARKUP.finditer(text))
     return {"symbol": symbols / n, "digit": digits / n, "markup": min(1.0, markup / n)}
 

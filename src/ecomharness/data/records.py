@@ -11,6 +11,7 @@ import itertools
 import multiprocessing
 import os
 import re
+from array import array
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -171,13 +172,45 @@ def renderer(source: SourceSpec):
     return template.render
 
 
-def render_source(source: SourceSpec, stream, on_error: str, report: SourceReport) -> Iterator[tuple[str | None, str, dict]]:
+class FilterVerdicts:
+    """One source's filter verdicts, by the position of each record that reached the
+    filters, kept by an engine that streams a source several times (the local engine's
+    held-out, dedup, decontamination, selection and tokenize passes). Filters are
+    functions of (text, record), so the first pass's verdicts stand for every later
+    pass; only the first pays for them. One byte a record while fewer than 255 reasons
+    are seen (then two)."""
+
+    def __init__(self) -> None:
+        self.codes = array("B")  # 0 keeps the record; k drops it for reasons[k - 1]
+        self.reasons: list[str] = []
+
+    def add(self, reason: str | None) -> None:
+        """Remember the next record's verdict."""
+        if reason is None:
+            self.codes.append(0)
+            return
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+            if len(self.reasons) == 255:
+                self.codes = array("H", self.codes)
+        self.codes.append(self.reasons.index(reason) + 1)
+
+    def at(self, position: int) -> str | None:
+        """The verdict of the record at ``position`` (it must have been added)."""
+        code = self.codes[position]
+        return self.reasons[code - 1] if code else None
+
+
+def render_source(source: SourceSpec, stream, on_error: str, report: SourceReport,
+                  verdicts: FilterVerdicts | None = None) -> Iterator[tuple[str | None, str, dict]]:
     """``(key, text, record)`` per good record of ``stream`` (a source's ``(location,
     record)`` pairs, as its reader yields them), raising or counting bad ones in
     ``report``. Both engines render through here: a per-record stage added here runs
-    the same on either."""
+    the same on either. ``verdicts`` (the same object on every pass over the source)
+    makes the filters run once per record, not once per pass."""
     render = renderer(source)
     checks = source_checks(source)
+    position = 0  # records that reached the filters
 
     def bad(reason: str, error: Exception | str) -> None:
         if on_error == "raise":
@@ -221,7 +254,15 @@ def render_source(source: SourceSpec, stream, on_error: str, report: SourceRepor
             bad("invalid Unicode", f"{where}: the text holds {exc.object[exc.start:exc.end]!r}, which is not "
                                    "valid Unicode (a lone surrogate)")
             continue
-        dropped = first_drop(checks, text, record)
+        if not checks:
+            dropped = None
+        elif verdicts is not None and position < len(verdicts.codes):
+            dropped = verdicts.at(position)
+        else:
+            dropped = first_drop(checks, text, record)
+            if verdicts is not None:
+                verdicts.add(dropped)
+        position += 1
         if dropped is not None:
             report.count_filtered(dropped, where, text)
             continue
@@ -292,12 +333,13 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
-def build_table(recipe: DataRecipe, readers: dict, progress=None,
-                keep: dict[str, np.ndarray] | None = None) -> tuple[RecordTable, dict[str, SourceReport]]:
+def build_table(recipe: DataRecipe, readers: dict, progress=None, keep: dict[str, np.ndarray] | None = None,
+                verdicts: dict[str, FilterVerdicts] | None = None) -> tuple[RecordTable, dict[str, SourceReport]]:
     """Read, render and tokenize every source of the recipe into a ``RecordTable``.
 
     Tokenization is batched; with ``num_proc > 1`` batches go to worker processes.
-    ``keep`` (from selection) masks a source's good records by their ordinal.
+    ``keep`` (from selection) masks a source's good records by their ordinal;
+    ``verdicts`` are the filter verdicts of earlier passes, by source name.
     """
     global _TOKENIZER
     _TOKENIZER = load_tokenizer(recipe.tokenizer)
@@ -317,7 +359,8 @@ def build_table(recipe: DataRecipe, readers: dict, progress=None,
         for index, source in enumerate(recipe.sources):
             records = readers[source.format](source.path, source.options)
             stream = ((key, text) for key, text, _ in render_source(source, records, recipe.on_error,
-                                                                  reports[source.name]))
+                                                                  reports[source.name],
+                                                                  (verdicts or {}).get(source.name)))
             if keep is not None and source.name in keep:
                 mask = keep[source.name]
                 stream = (pair for ordinal, pair in enumerate(stream) if ordinal < len(mask) and mask[ordinal])
