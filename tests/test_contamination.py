@@ -68,13 +68,34 @@ def test_template_ngrams_are_not_content_and_short_documents_are_not_clean():
     docs = {"t": [(i, f"{prompt} title {i} {'word ' * (i % 3)}") for i in range(20)]
             + [(20, "tiny doc")], "u": [(0, "红色连衣裙夏季新款女装短袖")]}
     index = build_index(docs, parse_contamination({"tasks": ["t", "u"]}, "x"))
-    # The 13-gram of the prompt is in every document: template. What each document adds
-    # (two or three words) is under half of any window: nothing of its own to check, so
-    # it is counted as unchecked, never as clean.
-    assert index.template["t"] == 1 and index.unchecked["t"] == list(range(21))
+    # The prompt is in every document: its n-grams are template. What each document adds
+    # (one to three words) is too little to check: counted as unchecked, never as clean.
+    assert index.template["t"] > 0 and index.unchecked["t"] == list(range(21))
     assert index.unchecked["u"] == [] and index.totals == {"t": 21, "u": 1}
+    # Without the short-document rule only n-grams of 13 words can check: one template
+    # n-gram, and the same documents unchecked.
+    plain = build_index(docs, parse_contamination({"tasks": ["t", "u"], "short_similarity": 0}, "x"))
+    assert plain.template["t"] == 1 and plain.unchecked["t"] == list(range(21)) and plain.unchecked["u"] == []
     assert index.matches(f"{prompt} title 3 word") == {}
     assert [index.documents[d] for d in index.matches("店铺上新：红色连衣裙夏季新款女装短袖，包邮")] == [("u", 0)]
+
+
+def test_short_documents_are_confirmed_by_alignment_not_by_one_short_ngram():
+    docs = {"r": [(0, "The bread is top notch as well."), (1, "Service was slow but the staff were kind."),
+                  (2, "Good value.")],
+            "z": [(0, "HC圆领拼接连衣裙"), (1, "夏季新款短袖T恤")]}
+    index = build_index(docs, parse_contamination({"tasks": ["r", "z"]}, "x"))
+    assert index.unchecked == {"r": [2], "z": []}  # two words: too short to check at all
+    ids = lambda text: sorted(index.documents[d] for d in index.matches(text))  # noqa: E731
+    # Two characters changed, other spacing: still found, inside longer text too.
+    assert ids("Great lunch. The bread is tap notch as wel! Coffee was cold.") == [("r", 0)]
+    assert ids("新品 HC 圆领拼接连衣裙 包邮") == [("z", 0)]
+    assert ids("夏季新款短袖T血") == [("z", 1)]
+    # A shared short n-gram alone is a candidate, not a finding.
+    assert ids("The bread is stale and the staff were rude.") == []
+    assert ids("连衣裙 夏季 新款") == []
+    off = build_index(docs, parse_contamination({"tasks": ["r", "z"], "short_similarity": 0}, "x"))
+    assert off.unchecked == {"r": [0, 1, 2], "z": [0, 1]}
 
 
 def test_bad_settings_name_the_field():
@@ -84,6 +105,10 @@ def test_bad_settings_name_the_field():
         parse_contamination({"tasks": ["a"], "ngram_words": 1}, "decontaminate")
     with pytest.raises(UserError, match=r"\.threshold: expected a share"):
         parse_contamination({"tasks": ["a"], "threshold": 1.0}, "decontaminate")
+    with pytest.raises(UserError, match=r"\.short_similarity: expected a share"):
+        parse_contamination({"tasks": ["a"], "short_similarity": 85}, "decontaminate")
+    with pytest.raises(UserError, match=r"\.min_words: expected a whole number from 2"):
+        parse_contamination({"tasks": ["a"], "min_words": 1}, "decontaminate")
     with pytest.raises(UserError, match=r"\.action: expected one of"):
         parse_contamination({"tasks": ["a"], "action": "delete"}, "decontaminate")
 
@@ -99,11 +124,14 @@ def test_planted_documents_of_the_bundled_samples_are_found(bundled):
     docs, texts = bundled
     index = build_index(docs, parse_contamination({"tasks": ["ecom_icl"]}, "x"))
     figures = planted(index, texts, clean_records())
-    assert figures["zh"]["verbatim"] == 1.0 and figures["zh"]["embedded"] == 1.0
-    assert figures["zh"]["light edits"] >= 0.9
+    for language in ("zh", "en"):
+        assert figures[language]["verbatim"] == 1.0 and figures[language]["embedded"] == 1.0
+        assert figures[language]["light edits"] >= 0.9, figures
     assert figures["clean"]["false positive share"] <= 0.001
-    # The English sample documents are shorter than 13 words: never called clean.
-    assert len(index.unchecked["ecom_icl_ned"]) == index.totals["ecom_icl_ned"]
+    # The English sample documents are under 13 words: checked as short documents, but
+    # those with under 5 words of their own besides the task's template are left
+    # unchecked, never called clean.
+    assert 0 < len(index.unchecked["ecom_icl_ned"]) < index.totals["ecom_icl_ned"] / 2
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not here")
@@ -120,7 +148,12 @@ def test_planted_documents_of_the_real_release_files_are_found():
     figures = planted(index, {t: dict(items) for t, items in docs.items()}, clean_records(500, 800))
     for language in ("zh", "en"):
         assert figures[language]["verbatim"] == 1.0 and figures[language]["embedded"] == 1.0
+        # Most are short documents (a dozen words, twenty characters), found through the
+        # alignment that confirms short n-gram candidates.
+        assert figures[language]["light edits"] >= 0.9, figures
     assert figures["clean"]["false positive share"] <= 0.001
+    # Only documents under 5 words or 6 characters of their own are left unchecked.
+    assert sum(len(ids) for ids in index.unchecked.values()) <= 0.02 * sum(len(d) for d in docs.values())
 
 
 def test_the_command_reports_found_documents_with_their_records(bundled, tmp_path):

@@ -32,6 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ngram-chars", type=int, default=10, help="character n-gram length for CJK text (10)")
     parser.add_argument("--threshold", type=float, default=0.0,
                         help="a document is found when more than this share of its n-grams is in one record (0: any)")
+    parser.add_argument("--short-similarity", type=float, default=0.85,
+                        help="documents shorter than three n-grams: the alignment similarity that confirms a "
+                             "candidate (0.85; 0: leave them unchecked)")
     parser.add_argument("--output", default=None, help="write the full report (matched ids and records) as JSON here")
     parser.add_argument("--fail-above", type=float, default=None,
                         help="exit 1 when any task's found share exceeds this (0: any document found)")
@@ -56,7 +59,8 @@ def run(args) -> int:
     if args.fail_above is not None:
         check_share(args.fail_above, "--fail-above")
     spec = parse_contamination({"tasks": args.tasks, "ngram_words": args.ngram_words,
-                                "ngram_chars": args.ngram_chars, "threshold": args.threshold}, "options")
+                                "ngram_chars": args.ngram_chars, "threshold": args.threshold,
+                                "short_similarity": args.short_similarity}, "options")
     paths = [Path(p) for p in args.corpus]
     for path in paths:
         if not path.exists():
@@ -88,7 +92,8 @@ def run(args) -> int:
             "corpus": [str(p) for p in paths], "field": args.field, "records": counts["records"],
             "skipped": counts["skipped"], "settings": {"ngram_words": spec.ngram_words,
                                                        "ngram_chars": spec.ngram_chars, "threshold": spec.threshold,
-                                                       "template_share": spec.template_share},
+                                                       "template_share": spec.template_share,
+                                                       "short_similarity": spec.short_similarity},
             "tasks": report})
         print(f"[contamination] wrote {args.output}")
     if args.fail_above is not None:

@@ -13,10 +13,21 @@ n units) cannot be checked and is counted as such, never as clean.
 
 A corpus text contains a document when the share of the document's n-grams found in
 the text exceeds ``threshold`` (default 0: any one of them, the usual rule).
+
+Short documents (a review of a dozen words, a product title of twenty characters) have
+few such n-grams or none, and a couple of changed characters leave none of them intact.
+A document shorter than three n-grams' worth of units (but at least ``min_words``
+words or ``min_chars`` characters) is therefore indexed by n-grams of a third of its
+length (at least 2 words or 3 characters); those only make it a candidate, and a
+character alignment decides: the best-matching stretch of the text must have an Indel
+similarity (rapidfuzz ``partial_ratio``) of at least ``short_similarity`` (default 0.85)
+with the document. ``short_similarity: 0`` turns this off (short documents are then
+unchecked, as with plain n-grams).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -35,6 +46,14 @@ DEFAULT_NGRAM = 13
 DEFAULT_NGRAM_CHARS = 10
 DEFAULT_TEMPLATE_SHARE = 0.05
 ACTIONS = ("drop", "flag")
+# Short documents (module docstring). Measured on the real release files of
+# ../shared/data (tests/test_contamination.py): 0.85 found 0.94 (en) and 0.95 (zh) of the
+# light edits with no match among 11,975 clean records; shorter floors or a lower
+# similarity began to match clean records.
+DEFAULT_SHORT_SIMILARITY = 0.85
+DEFAULT_MIN_WORDS = 5
+DEFAULT_MIN_CHARS = 6
+SHORT_FLOOR = {"words": 2, "chars": 3}  # the shortest candidate n-gram
 
 
 def units(text: str) -> list[str]:
@@ -43,9 +62,25 @@ def units(text: str) -> list[str]:
     return _UNIT.findall(unicodedata.normalize("NFKC", text).lower())
 
 
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+
+
 def is_cjk_unit(unit: str) -> bool:
     """Whether a unit (``units``) is a CJK character."""
-    return len(unit) == 1 and bool(re.match(f"[{_CJK}]", unit))
+    return len(unit) == 1 and _CJK_CHAR.match(unit) is not None
+
+
+def _mostly_cjk(stream: list[str]) -> bool:
+    return sum(1 for u in stream if is_cjk_unit(u)) * 2 > len(stream)
+
+
+def unit_stream(text: str) -> tuple[list[str], bool]:
+    """``units(text)`` and whether most of them are CJK characters (then n-grams are of
+    characters). Every CJK character of the text is one unit and no other unit holds
+    one, so they are counted on the text by the regex engine, not unit by unit."""
+    normal = unicodedata.normalize("NFKC", text).lower()
+    stream = _UNIT.findall(normal)
+    return stream, len(_CJK_CHAR.findall(normal)) * 2 > len(stream)
 
 
 @dataclass(frozen=True)
@@ -59,6 +94,9 @@ class ContaminationSpec:
     template_share: float = DEFAULT_TEMPLATE_SHARE
     action: str = "drop"
     metadata: dict[str, Any] = field(default_factory=dict)
+    short_similarity: float = DEFAULT_SHORT_SIMILARITY
+    min_words: int = DEFAULT_MIN_WORDS
+    min_chars: int = DEFAULT_MIN_CHARS
 
 
 def parse_contamination(raw: Any, where: str) -> ContaminationSpec | None:
@@ -67,7 +105,8 @@ def parse_contamination(raw: Any, where: str) -> ContaminationSpec | None:
         return None
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping such as {{tasks: [ecom_icl]}}, got {raw!r}")
-    known = {"tasks", "ngram_words", "ngram_chars", "threshold", "template_share", "action", "metadata"}
+    known = {"tasks", "ngram_words", "ngram_chars", "threshold", "template_share", "action", "metadata",
+             "short_similarity", "min_words", "min_chars"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -82,8 +121,15 @@ def parse_contamination(raw: Any, where: str) -> ContaminationSpec | None:
         if isinstance(value, bool) or not isinstance(value, int) or not 3 <= value <= 200:
             raise UserError(f"{where}.{key}: expected a whole number from 3 to 200, got {value!r}")
         values[key] = value
+    for key, default in (("min_words", DEFAULT_MIN_WORDS), ("min_chars", DEFAULT_MIN_CHARS)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 200:
+            raise UserError(f"{where}.{key}: expected a whole number from 2 to 200, got {value!r}")
+        values[key] = value
     for key, default in (("threshold", 0.0), ("template_share", DEFAULT_TEMPLATE_SHARE)):
         values[key] = check_share(raw.get(key, default), f"{where}.{key}", below_one=True)
+    values["short_similarity"] = check_share(raw.get("short_similarity", DEFAULT_SHORT_SIMILARITY),
+                                             f"{where}.short_similarity")
     action = raw.get("action", "drop")
     if action not in ACTIONS:
         raise UserError(f"{where}.action: expected one of {ACTIONS}, got {action!r}")
@@ -137,25 +183,61 @@ class NgramIndex:
     ngram_words: int = DEFAULT_NGRAM
     ngram_chars: int = DEFAULT_NGRAM_CHARS
     threshold: float = 0.0
-    prefixes: set = field(default_factory=set)  # first two units of every n-gram
+    # The first two units of every n-gram -> the n-gram lengths starting so, so a corpus
+    # text costs one lookup per unit whatever lengths the index holds.
+    prefixes: dict = field(default_factory=dict)
+    # Short document -> its own stretches of units (between template pieces), space-joined.
+    short: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    short_similarity: float = DEFAULT_SHORT_SIMILARITY
 
     def matches(self, text: str) -> dict[int, float]:
-        """Indexed documents the text contains, with the share of each one's n-grams found."""
+        """Indexed documents the text contains, with the share of each one's n-grams found
+        (for a short document, its alignment similarity)."""
         stream = units(text)
         found: dict[int, set] = defaultdict(set)
-        for n in {self.ngram_words, self.ngram_chars}:
-            for i in range(len(stream) - n + 1):
-                if (stream[i], stream[i + 1]) not in self.prefixes:
-                    continue
+        grams, prefixes = self.grams, self.prefixes
+        for i in range(len(stream) - 1):
+            lengths = prefixes.get((stream[i], stream[i + 1]))
+            if lengths is None:
+                continue
+            for n in lengths:
+                if i + n > len(stream):
+                    break
                 gram = "\x00".join(stream[i:i + n])
-                for doc in self.grams.get(gram, ()):
+                for doc in grams.get(gram, ()):
                     found[doc].add(gram)
         out = {}
-        for doc, grams in found.items():
-            share = len(grams) / self.sizes[doc]
+        joined = None
+        for doc, hits in found.items():
+            if doc in self.short:
+                joined = " ".join(stream) if joined is None else joined
+                score = _aligned(self.short[doc], joined)
+                if score >= self.short_similarity:
+                    out[doc] = score
+                continue
+            share = len(hits) / self.sizes[doc]
             if share > self.threshold:
                 out[doc] = share
         return out
+
+
+def _aligned(runs: tuple[str, ...], text: str) -> float:
+    """How well a short document's stretches are found in a text: each one's best
+    alignment (rapidfuzz ``partial_ratio``, an Indel similarity), weighted by length."""
+    from rapidfuzz import fuzz
+
+    total = sum(len(r) for r in runs)
+    return sum(len(r) * fuzz.partial_ratio(r, text) for r in runs) / (100 * total) if total else 0.0
+
+
+def _template_covered(windows: list[str], n: int, common: set[str]) -> list[int]:
+    """Per unit of a document, 1 when a template n-gram covers it."""
+    covered = [0] * (len(windows) + n - 1)
+    for i, gram in enumerate(windows):
+        if gram in common:
+            for j in range(i, i + n):
+                covered[j] = 1
+    return covered
 
 
 def _content_grams(windows: list[str], n: int, common: set[str]) -> set[str]:
@@ -163,51 +245,78 @@ def _content_grams(windows: list[str], n: int, common: set[str]) -> set[str]:
     outside every template n-gram (a window that only adds a few units to the prompt
     template, such as a product name's last characters before the option list, is
     shared by documents by chance and is not indexed)."""
-    covered = [0] * (len(windows) + n - 1)
-    for i, gram in enumerate(windows):
-        if gram in common:
-            for j in range(i, i + n):
-                covered[j] = 1
     prefix = [0]
-    for c in covered:
+    for c in _template_covered(windows, n, common):
         prefix.append(prefix[-1] + c)
     return {gram for i, gram in enumerate(windows)
             if gram not in common and (n - (prefix[i + n] - prefix[i])) * 2 >= n}
+
+
+def _ngram_length(length: int, mostly_cjk: bool, spec: ContaminationSpec) -> tuple[int, bool]:
+    """The n-gram length a document of ``length`` units is indexed by, and whether it is
+    a short document (candidates confirmed by alignment; see the module docstring)."""
+    full = spec.ngram_chars if mostly_cjk else spec.ngram_words
+    if not spec.short_similarity or length >= 3 * full:
+        return full, False
+    if length < (spec.min_chars if mostly_cjk else spec.min_words):
+        return length + 1, False  # no window: unchecked
+    return max(SHORT_FLOOR["chars" if mostly_cjk else "words"], length // 3), True
 
 
 def build_index(documents: dict[str, list[tuple[int, str]]], spec: ContaminationSpec) -> NgramIndex:
     """The n-gram index of every task's documents (see the module docstring)."""
     indexed: list[tuple[str, int]] = []
     grams: dict[str, list[int]] = defaultdict(list)
-    sizes, unchecked, template, totals = {}, {}, {}, {}
+    sizes, unchecked, template, totals, short = {}, {}, {}, {}, {}
     for task, docs in sorted(documents.items()):
         totals[task] = len(docs)
         per_doc = []
         frequency: Counter = Counter()
         for doc_id, text in docs:
-            stream = units(text)
-            cjk = sum(1 for u in stream if is_cjk_unit(u))
-            n = spec.ngram_chars if cjk * 2 > len(stream) else spec.ngram_words
+            stream, mostly_cjk = unit_stream(text)
+            n, is_short = _ngram_length(len(stream), mostly_cjk, spec)
             windows = ["\x00".join(stream[i:i + n]) for i in range(len(stream) - n + 1)]
-            per_doc.append((doc_id, n, windows))
+            per_doc.append((doc_id, n, windows, stream if is_short else None))
             frequency.update(set(windows))
         limit = max(3, spec.template_share * len(docs))
         common = {g for g, c in frequency.items() if c > limit}
         template[task] = len(common)
         unchecked[task] = []
-        for doc_id, n, windows in per_doc:
+        for doc_id, n, windows, stream in per_doc:
             content = _content_grams(windows, n, common)
+            runs = None
+            if stream is not None:
+                # A short document is checked on its own units, between the template's
+                # pieces: the template alone would make every document of the task look
+                # like every other one. Candidates are n-grams inside those stretches;
+                # each stretch is aligned on its own, since in a text the template stands
+                # between them.
+                covered = _template_covered(windows, n, common) if windows else [0] * len(stream)
+                pieces = [[u for u, _ in group] for c, group in
+                          itertools.groupby(zip(stream, covered), key=lambda pair: pair[1]) if not c]
+                own = [u for piece in pieces for u in piece]
+                content = set()
+                if len(own) >= (spec.min_chars if _mostly_cjk(own) else spec.min_words):
+                    m = max(SHORT_FLOOR["chars" if _mostly_cjk(own) else "words"], len(own) // 3)
+                    content = {"\x00".join(p[i:i + m]) for p in pieces for i in range(len(p) - m + 1)}
+                runs = tuple(" ".join(piece) for piece in pieces)
             if not content:
                 unchecked[task].append(doc_id)
                 continue
             index = len(indexed)
             indexed.append((task, doc_id))
             sizes[index] = len(content)
+            if runs is not None:
+                short[index] = runs
             for gram in content:
                 grams[gram].append(index)
-    prefixes = {tuple(g.split("\x00", 2)[:2]) for g in grams}
+    prefixes: dict[tuple, set] = defaultdict(set)
+    for gram in grams:
+        parts = gram.split("\x00")
+        prefixes[(parts[0], parts[1])].add(len(parts))
     return NgramIndex(indexed, dict(grams), sizes, totals, unchecked, template, spec.ngram_words,
-                      spec.ngram_chars, spec.threshold, prefixes)
+                      spec.ngram_chars, spec.threshold, {k: tuple(sorted(v)) for k, v in prefixes.items()},
+                      short, spec.short_similarity)
 
 
 def build_report(spec: ContaminationSpec, index: NgramIndex, found: dict[int, int],
@@ -215,7 +324,9 @@ def build_report(spec: ContaminationSpec, index: NgramIndex, found: dict[int, in
     """stats.json's ``contamination`` block: settings, per task what was found, per source
     the records that held a task document (dropped or only flagged, by ``action``)."""
     return {"action": spec.action, "settings": {"ngram_words": spec.ngram_words, "ngram_chars": spec.ngram_chars,
-                                                "threshold": spec.threshold, "template_share": spec.template_share},
+                                                "threshold": spec.threshold, "template_share": spec.template_share,
+                                                "short_similarity": spec.short_similarity,
+                                                "min_words": spec.min_words, "min_chars": spec.min_chars},
             "tasks": task_report(index, found), "records": dict(per_source)}
 
 
