@@ -69,6 +69,22 @@ def test_bad_records_name_the_line_and_field(tmp_path):
     assert len(docs) == len(records) - 2
 
 
+def test_a_file_whose_every_record_is_bad_says_why_under_skip(tmp_path):
+    """on_error: skip and nothing usable: the error names the commonest reason and its
+    count, and the first bad record (issue 32, item 5)."""
+    folder = tmp_path / "skills"
+    folder.mkdir()
+    record = {"input_field": "q", "task_name": "t", "task_type": "multiple-choice", "output_field": 1}
+    lines = [json.dumps({**record, "metric": "f2"})] * 3 + [json.dumps({**record, "metric": "accuracy",
+                                                                       "output_field": "one"})]
+    path = folder / "skill1_concept.json"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"holds no questions: 4 record\(s\) were skipped as bad, the commonest "
+                                        r"reason: field 'metric' expected one of .*, got 'f2' \(3x\) \(first at "
+                                        r".*skill1_concept.json:1\)"):
+        _load("concept", shopping_mmlu_dir=str(tmp_path), on_error="skip")
+
+
 def test_question_metrics_read_answers_as_the_benchmark_does():
     assert metrics.hit_rate_at_3("3, 7, 9, 1\nbecause", [1, 3, 9]) == pytest.approx(2 / 3)
     assert metrics.hit_rate_at_3("three", [1]) == 0.0

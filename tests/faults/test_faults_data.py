@@ -4,8 +4,6 @@ Unicode, template sandboxing, an all-empty side, folders left by a killed build.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -76,8 +74,26 @@ def test_an_all_empty_domain_side_is_an_error(corpus, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"product_id": "p1", "title": " ", "category": ""}\n', encoding="utf-8")
     domain_empty = [dict(s, path=str(empty)) if s["kind"] == "domain" else s for s in sources]
-    with pytest.raises(UserError, match="no usable domain records"):
+    with pytest.raises(UserError, match="no usable domain records") as caught:
         build_dataset(load_recipe(_recipe(root, domain_empty, "nodomain", on_error="skip")), log=lambda *_: None)
+    # Why, in the message: the commonest reason and how often (issue 32, item 5).
+    assert "the commonest reason: " in str(caught.value) and "x)" in str(caught.value), str(caught.value)
+
+
+def test_sources_whose_every_record_is_bad_name_the_commonest_reason_and_its_count(corpus, tmp_path):
+    """With on_error: skip and nothing usable anywhere, the error says why (issue 32,
+    item 5): the counts, the commonest reason with its count, and the first bad record."""
+    root, sources = corpus
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n" * 3 + '{"product_id": "p1", "title": 5}\n', encoding="utf-8")
+    all_bad = [dict(s, path=str(bad)) for s in sources]
+    with pytest.raises(UserError) as caught:
+        build_dataset(load_recipe(_recipe(root, all_bad, "allbad", on_error="skip")), log=lambda *_: None)
+    message = str(caught.value)
+    count = 3 * len(sources)  # each source reads the same file
+    assert message.startswith(f"no usable records in any source: {4 * len(sources)} record(s) skipped as bad; "
+                              "the commonest reason: "), message
+    assert f"({count}x); the first bad record: {bad}:1" in message, message
 
 
 def test_folders_of_a_killed_build_are_removed_by_the_next(corpus):

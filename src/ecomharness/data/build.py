@@ -102,7 +102,7 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print, engine: En
     log(f"[data] read, rendered, tokenized {int(counts.records.sum()):,} records ({int(counts.tokens.sum()):,} tokens) "
         f"in {timings['read_tokenize']:.1f}s")
     if counts.records.sum() == 0:
-        raise UserError("no usable records in any source (see the bad-record counts with on_error: skip)")
+        raise UserError("no usable records in any source" + why_no_records(counts.reports))
     by_kind = {kind: int(sum(counts.records[i] for i, s in enumerate(recipe.sources) if s.kind == kind))
                for kind in ("domain", "general")}
     check_each_kind_has_records(recipe, by_kind, counts.reports)
@@ -177,6 +177,25 @@ def check_each_kind_has_records(recipe: DataRecipe, records_of_kind: dict[str, i
     for kind, count in records_of_kind.items():
         sources = [s.name for s in recipe.sources if s.kind == kind]
         if sources and count == 0:
-            lost = "; ".join(f"{name}: {sum(reports[name].bad.values())} bad ({dict(reports[name].bad)})"
-                             for name in sources)
-            raise UserError(f"no usable {kind} records: every {kind} source came out empty ({lost})")
+            raise UserError(f"no usable {kind} records: every {kind} source came out empty"
+                            + why_no_records({name: reports[name] for name in sources}))
+
+
+def why_no_records(reports: dict) -> str:
+    """Why sources gave no record, for an error message: how many records were skipped
+    as bad and dropped by filters, the commonest reason of either with its count, and
+    the first bad record's message."""
+    from collections import Counter
+
+    bad, filtered = Counter(), Counter()
+    for report in reports.values():
+        bad.update(report.bad)
+        filtered.update(report.filtered)
+    if not bad and not filtered:
+        return ": the sources hold no records"
+    reason, count = (bad + filtered).most_common(1)[0]
+    lost = [f"{sum(bad.values())} record(s) skipped as bad"] if bad else []
+    lost += [f"{sum(filtered.values())} dropped by filters"] if filtered else []
+    first = next((r.bad_examples[0] for r in reports.values() if r.bad_examples), None)
+    return (f": {' and '.join(lost)}; the commonest reason: {reason} ({count}x)"
+            + (f"; the first bad record: {first}" if first else ""))

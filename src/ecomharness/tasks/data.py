@@ -455,15 +455,20 @@ def load_task(**metadata):
                           fewshot_pool=spec.fewshot_pool)
 
 
+def skipped_summary(skipped: list) -> str:
+    """The records skipped as bad (``RecordError``s), in words for an error message: the
+    commonest reason and how often, and where the first skipped record is."""
+    first = skipped[0]
+    where = f"{first.path}:{first.line}" if getattr(first, "line", None) else str(getattr(first, "path", ""))
+    return f"the commonest reason: {_commonest_reason(skipped)} (first at {where})"
+
+
 def _why_none(test: ReadResult) -> str:
     """Why a source gave no document, in words: the commonest reason its records were
     skipped and how often, with the first one's place (or that it had no gold labels,
     or no records)."""
     if test.skipped:
-        first = test.skipped[0]
-        where = f"{first.path}:{first.line}" if getattr(first, "line", None) else str(getattr(first, "path", ""))
-        return (f": all {len(test.skipped)} record(s) were skipped as bad, the commonest reason: "
-                f"{_commonest_reason(test.skipped)} (first at {where})")
+        return f": all {len(test.skipped)} record(s) were skipped as bad, {skipped_summary(test.skipped)}"
     if test.meta.get("no_gold"):
         return f": its {test.meta['no_gold']} record(s) carry no gold label"
     return ": it holds no records"

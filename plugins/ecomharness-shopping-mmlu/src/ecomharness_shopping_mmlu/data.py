@@ -37,7 +37,7 @@ from typing import Any
 
 from ecomharness.errors import UserError
 from ecomharness.formats.common import ReadResult, RecordError, check_on_error, convert_records, fingerprint_files, iter_jsonl
-from ecomharness.tasks.data import DEFAULT_SEED, task_documents
+from ecomharness.tasks.data import DEFAULT_SEED, skipped_summary, task_documents
 
 log = logging.getLogger("ecomharness_shopping_mmlu")
 
@@ -261,7 +261,8 @@ def _documents(name: str, records, path: Path, choice_only: bool, on_error: str)
 
     docs, skipped = convert_records(records, convert, on_error)
     if not docs:
-        raise UserError(f"task {name}: {path} holds no {'multiple-choice ' if choice_only else ''}questions")
+        why = f": {len(skipped)} record(s) were skipped as bad, {skipped_summary(skipped)}" if skipped else ""
+        raise UserError(f"task {name}: {path} holds no {'multiple-choice ' if choice_only else ''}questions{why}")
     return docs, skipped
 
 
