@@ -282,3 +282,31 @@ def test_training_carries_the_build_contamination_into_records_the_gate_reads(tm
     assert not verdict.passed and "[fail-closed: contaminated]" in verdict.checks[0].reason
     with pytest.raises(UserError, match=r"contamination\.ecom_icl_pdc: expected"):
         from_record({**combined, "contamination": {"ecom_icl_pdc": {"share": 3}}}, "bad")
+
+
+def test_a_build_for_a_training_recipe_checks_its_evaluation_tasks(tmp_path):
+    """`data build --for TRAIN.yaml`: a `decontaminate` block without tasks takes the
+    training recipe's evaluation tasks (held-out bits per byte aside: the build indexes
+    its held-out texts itself); without `--for` it stops before reading anything."""
+    import yaml
+
+    from tests.conftest import corpus_with_tokenizer
+
+    sources = corpus_with_tokenizer(tmp_path, n_products=60, n_general=100, seed=3, vocab_size=400)
+    recipe = {"output": str(tmp_path / "built"), "tokenizer": str(tmp_path / "tok"), "seq_len": 64,
+              "sources": sources, "ratio": {"general_languages": {"zh": 1, "en": 1}},
+              "decontaminate": {"action": "flag"}}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    train = yaml.safe_load((Path(__file__).resolve().parents[1] / "train" / "recipes" / "tiny_cpu.yaml").read_text())
+    train["data"] = {"path": str(tmp_path / "built")}
+    train["eval"] = {"inline": {"tasks": ["heldout_bpb", "ecom_icl_pdc"], "limit": 4},
+                     "async": {"tasks": ["ecom_icl_pdc", "ecom_icl_tam"], "limit": 4}}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train), encoding="utf-8")
+    refused = run_cli("data", "build", str(tmp_path / "data.yaml"))
+    assert refused.returncode == 2 and "decontaminate.tasks: no tasks given" in refused.stderr
+    assert not (tmp_path / "built").exists()
+    built = run_cli("data", "build", str(tmp_path / "data.yaml"), "--for", str(tmp_path / "train.yaml"))
+    assert built.returncode == 0, built.stderr
+    assert "decontaminating against ecom_icl_pdc, ecom_icl_tam" in built.stdout
+    stats = json.loads((tmp_path / "built" / "stats.json").read_text())
+    assert sorted(stats["contamination"]["tasks"]) == ["ecom_icl_pdc", "ecom_icl_tam"]

@@ -16,6 +16,7 @@ examples:
   ecomharness data build train/data/mixcpt_raw.yaml        # after pointing its paths at your corpora
   ecomharness data build my_recipe.yaml --force        # rebuild an existing output
   ecomharness data build my_recipe.yaml --check        # validate only: fields, files, templates, tokenizer
+  ecomharness data build my_recipe.yaml --for train.yaml   # decontaminate against train.yaml's evaluation tasks
   ecomharness data build my_recipe.yaml --engine ray   # the same build on Ray Data (pip install 'ecomharness[ray]')
   ecomharness data build my_recipe.yaml --engine ray --address auto --blocks 256   # on a running cluster
 output: OUTPUT/dataset (datasets.load_from_disk), OUTPUT/stats.json, OUTPUT/stats.md
@@ -30,6 +31,9 @@ def add_arguments(parser) -> None:
     build.add_argument("--force", action="store_true", help="replace an existing output directory")
     build.add_argument("--check", action="store_true",
                        help="validate the recipe (fields, files, templates, tokenizer, mixer) without building")
+    build.add_argument("--for", dest="for_training", metavar="TRAIN.yaml", default=None,
+                       help="the training recipe this build is for: decontaminate against its evaluation "
+                            "profiles' tasks unless the data recipe names its own")
     build.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process (default); ray: Ray Data stages, same output (docs/data.md)")
     build.add_argument("--address", default=None,
@@ -54,6 +58,8 @@ def run(args) -> int:
     from ecomharness.util import sole_writer
 
     recipe = load_recipe(args.recipe)
+    if args.for_training:
+        recipe = for_training(recipe, args.for_training)
     if args.check:
         from ecomharness.data.build import check_recipe
 
@@ -82,3 +88,28 @@ def run(args) -> int:
     print(f"[data] wrote {recipe.output}/dataset, stats.json, stats.md "
           f"({stats['bad_records']} bad records skipped)")
     return EXIT_OK
+
+
+def for_training(recipe, train_path: str):
+    """The data recipe with its decontamination tasks taken from a training recipe's
+    evaluation profiles, where it names none (a ``decontaminate`` block without
+    ``tasks``, or none at all: then the defaults, dropping what is found)."""
+    import dataclasses
+
+    from ecomharness.data.contamination import ContaminationSpec, tasks_for_training
+    from ecomharness.errors import UserError
+    from ecomharness.train.recipe import load_recipe as load_train_recipe
+
+    train = load_train_recipe(train_path)
+    spec = recipe.decontaminate
+    if spec is not None and spec.tasks:
+        print(f"[data] --for {train_path}: the data recipe names its decontamination tasks "
+              f"({', '.join(spec.tasks)}); kept")
+        return recipe
+    tasks = tasks_for_training(train)
+    if not tasks:
+        raise UserError(f"--for {train_path}: the training recipe evaluates no task besides held-out bits per "
+                        "byte; name the decontamination tasks in the data recipe")
+    print(f"[data] --for {train_path}: decontaminating against {', '.join(tasks)}")
+    spec = dataclasses.replace(spec or ContaminationSpec(tasks=()), tasks=tuple(tasks))
+    return dataclasses.replace(recipe, decontaminate=spec)

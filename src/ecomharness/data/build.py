@@ -50,6 +50,9 @@ def build_dataset(recipe: DataRecipe, force: bool = False, log=print, engine: En
     tokenizer = load_tokenizer(recipe.tokenizer)
     separator = separator_ids(tokenizer, separator_text)
     # Opened before any reading too: a task name that does not exist fails at once.
+    if recipe.decontaminate is not None and not recipe.decontaminate.tasks:
+        raise UserError("decontaminate.tasks: no tasks given: name them in the recipe, or build with "
+                        "`--for TRAIN.yaml` to check against that training recipe's evaluation tasks")
     documents = task_documents(list(recipe.decontaminate.tasks), recipe.decontaminate.metadata) \
         if recipe.decontaminate is not None else None
     engine.start(recipe, mixer, tokenizer, log)

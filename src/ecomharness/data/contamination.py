@@ -110,10 +110,12 @@ def parse_contamination(raw: Any, where: str) -> ContaminationSpec | None:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    tasks = raw.get("tasks")
+    tasks = raw.get("tasks", [])
     if isinstance(tasks, str):
         tasks = [t for t in tasks.split(",") if t]
-    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) and t for t in tasks):
+    # No tasks: ``data build --for TRAIN.yaml`` gives its evaluation profiles' tasks
+    # (tasks_for_training); a build without it stops before reading anything.
+    if not isinstance(tasks, list) or not all(isinstance(t, str) and t for t in tasks):
         raise UserError(f"{where}.tasks: expected a list of task or group names, got {tasks!r}")
     values = {}
     for key, default in (("ngram_words", DEFAULT_NGRAM), ("ngram_chars", DEFAULT_NGRAM_CHARS)):
@@ -137,6 +139,16 @@ def parse_contamination(raw: Any, where: str) -> ContaminationSpec | None:
     if not isinstance(metadata, dict):
         raise UserError(f"{where}.metadata: expected a mapping (lm-eval's --metadata), got {metadata!r}")
     return ContaminationSpec(tuple(tasks), action=action, metadata=metadata, **values)
+
+
+def tasks_for_training(train_recipe) -> list[str]:
+    """The tasks and groups a training recipe's evaluation profiles run (inline and
+    asynchronous), the held-out bits-per-byte tasks left out: the build indexes its
+    held-out texts itself."""
+    names: list[str] = []
+    for profile in train_recipe.eval.profiles().values():
+        names.extend(str(t) for t in profile.tasks if not str(t).startswith("heldout") and str(t) not in names)
+    return names
 
 
 def document_text(task, doc: dict) -> str:
