@@ -21,8 +21,10 @@ The archive also holds one file per task, ``data/<type>/<task>_dataset.<csv|json
 (multiple choice as CSV: ``question``, ``choices``, ``answer``; the other types as JSON
 Lines, prompt first and answer last). The tasks ``shopping_mmlu_task`` (generation) and
 ``shopping_mmlu_task_rc`` (log-likelihood, multiple choice only) read the one named by
-``--metadata '{"shopping_mmlu_task": NAME}'``, scored as the benchmark's task-wise
-evaluation scores that type (a generation task's metric from its name).
+``--metadata '{"shopping_mmlu_task": NAME}'``, with the metric the benchmark's task-wise
+evaluation gives that type (a generation task's metric from its name), answers read with
+the skill-wise definitions (``metrics``; the task-wise scripts read multiple-choice and
+retrieval answers otherwise, the plugin's README says how).
 """
 
 from __future__ import annotations
