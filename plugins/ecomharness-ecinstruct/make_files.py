@@ -67,6 +67,16 @@ generation_kwargs:
 
 # The tasks whose answers are option letters (read by metrics.option_letter).
 OPTION_PROCESSES = ("process_choice", "process_choice_macro_f1", "process_hit_at_1")
+# eCeLLM's own scores beside ours (ecomharness_ecinstruct.ecellm), per process_results;
+# answer generation has none (BERTScore and BLEURT need models).
+ECELLM = {
+    "process_yesno": [("acc_ecellm", "ecellm_accuracy"), ("f1_ecellm", "ecellm_yes_f1")],
+    "process_choice": [("acc_ecellm", "ecellm_accuracy"), ("macro_f1_ecellm", "ecellm_macro_f1")],
+    "process_choice_macro_f1": [("acc_ecellm", "ecellm_accuracy"), ("macro_f1_ecellm", "ecellm_macro_f1")],
+    "process_hit_at_1": [("hit_at_1_ecellm", "ecellm_accuracy")],
+    "process_ndcg": [("ndcg_ecellm", "mean")],
+    "process_extraction": [("f1_ecellm", "ecellm_extraction_f1")],
+}
 
 
 def write_yaml() -> None:
@@ -80,11 +90,12 @@ def write_yaml() -> None:
             lines = [HEADER, f"# ECInstruct {name}, {setting.upper()} test set: {title}\n",
                      "include: _ecinstruct_yaml\n", f"task: {task}\n", "tag: [ecinstruct]\n",
                      f"process_results: !function ecomharness_ecinstruct.metrics.{process}\n", "metric_list:\n"]
-            for metric, aggregation in metrics:
+            for metric, aggregation in metrics + ECELLM.get(process, []):
                 higher = "false" if metric == "invalid" else "true"
                 lines.append(f"  - {{metric: {metric}, aggregation: {aggregation}, higher_is_better: {higher}}}\n")
-            # 1.1: an option answer is read only from a standalone letter or "answer is X".
-            version = "1.1" if process in OPTION_PROCESSES else "1.0"
+            # 1.1: an option answer is read only from a standalone letter or "answer is X";
+            # then (1.2 for those, 1.1 for the others but generation) eCeLLM's own scores.
+            version = ("1.2" if process in OPTION_PROCESSES else "1.1") if process in ECELLM else "1.0"
             lines += ["metadata:\n", f"  version: {version}\n", f"  ecinstruct: {{task: {short}, setting: {setting}}}\n"]
             (TASKS_DIR / f"{task}.yaml").write_text("".join(lines), encoding="utf-8")
     for setting, tasks in members.items():

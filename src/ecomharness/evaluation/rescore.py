@@ -43,12 +43,15 @@ def _scorers() -> dict[str, tuple[Callable, dict[str, Callable]]]:
         # FLARE's FPB and FiQA-SA: our classification metrics plus FinBen's own.
         "finben_classification": (m.process_finben_classification, {"macro_f1": m.cls_macro_f1,
                                                                     "weighted_f1": m.cls_weighted_f1,
-                                                                    "f1_finben": m.f1_finben}),
+                                                                    "f1_finben": m.f1_finben,
+                                                                    "f1_pixiu": m.f1_pixiu}),
         "extraction": (m.process_extraction, {"precision": m.ie_precision, "recall": m.ie_recall, "f1": m.ie_f1}),
         "reading": (m.process_reading, {}),
         "headlines": (m.process_headlines, {"score": m.headlines_avg_f1, "avg_f1": m.headlines_avg_f1,
-                                            "avg_f1_finben": m.avg_f1_finben}),
-        "ner": (m.process_ner, {"entity_precision": m.ie_precision, "entity_recall": m.ie_recall, "entity_f1": m.ie_f1}),
+                                            "avg_f1_finben": m.avg_f1_finben, "avg_f1_pixiu": m.avg_f1_pixiu}),
+        "ner": (m.process_ner, {"score": m.ie_f1, "entity_precision": m.ie_precision, "entity_recall": m.ie_recall,
+                                "entity_f1": m.ie_f1, "entity_f1_finben": m.seqeval_f1,
+                                "entity_f1_pixiu": m.seqeval_f1}),
     }
 
 

@@ -12,6 +12,9 @@ documents of small per-document count vectors:
   document is a true positive, false positive, false negative, and gold support;
 - ``headlines_avg_f1`` / ``avg_f1_finben``: the same per label type, plus a count of
   the type's documents (the mean runs over the types a resample contains);
+- ``f1_pixiu`` / ``avg_f1_pixiu``: the same with gold and prediction swapped, as PIXIU
+  2023 passes them (``f1_pixiu`` counts only the labels that are gold in the resample);
+- ``seqeval_f1``: the ``ie_f1`` counts, 0 when nothing is right (seqeval's rule);
 - ``bits_per_byte`` / ``weighted_perplexity``: each document's log-likelihood and its
   byte (or word) count.
 
@@ -30,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ecomharness.metrics.finben import FINBEN_MISSING
+from ecomharness.metrics.pixiu import PIXIU_MISSING
 from ecomharness.registry import aggregations
 
 
@@ -76,6 +80,13 @@ def _ie_recall(s: np.ndarray) -> np.ndarray:
 def _ie_f1(s: np.ndarray) -> np.ndarray:
     p, r = _ie_precision(s), _ie_recall(s)
     return np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-300), 0.0)
+
+
+def _seqeval_f1(s: np.ndarray) -> np.ndarray:
+    # seqeval: 0 without a true positive, even with nothing to find and nothing predicted.
+    tp, n_pred, n_gold = s[:, 0], s[:, 1], s[:, 2]
+    p, r = tp / np.maximum(n_pred, 1e-300), tp / np.maximum(n_gold, 1e-300)
+    return np.where(tp > 0, 2 * p * r / np.maximum(p + r, 1e-300), 0.0)
 
 
 def _labels(rows) -> list[str]:
@@ -130,6 +141,15 @@ def _weighted(s: np.ndarray, n_labels: int) -> np.ndarray:
     return np.where(total > 0, (f1 * support).sum(axis=1) / np.maximum(total, 1e-300), 0.0)
 
 
+def _swapped_weighted(s: np.ndarray, n_labels: int) -> np.ndarray:
+    """PIXIU 2023's weighted F1 on rows given swapped (the prediction as "gold"): only
+    the labels that are really gold in the resample (its swapped tp + fp) count."""
+    f1, _, support = _per_label_f1(s, n_labels)
+    gold_here = (s[:, :n_labels] + s[:, n_labels:2 * n_labels]) > 0
+    total = (support * gold_here).sum(axis=1)
+    return np.where(total > 0, (f1 * support * gold_here).sum(axis=1) / np.maximum(total, 1e-300), 0.0)
+
+
 def _typed_counts(rows, labels: list[str], types: list[str]) -> np.ndarray:
     """One block per label type: the label columns of the type's documents (zero for the
     others), then a column counting the type's documents."""
@@ -165,6 +185,11 @@ def _finben_row(gold: str, pred: str) -> tuple[list[str], list[str]]:
     return [gold], ([] if pred == FINBEN_MISSING else [pred])
 
 
+def _pixiu_row(gold: str, pred: str) -> tuple[list[str], list[str]]:
+    # PIXIU 2023 passes the prediction as the truth; its "missing" is no label either.
+    return ([] if pred == PIXIU_MISSING else [pred]), [gold]
+
+
 def _as_cls_rows(aggregation: str, values: list):
     """``(rows, types)``: label-set rows ``(gold, pred)`` (typed rows ``(type, gold,
     pred)`` when ``types`` is not None) for an aggregation over labels, else None."""
@@ -178,6 +203,11 @@ def _as_cls_rows(aggregation: str, values: list):
     if aggregation == "avg_f1_finben":
         rows = [(str(v[0]), *_finben_row(v[1], v[2])) for v in values]
         return rows, sorted({r[0] for r in rows})
+    if aggregation == "f1_pixiu":
+        return [_pixiu_row(g, p) for g, p in values], None
+    if aggregation == "avg_f1_pixiu":
+        rows = [(str(v[0]), *_pixiu_row(v[1], v[2])) for v in values]
+        return rows, sorted({r[0] for r in rows})
     return None
 
 
@@ -185,7 +215,8 @@ def _label_form(aggregation: str, rows, types, labels: list[str]) -> CountForm:
     if types is not None:
         return CountForm(_typed_counts(rows, labels, types), _typed_weighted(len(labels), len(types)))
     n = len(labels)
-    formula = (lambda s: _macro(s, n)) if aggregation == "cls_macro_f1" else (lambda s: _weighted(s, n))
+    formula = {"cls_macro_f1": lambda s: _macro(s, n),
+               "f1_pixiu": lambda s: _swapped_weighted(s, n)}.get(aggregation, lambda s: _weighted(s, n))
     return CountForm(_cls_counts(rows, labels), formula)
 
 
@@ -265,16 +296,18 @@ MEAN = Aggregation("mean", _mean_form)
 IE_PRECISION = Aggregation("ie_precision", _ie_form(_ie_precision), lm_eval=f"{_LMEVAL}:ie_precision")
 IE_RECALL = Aggregation("ie_recall", _ie_form(_ie_recall), lm_eval=f"{_LMEVAL}:ie_recall")
 IE_F1 = Aggregation("ie_f1", _ie_form(_ie_f1), lm_eval=f"{_LMEVAL}:ie_f1")
+SEQEVAL_F1 = Aggregation("seqeval_f1", _ie_form(_seqeval_f1), lm_eval=f"{_LMEVAL}:seqeval_f1")
 BITS_PER_BYTE = Aggregation("bits_per_byte", _rolling_form(_bits_per_byte), higher_is_better=False)
 WEIGHTED_PERPLEXITY = Aggregation("weighted_perplexity", _rolling_form(_weighted_perplexity), higher_is_better=False)
 WEIGHTED_PERPLEXITY_OR_INF = Aggregation("weighted_perplexity_or_inf", _rolling_form(_weighted_perplexity),
                                          lm_eval=f"{_LMEVAL}:weighted_perplexity_or_inf", higher_is_better=False)
-CLS_MACRO_F1, CLS_WEIGHTED_F1, F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN = (
+CLS_MACRO_F1, CLS_WEIGHTED_F1, F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN, F1_PIXIU, AVG_F1_PIXIU = (
     Aggregation(name, _label_form_of(name), _label_paired(name), lm_eval=f"{_LMEVAL}:{name}")
-    for name in ("cls_macro_f1", "cls_weighted_f1", "f1_finben", "headlines_avg_f1", "avg_f1_finben"))
-BUILTIN = (MEAN, IE_PRECISION, IE_RECALL, IE_F1, BITS_PER_BYTE, WEIGHTED_PERPLEXITY, WEIGHTED_PERPLEXITY_OR_INF,
-           CLS_MACRO_F1, CLS_WEIGHTED_F1,
-           F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN)
+    for name in ("cls_macro_f1", "cls_weighted_f1", "f1_finben", "headlines_avg_f1", "avg_f1_finben", "f1_pixiu",
+                 "avg_f1_pixiu"))
+BUILTIN = (MEAN, IE_PRECISION, IE_RECALL, IE_F1, SEQEVAL_F1, BITS_PER_BYTE, WEIGHTED_PERPLEXITY,
+           WEIGHTED_PERPLEXITY_OR_INF, CLS_MACRO_F1, CLS_WEIGHTED_F1,
+           F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN, F1_PIXIU, AVG_F1_PIXIU)
 
 
 def aggregation_record(name: str) -> Aggregation | None:

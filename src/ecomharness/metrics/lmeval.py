@@ -42,7 +42,7 @@ import sys
 import lm_eval.api.metrics  # noqa: F401 - built-in metrics must register before ours
 from lm_eval.api.registry import register_aggregation, register_metric
 
-from ecomharness.metrics import classification, extraction, finben, reading, rouge
+from ecomharness.metrics import classification, extraction, finben, pixiu, reading, rouge
 from ecomharness.metrics.kinds import infer_kind
 
 log = logging.getLogger("ecomharness.metrics")
@@ -158,12 +158,18 @@ def process_reading(doc, results) -> dict:
 
 
 def process_finben_classification(doc, results) -> dict:
-    """Our classification metrics plus FinBen's own: ``acc_finben`` and the row for
-    ``f1_finben`` (its weighted F1), from FinBen's published answer parsing."""
+    """Our classification metrics plus FinBen's own (``acc_finben`` and the row for
+    ``f1_finben``, its weighted F1) and PIXIU 2023's (``acc_pixiu``, ``f1_pixiu``), each
+    from that code's answer parsing."""
     answer = _answer(results)
-    pred = finben.finben_choice(answer, list(doc["label_set"]))
+    choices = list(doc["label_set"])
+    pred = finben.finben_choice(answer, choices)
     gold = str(doc["target"]).lower()
-    return {**process_classification(doc, results), "acc_finben": float(pred == gold), "f1_finben": [gold, pred]}
+    # PIXIU 2023 compares the choice as written with the gold choice as written.
+    pixiu_pred = pixiu.pixiu_choice(answer, choices)
+    pixiu_gold = str(doc["target"])
+    return {**process_classification(doc, results), "acc_finben": float(pred == gold), "f1_finben": [gold, pred],
+            "acc_pixiu": float(pixiu_pred == pixiu_gold), "f1_pixiu": [pixiu_gold, pixiu_pred]}
 
 
 def process_headlines(doc, results) -> dict:
@@ -172,9 +178,11 @@ def process_headlines(doc, results) -> dict:
     answer = _answer(results)
     item = classification.cls_item(answer, _targets(doc), doc["label_set"])
     row = [doc["label_type"], *_cls_row(item)]
-    finben_row = [doc["label_type"], str(doc["target"]).strip().lower(), finben.finben_headlines_prediction(answer)]
+    gold = str(doc["target"]).strip().lower()
+    finben_row = [doc["label_type"], gold, finben.finben_headlines_prediction(answer)]
     return {
         "avg_f1_finben": finben_row,
+        "avg_f1_pixiu": [doc["label_type"], gold, pixiu.pixiu_headlines_prediction(answer)],
         "score": row,
         "acc": float(item.pred == item.gold),
         "avg_f1": row,
@@ -184,10 +192,19 @@ def process_headlines(doc, results) -> dict:
 
 
 def process_ner(doc, results) -> dict:
-    """Entity-level (type, start, end) sets for corpus P/R/F1 (seqeval semantics)."""
-    item = extraction.ner_item(_answer(results), list(doc["tokens"]), list(doc["bio_labels"]))
+    """Entity-level (type, start, end) sets for corpus P/R/F1 (seqeval semantics): ours
+    (``score``, ``entity_*``), and FLARE's placement of the answer on the words, as
+    FinBen's current code and PIXIU 2023 score it (``entity_f1_finben``,
+    ``entity_f1_pixiu``: the same rule in both; seqeval's micro F1)."""
+    answer = _answer(results)
+    item = extraction.ner_item(answer, list(doc["tokens"]), list(doc["bio_labels"]))
     row = _ie_row(item)
-    return {"score": extraction.document_f1(item), "entity_precision": row, "entity_recall": row, "entity_f1": row}
+    # FLARE searches the sentence as written; a document without it (not read from the
+    # FinBen layout) has its words joined by single spaces, which FLARE's offsets assume.
+    text = doc.get("text") or " ".join(doc["tokens"])
+    flare_row = _ie_row(pixiu.flare_ner_item(answer, text, list(doc["bio_labels"])))
+    return {"score": row, "document_f1": extraction.document_f1(item), "entity_precision": row,
+            "entity_recall": row, "entity_f1": row, "entity_f1_finben": flare_row, "entity_f1_pixiu": flare_row}
 
 
 def process_any(doc, results) -> dict:
@@ -265,6 +282,25 @@ def f1_finben(rows) -> float:
 def avg_f1_finben(rows) -> float:
     """FinBen's Headlines average F1 over its own answer parsing."""
     return finben.finben_headlines_avg_f1([tuple(row) for row in rows])
+
+
+@register_aggregation("f1_pixiu")
+def f1_pixiu(rows) -> float:
+    """PIXIU 2023's weighted F1, arguments swapped (``pixiu.pixiu_weighted_f1``)."""
+    return pixiu.pixiu_weighted_f1([tuple(row) for row in rows])
+
+
+@register_aggregation("avg_f1_pixiu")
+def avg_f1_pixiu(rows) -> float:
+    """PIXIU 2023's Headlines average F1 (``pixiu.pixiu_headlines_avg_f1``)."""
+    return pixiu.pixiu_headlines_avg_f1([tuple(row) for row in rows])
+
+
+@register_aggregation("seqeval_f1")
+def seqeval_f1(rows) -> float:
+    """seqeval's micro F1 over all documents' entities (``pixiu.seqeval_f1``): 0 when
+    nothing is right, also when there is nothing to find."""
+    return pixiu.seqeval_f1(_ie_items(rows))
 
 
 @register_aggregation("headlines_avg_f1")

@@ -20,6 +20,10 @@ groups average one number per task:
 Where eCeLLM's script drops an answer it cannot parse from the denominator, these
 count it as wrong and report the share of such answers as ``invalid``: a model that
 answers nothing usable cannot score well by answering rarely.
+
+Beside them every task but answer generation reports eCeLLM's own score, ``*_ecellm``
+(``ecomharness_ecinstruct.ecellm``: its reading of answers and its denominators), to set
+a result beside eCeLLM's tables; ``score`` stays ours.
 """
 
 from __future__ import annotations
@@ -31,14 +35,21 @@ import re
 
 import ecomharness.metrics.lmeval  # noqa: F401 - registers ie_f1, cls_macro_f1, ... with lm-eval
 from ecomharness.metrics.rouge import rouge_l
+from lm_eval.api.registry import register_aggregation
+
+from ecomharness_ecinstruct import ecellm
 
 log = logging.getLogger("ecomharness_ecinstruct")
 _WARNED: set[str] = set()
 
 
-def _answer(results) -> str:
+def _raw_answer(results) -> str:
     value = results[0] if isinstance(results, (list, tuple)) and results else results
-    return value.strip() if isinstance(value, str) else ""
+    return value if isinstance(value, str) else ""
+
+
+def _answer(results) -> str:
+    return _raw_answer(results).strip()
 
 
 # "B", "B.", "(B)", "B: very positive": a letter standing alone at the start.
@@ -71,8 +82,10 @@ def process_yesno(doc, results) -> dict:
     answer = _answer(results).lower()
     pred = answer if answer in ("yes", "no") else None
     row = _set_row([["yes"]] if doc["gold"] == "yes" else [], [["yes"]] if pred == "yes" else [])
+    ecellm_row = [doc["gold"], ecellm.yesno_answer(_raw_answer(results))]
     return {"score": row, "f1": row, "precision": row, "recall": row,
-            "acc": float(pred == doc["gold"]), "invalid": float(pred is None)}
+            "acc": float(pred == doc["gold"]), "invalid": float(pred is None),
+            "acc_ecellm": ecellm_row, "f1_ecellm": ecellm_row}
 
 
 def process_choice(doc, results) -> dict:
@@ -81,7 +94,9 @@ def process_choice(doc, results) -> dict:
     pred = _letter(_answer(results))
     row = [[doc["gold"]], [pred] if pred else []]
     acc = float(pred == doc["gold"])
-    return {"score": acc, "acc": acc, "macro_f1": row, "invalid": float(pred is None)}
+    ecellm_row = [doc["gold"], ecellm.option_answer(_raw_answer(results))]
+    return {"score": acc, "acc": acc, "macro_f1": row, "invalid": float(pred is None),
+            "acc_ecellm": ecellm_row, "macro_f1_ecellm": ecellm_row}
 
 
 def process_choice_macro_f1(doc, results) -> dict:
@@ -92,10 +107,11 @@ def process_choice_macro_f1(doc, results) -> dict:
 
 def process_hit_at_1(doc, results) -> dict:
     """Hit rate at 1: the one recommended item is the next one bought."""
-    answer = _answer(results)
-    pred = answer.upper() if len(answer) == 1 else _letter(answer)
+    # A letter only: a lone "1" or "?" is unreadable, not a valid miss.
+    pred = _letter(_answer(results))
     hit = float(pred == doc["gold"])
-    return {"score": hit, "hit_at_1": hit, "invalid": float(pred is None)}
+    return {"score": hit, "hit_at_1": hit, "invalid": float(pred is None),
+            "hit_at_1_ecellm": [doc["gold"], ecellm.recommendation_answer(_raw_answer(results))]}
 
 
 def ndcg(predicted: list[str], gains: list[float]) -> float:
@@ -120,7 +136,8 @@ def process_ndcg(doc, results) -> dict:
     pieces = [p.strip() for p in _answer(results).split(",") if p.strip()]
     predicted = [p[0].upper() for p in pieces]
     score = ndcg(predicted, doc["gains"])
-    return {"score": score, "ndcg": score, "invalid": float(not predicted)}
+    return {"score": score, "ndcg": score, "invalid": float(not predicted),
+            "ndcg_ecellm": ecellm.ndcg(_raw_answer(results), list(doc["gains"]))}
 
 
 def _triples(text: str) -> list[list[str]] | None:
@@ -166,7 +183,12 @@ def process_extraction(doc, results) -> dict:
     if doc["setting"].startswith("OOD"):
         pred = relaxed(pred, doc["gold"])
     row = _set_row([list(t) for t in {tuple(g) for g in doc["gold"]}], [list(t) for t in {tuple(p) for p in pred}])
-    return {"score": row, "f1": row, "precision": row, "recall": row, "invalid": float(invalid)}
+    # eCeLLM compares the gold output as written; a document without it (not read by
+    # data.py) falls back to the normalised triples.
+    gold_text = doc.get("target_text") or json.dumps(
+        [dict(zip(("attribute", "value", "source"), triple)) for triple in doc["gold"]])
+    counts = ecellm.extraction_counts(_raw_answer(results), gold_text, doc["setting"].startswith("OOD"))
+    return {"score": row, "f1": row, "precision": row, "recall": row, "invalid": float(invalid), "f1_ecellm": counts}
 
 
 def process_generation(doc, results) -> dict:
@@ -177,3 +199,30 @@ def process_generation(doc, results) -> dict:
                     "model, which this offline evaluation does not load")
     score = rouge_l(_answer(results), doc["target_text"])
     return {"score": score, "rougeL": score}
+
+
+# ---------------------------------------------------------------- eCeLLM's own aggregations
+
+
+@register_aggregation("ecellm_accuracy")
+def ecellm_accuracy(rows) -> float:
+    """eCeLLM's accuracy: unreadable answers left out of the denominator."""
+    return ecellm.accuracy(rows)
+
+
+@register_aggregation("ecellm_yes_f1")
+def ecellm_yes_f1(rows) -> float:
+    """eCeLLM's F1 of "yes": unreadable answers left out."""
+    return ecellm.yes_f1(rows)
+
+
+@register_aggregation("ecellm_macro_f1")
+def ecellm_macro_f1(rows) -> float:
+    """eCeLLM's macro F1 over the option letters: unreadable answers left out."""
+    return ecellm.macro_f1(rows)
+
+
+@register_aggregation("ecellm_extraction_f1")
+def ecellm_extraction_f1(rows) -> float:
+    """eCeLLM's attribute-value F1 from summed per-document counts."""
+    return ecellm.extraction_f1(rows)
