@@ -71,10 +71,11 @@ def test_a_crash_exits_3_with_one_line_and_the_traceback_in_a_file(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task, model", [("flare_fpb", "ecom-oracle"), ("flare_fiqasa", "ecom-empty")])
+@pytest.mark.parametrize("task, model", [("flare_fpb", "ecom-oracle"), ("flare_fiqasa", "ecom-empty"),
+                                         ("flare_headlines", "ecom-oracle"), ("flare_ner", "ecom-empty")])
 def test_finben_classification_is_rescored_with_finbens_own_metrics(tmp_path, task, model):
-    """`score` on FLARE FPB / FiQA-SA samples gives every metric the task reports,
-    acc_finben and f1_finben included, equal to the evaluation's own values."""
+    """`score` on FLARE samples gives every metric the task reports, FinBen's and
+    PIXIU's included, equal to the evaluation's own values."""
     done = run_cli("eval", "--model", model, "--tasks", task, "--log_samples", "--limit", "30",
                    "--output_path", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr[-2000:]
@@ -84,9 +85,13 @@ def test_finben_classification_is_rescored_with_finbens_own_metrics(tmp_path, ta
     scored = run_cli("score", str(samples), "--output", str(out))
     assert scored.returncode == 0, scored.stderr[-2000:]
     report = json.loads(out.read_text())[str(samples)]
-    assert report["kind"] == "finben_classification"
-    for metric in ("acc_finben", "f1_finben", "acc", "macro_f1", "weighted_f1", "score"):
+    assert report["kind_source"] == f"task {task}"
+    reported = {key.split(",")[0] for key in results if key.endswith(",none") and "_stderr" not in key}
+    assert reported >= {"score"} and reported <= set(report["metrics"]), reported - set(report["metrics"])
+    for metric in reported:  # every metric the task defines, whoever defined it
         assert report["metrics"][metric]["value"] == pytest.approx(results[f"{metric},none"], abs=1e-12), metric
+    if task in ("flare_fpb", "flare_fiqasa"):
+        assert {"acc_finben", "f1_finben"} <= reported
 
 
 def test_a_plugin_tasks_samples_are_rescored_by_the_tasks_own_scoring(tmp_path):
