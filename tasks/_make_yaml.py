@@ -117,11 +117,15 @@ def _dump(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def leaf(path: Path, task: str, includes: list[str], ecom: dict, version: float = VERSION, **fields) -> None:
-    """Write one leaf task file."""
+def leaf(path: Path, task: str, includes: list[str], ecom: dict, version: float = VERSION,
+         cluster_key: str | None = None, **fields) -> None:
+    """Write one leaf task file (``cluster_key``: the document field its documents share
+    units by, for clustered standard errors; evaluation/clusters.py)."""
     lines = [HEADER, f"include: {_dump(includes)}", f"task: {task}"]
     lines += [f"{key}: {_dump(value)}" for key, value in fields.items() if value is not None]
     lines += ["metadata:", f"  version: {version}", f"  ecom: {_dump({'task': task, **ecom})}"]
+    if cluster_key is not None:
+        lines.append(f"  cluster_key: {cluster_key}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -220,7 +224,9 @@ def main() -> None:
         if display:
             ecom["label_display"] = display
         includes = [common + "_data_yaml", common + f"_{lang}_icl_yaml", common + METRICS[kind]]
-        leaf(ROOT / "general_icl" / f"{task}.yaml", task, includes, ecom, doc_to_text=prompt)
+        # Several questions are asked of each passage: the passage is the unit of sampling.
+        leaf(ROOT / "general_icl" / f"{task}.yaml", task, includes, ecom, doc_to_text=prompt,
+             cluster_key="context" if kind == "reading" else None)
         if kind == "classification":
             rc_members.append(f"{task}_rc")
             ranked_choice(ROOT / "general_icl_rc" / f"{task}_rc.yaml", f"{task}_rc", includes, ecom,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomharness.errors import UserError
+from ecomharness.evaluation import clusters
 from ecomharness.metrics.corpus import count_form
 from ecomharness.util import write_bytes_atomic
 
@@ -124,6 +125,10 @@ def collect(results: dict, task_manager=None, tasks: dict | None = None) -> dict
             "aggregation": {m: aggregation[m] for m in names},
             "higher_is_better": {m: higher.get(m, True) for m in names},
         }
+        key = clusters.declared_key(configs.get(task))
+        if key is not None:  # the task's documents share units (evaluation/clusters.py)
+            table[task]["cluster_key"] = key
+            table[task]["clusters"] = [clusters.label(e.get("doc"), key) for e in entries]
     groups: dict[str, Any] = {}
     for group, members in (results.get("group_subtasks") or {}).items():
         if not members:
@@ -215,6 +220,11 @@ def check_table(table: Any, where: str) -> None:
                 raise UserError(f"{where}: tasks.{task}.metrics.{metric} must have one value per document "
                                 f"({len(ids)})")
             _check_values(values, aggregation.get(metric, "mean"), metric, f"{where}: tasks.{task}.metrics.{metric}")
+        labels = entry.get("clusters")
+        if labels is not None and (not isinstance(labels, list) or len(labels) != len(ids)
+                                   or not all(x is None or isinstance(x, str) for x in labels)):
+            raise UserError(f"{where}: tasks.{task}.clusters must be one cluster label (text or null) per document "
+                            f"({len(ids)})")
 
 
 # Metrics whose every per-document value lies in [0, 1] by definition, whichever task

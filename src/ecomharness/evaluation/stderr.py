@@ -12,6 +12,11 @@ resamples. Groups then get lm-eval 0.4.13's own group stderr over their leaf tas
 (pooled when weighted by size, else that of the unweighted mean). Every value filled
 in is listed, with the resamples and seed, so a reader knows which stderrs lm-eval
 computed and which ecomharness did.
+
+A task whose documents are clustered (``metadata.cluster_key``, evaluation/clusters.py)
+gets every stderr replaced, lm-eval's own included, which treat documents as
+independent: a mean's by the cluster-robust formula, any other aggregation's by a
+bootstrap over clusters; the clusters are counted in what is returned (``clustered``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ecomharness.evaluation import clusters
 from ecomharness.metrics.corpus import count_form
 
 log = logging.getLogger("ecomharness.evaluation")
@@ -35,11 +41,22 @@ def _missing(value: Any) -> bool:
     return value is None or value == "N/A" or (isinstance(value, float) and math.isnan(value))
 
 
-def _bootstrap(aggregation: str, values: list, rng: np.random.Generator) -> tuple[float, int] | None:
+def _bootstrap(aggregation: str, values: list, rng: np.random.Generator,
+               clustered: tuple[np.ndarray, int] | None = None) -> tuple[float, int] | None:
     n = len(values)
     if n < 2 or any(v is None for v in values):
         return None
     form = count_form(aggregation, values)
+    if clustered is not None:
+        index, count = clustered
+        if form is None or count < 2:  # no count form: no cluster resampling either
+            return None
+        if form.mean:
+            return clusters.cluster_robust_se(form.counts[:, 0], index, count), 0
+        weights = clusters.cluster_weights(rng, index, count, RESAMPLES)
+        with np.errstate(invalid="ignore"):
+            stats = np.asarray(form.value(weights), dtype=np.float64)
+            return float(np.std(stats, ddof=1)), RESAMPLES
     if form is not None:
         weights = rng.multinomial(n, np.full(n, 1.0 / n), size=RESAMPLES).astype(np.float64)
         with np.errstate(invalid="ignore"):  # inf values give NaN, which the caller leaves out
@@ -73,21 +90,28 @@ def fill_bootstrap_stderr(results: dict, table: dict, seed: int = SEED) -> dict[
     leaf tasks first, then groups; return what was filled (``{"seed", "metrics":
     {"task/metric": resamples}}``), also the caller's to record."""
     filled: dict[str, int] = {}
+    clustered: dict[str, dict] = {}
     scores = results.get("results") or {}
     for task, entry in (table.get("tasks") or {}).items():
         values_of = scores.get(task)
         if not values_of:
             continue
         filt = entry.get("filter", "none")
+        by_cluster = None
+        if entry.get("clusters") is not None:
+            by_cluster = clusters.cluster_index(entry["clusters"])
+            clustered[task] = clusters.describe(entry)
         for metric, values in entry["metrics"].items():
             key = f"{metric}_stderr,{filt}"
-            if f"{metric},{filt}" not in values_of or not _missing(values_of.get(key)):
+            if f"{metric},{filt}" not in values_of or (by_cluster is None and not _missing(values_of.get(key))):
                 continue
             rng = np.random.default_rng([seed, len(values)])
-            found = _bootstrap(entry["aggregation"].get(metric, "mean"), values, rng)
+            found = _bootstrap(entry["aggregation"].get(metric, "mean"), values, rng, by_cluster)
             # An infinite value (a perplexity that overflows) has no finite spread: left out.
             if found is not None and math.isfinite(found[0]):
                 values_of[key], filled[f"{task}/{metric}"] = found
+            elif by_cluster is not None:  # a document-level stderr would claim too much: none
+                values_of[key] = "N/A"
     subtasks = {g: list(m) for g, m in (results.get("group_subtasks") or {}).items() if m}
     sizes = {t: (c or {}).get("effective") for t, c in (results.get("n-samples") or {}).items()}
     for group, info in (table.get("groups") or {}).items():
@@ -112,4 +136,7 @@ def fill_bootstrap_stderr(results: dict, table: dict, seed: int = SEED) -> dict[
             else:
                 values_of[key] = float(unweighted_mean_stderr([float(s) for s in stderrs]))
             filled[f"{group}/{metric}"] = 0  # from its leaves' stderrs
-    return {"seed": seed, "metrics": filled} if filled else {}
+    out: dict[str, Any] = {"seed": seed, "metrics": filled} if filled else {}
+    if clustered:
+        out["clustered"] = clustered
+    return out

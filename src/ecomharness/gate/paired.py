@@ -13,7 +13,11 @@ scores move together and needs far more documents to see the same change.
   (``metrics.corpus``); for a per-document mean, a paired t-test and Wilcoxon's
   signed-rank test are reported beside it as cross-checks;
 - groups: a stratified paired bootstrap, each member task resampled on its own
-  documents and the members combined as the group aggregates them.
+  documents and the members combined as the group aggregates them;
+- a task whose documents are clustered (``metadata.cluster_key``): the paired
+  bootstrap over clusters, each resample drawing whole clusters for both sides
+  (evaluation/clusters.py), for binary metrics too, since McNemar counts documents as
+  independent pairs; the result says how many clusters.
 
 Each result carries n, the difference with its 95% interval (at the policy's alpha),
 p, the test's name and the minimum detectable effect: the smallest true difference
@@ -33,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ecomharness.evaluation.clusters import cluster_weights
 from ecomharness.metrics.corpus import CountForm, is_binary
 
 POWER = 0.8
@@ -134,10 +139,23 @@ def _stratum_differences(candidate: CountForm, baseline: CountForm, draws: np.nd
     return candidate.value(w) - baseline.value(w)
 
 
-def _block(strata, rows: int, seed: int, label: str, index: int) -> np.ndarray:
+def _cluster_differences(candidate: CountForm, baseline: CountForm, grouped, rows: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    w = cluster_weights(rng, grouped[0], grouped[1], rows)
+    if candidate.mean and baseline.mean:
+        d = candidate.counts[:, 0] - baseline.counts[:, 0]
+        return (w @ d) / w.sum(axis=1)
+    return candidate.value(w) - baseline.value(w)
+
+
+def _block(strata, rows: int, seed: int, label: str, index: int, clusters=None) -> np.ndarray:
     rng = _rng(seed, f"{label}\0{index}")
     total = np.zeros(rows)
-    for candidate, baseline, weight in strata:
+    for position, (candidate, baseline, weight) in enumerate(strata):
+        grouped = clusters[position] if clusters is not None else None
+        if grouped is not None:
+            total += weight * _cluster_differences(candidate, baseline, grouped, rows, rng)
+            continue
         n = len(candidate.counts)
         # 16-bit draws are three times faster to generate than 32-bit ones.
         dtype = np.uint16 if n <= 1 << 16 else np.int64
@@ -147,21 +165,23 @@ def _block(strata, rows: int, seed: int, label: str, index: int) -> np.ndarray:
 
 
 def bootstrap_differences(strata: list[tuple[CountForm, CountForm, float]], resamples: int, seed: int,
-                          label: str) -> np.ndarray:
+                          label: str, clusters: list | None = None) -> np.ndarray:
     """Resampled differences of ``sum(weight * (metric(candidate) - metric(baseline)))``
     over strata (one per task; each resampled on its own documents, the same draw for
     both sides): a task is one stratum of weight 1, a group one per member task.
 
     Resamples come in blocks, each with its own random stream derived from (seed,
     label, block): the result is the same however many threads draw them, and blocks
-    run on every core (numpy releases the GIL while drawing and gathering)."""
+    run on every core (numpy releases the GIL while drawing and gathering). ``clusters``
+    (per stratum ``(index, count)`` or None) makes a stratum draw whole clusters."""
     sizes = [min(BLOCK, resamples - begin) for begin in range(0, resamples, BLOCK)]
     workers = min(len(sizes), os.cpu_count() or 1)
     if workers <= 1:
-        parts = [_block(strata, rows, seed, label, i) for i, rows in enumerate(sizes)]
+        parts = [_block(strata, rows, seed, label, i, clusters) for i, rows in enumerate(sizes)]
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(lambda item: _block(strata, item[1], seed, label, item[0]), enumerate(sizes)))
+            parts = list(pool.map(lambda item: _block(strata, item[1], seed, label, item[0], clusters),
+                                  enumerate(sizes)))
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
@@ -192,12 +212,14 @@ def one_document_se(strata: list[tuple[CountForm, CountForm, float]]) -> float:
 
 
 def paired_bootstrap(strata: list[tuple[CountForm, CountForm, float]], alpha: float = 0.05,
-                     resamples: int = DEFAULT_RESAMPLES, seed: int = 0, label: str = "") -> PairedResult:
+                     resamples: int = DEFAULT_RESAMPLES, seed: int = 0, label: str = "",
+                     clusters: list | None = None) -> PairedResult:
     """Paired (stratified) bootstrap of the difference: percentile interval, and the
     two-sided p of the null-shifted distribution (how often a resampled difference lies
-    at least as far from the observed one as the observed one lies from zero)."""
+    at least as far from the observed one as the observed one lies from zero); by
+    cluster where ``clusters`` gives a stratum's."""
     observed = float(sum(w * (c.value() - b.value()) for c, b, w in strata))
-    deltas = bootstrap_differences(strata, resamples, seed, label)
+    deltas = bootstrap_differences(strata, resamples, seed, label, clusters)
     p = float((np.sum(np.abs(deltas - observed) >= abs(observed) - 1e-12) + 1) / (resamples + 1))
     low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
     se = float(np.std(deltas, ddof=1))
@@ -206,8 +228,12 @@ def paired_bootstrap(strata: list[tuple[CountForm, CountForm, float]], alpha: fl
     mde = (_z(alpha) + NormalDist().inv_cdf(POWER)) * (se if se > 1e-15 else one_document_se(strata))
     n = int(sum(len(c.counts) for c, _, _ in strata))
     name = "paired-bootstrap" if len(strata) == 1 else "stratified-paired-bootstrap"
-    return PairedResult(name, n, observed, (float(low), float(high)), min(p, 1.0), mde,
-                        {"resamples": resamples, "seed": seed, "se": se, "ci_level": 1 - alpha})
+    details = {"resamples": resamples, "seed": seed, "se": se, "ci_level": 1 - alpha}
+    if clusters is not None and any(g is not None for g in clusters):
+        name = name.replace("paired-bootstrap", "paired-cluster-bootstrap")
+        details["clusters"] = int(sum(g[1] if g is not None else len(c.counts)
+                                      for g, (c, _, _) in zip(clusters, strata)))
+    return PairedResult(name, n, observed, (float(low), float(high)), min(p, 1.0), mde, details)
 
 
 def _betainc(a: float, b: float, x: float) -> float:
@@ -285,10 +311,14 @@ def cross_checks(candidate: np.ndarray, baseline: np.ndarray) -> dict[str, float
 
 
 def paired_test(strata: list[tuple[CountForm, CountForm, float]], alpha: float = 0.05,
-                resamples: int = DEFAULT_RESAMPLES, seed: int = 0, label: str = "") -> PairedResult:
+                resamples: int = DEFAULT_RESAMPLES, seed: int = 0, label: str = "",
+                clusters: list | None = None) -> PairedResult:
     """The test a task's (or group's) metric gets: McNemar for one task's binary
     metric, else the paired bootstrap (with the t and Wilcoxon cross-checks for a
-    per-document mean)."""
+    per-document mean); the bootstrap over clusters whenever a stratum's documents are
+    clustered (``clusters``, per stratum ``(index, count)`` or None)."""
+    if clusters is not None and any(g is not None for g in clusters):
+        return paired_bootstrap(strata, alpha, resamples, seed, label, clusters)
     if len(strata) == 1:
         candidate, baseline, _ = strata[0]
         if is_binary(candidate) and is_binary(baseline):

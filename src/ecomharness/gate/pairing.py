@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+
+from ecomharness.evaluation.clusters import cluster_index
 from ecomharness.gate.evidence import Evidence
 from ecomharness.gate.paired import DEFAULT_RESAMPLES, PairedResult, paired_test
 from ecomharness.metrics.corpus import CountForm, paired_count_forms
@@ -29,10 +33,28 @@ class Unpaired(Exception):
 
 @dataclass(frozen=True)
 class Strata:
-    """What a paired test runs on: (candidate, baseline, weight) per member task."""
+    """What a paired test runs on: (candidate, baseline, weight) per member task, and
+    per member its documents' clusters (``(index, count)``, evaluation/clusters.py) or
+    None when its documents are independent."""
 
     parts: list[tuple[CountForm, CountForm, float]]
     tasks: list[str]
+    clusters: list[tuple[np.ndarray, int] | None] | None = None
+
+
+def _clusters(task: str, c_task: dict, b_task: dict, c_ids: list) -> tuple[np.ndarray, int] | None:
+    """The clusters of a paired task's documents, in the candidate's order: the
+    candidate's labels, which the baseline's must equal where it has them (the same
+    documents grouped differently are not the same evaluation)."""
+    labels = c_task.get("clusters")
+    if labels is None:
+        return None
+    theirs = b_task.get("clusters")
+    if theirs is not None:
+        b_label = dict(zip(b_task["doc_ids"], theirs))
+        if any(b_label[doc] != mine for doc, mine in zip(c_ids, labels)):
+            raise Unpaired(f"{task} groups its documents into different clusters on the two sides")
+    return cluster_index(labels)
 
 
 def _table(evidence: Evidence, side: str) -> dict:
@@ -41,7 +63,7 @@ def _table(evidence: Evidence, side: str) -> dict:
     return evidence.per_document
 
 
-def _leaf(task: str, metric: str, candidate: Evidence, baseline: Evidence) -> tuple[CountForm, CountForm, int]:
+def _leaf(task: str, metric: str, candidate: Evidence, baseline: Evidence) -> tuple[CountForm, CountForm, int, Any]:
     c_table, b_table = _table(candidate, "candidate"), _table(baseline, "baseline")
     c_task, b_task = c_table["tasks"].get(task), b_table["tasks"].get(task)
     for side, entry in (("candidate", c_task), ("baseline", b_task)):
@@ -67,7 +89,7 @@ def _leaf(task: str, metric: str, candidate: Evidence, baseline: Evidence) -> tu
     forms = paired_count_forms(aggregation, c_values, b_values)
     if forms is None:
         raise Unpaired(f"{task}/{metric} is aggregated by {aggregation!r}, which has no paired resampling form")
-    return forms[0], forms[1], len(c_ids)
+    return forms[0], forms[1], len(c_ids), _clusters(task, c_task, b_task, c_ids)
 
 
 def strata(task: str, metric: str, candidate: Evidence, baseline: Evidence) -> Strata:
@@ -80,20 +102,22 @@ def strata(task: str, metric: str, candidate: Evidence, baseline: Evidence) -> S
     table = _table(candidate, "candidate")
     _table(baseline, "baseline")
     if not candidate.group_subtasks.get(task):
-        c, b, _ = _leaf(task, metric, candidate, baseline)
-        return Strata([(c, b, 1.0)], [task])
+        c, b, _, grouped = _leaf(task, metric, candidate, baseline)
+        return Strata([(c, b, 1.0)], [task], [grouped] if grouped is not None else None)
     rule = table.get("groups", {}).get(task, {}).get("aggregate", {}).get(metric)
     if rule is None:
         raise Unpaired(f"group {task} does not aggregate {metric} as a mean of its tasks")
     leaves = candidate.leaves(task)
     forms = [_leaf(leaf, metric, candidate, baseline) for leaf in leaves]
-    sizes = [n for _, _, n in forms]
+    sizes = [n for _, _, n, _ in forms]
     if rule["weight_by_size"]:
         total = sum(sizes)
         weights = [n / total if total else 0.0 for n in sizes]
     else:
         weights = [1 / len(forms)] * len(forms)
-    return Strata([(c, b, w) for (c, b, _), w in zip(forms, weights)], leaves)
+    grouped = [g for _, _, _, g in forms]
+    return Strata([(c, b, w) for (c, b, _, _), w in zip(forms, weights)], leaves,
+                  grouped if any(g is not None for g in grouped) else None)
 
 
 def paired_result(task: str, metric: str, candidate: Evidence, baseline: Evidence, alpha: float = 0.05,
@@ -101,5 +125,5 @@ def paired_result(task: str, metric: str, candidate: Evidence, baseline: Evidenc
     """The paired test of ``metric`` on ``task`` (``gate/paired.py``), seeded per task
     and metric; ``Unpaired`` says why there is none. The gate, ``compare``, ``gate
     --plan`` and the demo all test through here."""
-    return paired_test(strata(task, metric, candidate, baseline).parts, alpha, resamples, seed,
-                       label=f"{task}/{metric}")
+    found = strata(task, metric, candidate, baseline)
+    return paired_test(found.parts, alpha, resamples, seed, label=f"{task}/{metric}", clusters=found.clusters)

@@ -105,7 +105,7 @@ def describe(test: Significance, adjusted: float | None) -> str:
     parts = [f"{test.test}, p={test.p:.3g}" + (f", Holm-adjusted p={adjusted:.3g}" if adjusted is not None else "")]
     details = test.details
     if "n" in details:
-        parts.append(f"n={details['n']}")
+        parts.append(f"n={details['n']}" + (f" in {details['clusters']} clusters" if "clusters" in details else ""))
     if "ci_low" in details:
         level = round(100 * details.get("ci_level", 0.95), 1)
         parts.append(f"{level:g}% CI [{details['ci_low']:+.4f}, {details['ci_high']:+.4f}]")
