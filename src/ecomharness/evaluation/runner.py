@@ -107,6 +107,11 @@ def evaluate_from_cli(args, explicit_device: bool) -> int:
     bootstrap = fill_bootstrap_stderr(results, table)
     if bootstrap:  # which stderrs are ecomharness's, not lm-eval's
         results["ecomharness"]["bootstrap_stderr"] = bootstrap
+    for task, found in (bootstrap.get("clustered") or {}).items():
+        log.warning("task %s: standard errors by cluster of %r: %d clusters of %d documents%s", task, found["key"],
+                    found["clusters"], len(table["tasks"][task]["doc_ids"]),
+                    f" ({found['unclustered']} documents without the field, each its own cluster)"
+                    if found["unclustered"] else "")
     samples = results.pop("samples", None)
     if not cfg.log_samples:
         samples = None
