@@ -5,25 +5,35 @@ from __future__ import annotations
 import pytest
 
 from ecomharness.demo.run import DemoConfig, run_demo
-from ecomharness.demo.shop import held_out_texts, write_shop
+from ecomharness.demo.shop import FOLDERS, held_out_texts, write_shop
 from ecomharness.evaluation.ledger import read_ledger
 
 pytestmark = pytest.mark.slow
 
 SMALL = DemoConfig(n_products=400, n_general=1500, vocab_size=1500, seq_len=64, hidden_size=32, n_layer=2,
-                   base_steps=10, cpt_steps=15, checkpoints=3, eval_limit=3, inline_subset=3, max_gen_toks=8)
+                   base_steps=10, cpt_steps=15, checkpoints=3, eval_limit=3, inline_subset=3, max_gen_toks=8, n_test=8)
 
 
 def test_shop_corpus_keeps_test_titles_out(tmp_path):
-    paths = write_shop(tmp_path, n_products=2000, n_general=10, seed=1)
+    import json
+
+    paths = write_shop(tmp_path, n_products=2000, n_general=10, seed=1, n_test=16)
     held = held_out_texts()
-    assert held
+    # The shop's own evaluation documents: one folder per ecom_icl task, their products'
+    # titles kept out of the corpus as the bundled samples' are.
+    for folder in FOLDERS.values():
+        for split in ("test", "fewshot"):
+            for line in (tmp_path / "tasks" / folder / f"{split}.json").read_text(encoding="utf-8").splitlines():
+                held.add(json.loads(line)["sentences"].split("\n")[0])
+    assert len(held) > 100
+    titles = []
     for name in ("products_zh", "products_en"):
         for line in paths[name].read_text(encoding="utf-8").splitlines():
-            import json
-
             title = json.loads(line)["text"].split("\n")[0]
             assert title not in held
+            titles.append(title)
+    # Re-listed products repeat titles, as real feeds do (dedup removes them in the builds).
+    assert len(titles) - len(set(titles)) > 50
 
 
 def test_demo_runs_every_stage_and_caches(tmp_path):

@@ -1,13 +1,15 @@
 """The end-to-end demo: EcomGPT-CT's method on a 2-core CPU, nothing downloaded.
 
-Stages (each prints its time): a synthetic shop corpus and general text; a tokenizer
-trained on them; a small Bloom pre-trained briefly on general text (the base model);
-data builds with graph mixing at general:domain 2:1, each setting aside a held-out
-slice; CPT of the base with DeepSpeed ZeRO-2 + CPU offload, every checkpoint evaluated
-inline on the cheap profile (held-out bits per byte on domain and general text, and
-the ranked-choice classification tasks) and the final one on the generative suite
-(ecom_icl and general_icl, the async profile, by ``watch``), each gated against the
-base with the default policy; the report.
+Stages (each prints its time): a synthetic shop corpus, general text and the shop's
+evaluation documents (products kept out of the corpus); a tokenizer trained on them; a
+small Bloom pre-trained briefly on general text (the base model); data builds with graph
+mixing at general:domain 2:1, each setting aside a held-out slice and cleaning the
+corpus (quality filters, exact and near dedup, decontamination against the demo's
+evaluation tasks); CPT of the base with DeepSpeed ZeRO-2 + CPU offload, every
+checkpoint evaluated inline on the cheap profile (held-out bits per byte on domain and
+general text, and the ranked-choice classification tasks) and the final one on the
+generative suite (ecom_icl and general_icl, the async profile, by ``watch``), each
+gated against the base with the default policy; the report.
 The corpus, tokenizer, data, base model and its evaluation are cached under
 ``OUT/cache`` (each with a completion marker), so a second run starts at CPT.
 ``--compare`` adds the paper's baselines: Separate mixing, domain-only and
@@ -26,9 +28,25 @@ from ecomharness.resources import bundled_path
 
 # The in-loop profile: signals that move for a small model, at a small share of training
 # (general_icl_rc is left out: its long English prompts cost more than all of these).
-INLINE_TASKS = ("heldout_bpb", "ecom_icl_rc")
+# shop_rc asks the shop's classification tasks the way its corpus states the facts
+# (demo/tasks/shop_rc); ecom_icl_rc asks the same documents with the benchmark's prompts.
+INLINE_TASKS = ("heldout_bpb", "ecom_icl_rc", "shop_rc")
 # The generative suite: evaluated out of the loop, on the final checkpoint.
 ASYNC_TASKS = ("ecom_icl", "general_icl")
+# The demo's own task folder (shop_rc), beside the bundled tasks.
+DEMO_TASKS = Path(__file__).resolve().parent / "tasks"
+# What the data builds check the corpus against: the demo's evaluation tasks (held-out
+# bits per byte aside: a build always checks its own held-out texts). shop_rc reads the
+# documents of ecom_icl_pdc and ecom_icl_ent, so these cover it.
+DECONTAMINATE_TASKS = ("ecom_icl", "ecom_icl_rc", "general_icl")
+# Quality filters on every source. The shop's records are short by design (a category
+# product's description is 12 characters) and its attribute lines repeat their "key:"
+# prefixes, so the thresholds catch broken records, not the templates: a record under 5
+# characters, one whose lines or top n-gram repeat over half its characters, or one
+# that is half symbols or a third markup (Gopher's rules use 0.3 and 0.2 on web pages).
+FILTERS = ({"name": "length", "min_chars": 5},
+           {"name": "repetition", "max_duplicate_line_share": 0.5, "max_top_ngram_share": 0.5},
+           {"name": "characters", "max_symbol_share": 0.5, "max_markup_share": 0.3})
 
 
 @dataclass(frozen=True)
@@ -47,8 +65,9 @@ class DemoConfig:
     base_steps: int = 200
     cpt_steps: int = 240
     checkpoints: int = 3
-    eval_limit: int = 40  # documents per task: all 40 of each bundled sample
-    inline_subset: int = 24  # documents per task in the loop, drawn with the seed
+    n_test: int = 64  # the shop's evaluation documents per ecom_icl task (products kept out of the corpus)
+    eval_limit: int = 40  # documents per task of the generative suite, drawn with the seed
+    inline_subset: int = 64  # documents per task in the loop, drawn with the seed
     heldout_share: float = 0.01  # of products and general documents, kept out of training
     heldout_documents: int = 40  # per held-out folder (domain, general_zh, general_en)
     max_gen_toks: int = 24
@@ -75,8 +94,17 @@ def task_sample_texts() -> list[str]:
     return texts
 
 
-def _cached(marker: Path) -> bool:
-    return marker.is_file()
+def _cached(marker: Path, payload: dict | None = None) -> bool:
+    """Whether ``marker`` exists and records ``payload`` (what the cached stage was built
+    from: a stage built from other settings is built again)."""
+    if not marker.is_file():
+        return False
+    if payload is None:
+        return True
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")) == json.loads(json.dumps(payload))
+    except ValueError:
+        return False
 
 
 def _mark(marker: Path, payload: dict | None = None) -> None:
@@ -84,20 +112,33 @@ def _mark(marker: Path, payload: dict | None = None) -> None:
     marker.write_text(json.dumps(payload or {}, indent=2) + "\n")
 
 
+def shop_tasks_dir(cache: Path) -> Path:
+    """The shop's evaluation folders (EcomInstruct layout, one per ecom_icl task): every
+    ecom_icl, ecom_icl_rc and shop_rc task of the demo reads its documents here."""
+    return cache / "corpus" / "tasks"
+
+
 def prepare_corpus(cache: Path, cfg: DemoConfig, log=print) -> dict[str, Path]:
-    """The shop corpus (cached)."""
-    from ecomharness.demo.shop import write_shop
+    """The shop corpus and its evaluation documents (cached). A cache written from
+    another shop version or size is removed whole: everything in it was built from the
+    corpus."""
+    from ecomharness.demo.shop import SHOP_VERSION, write_shop
 
     marker = cache / "corpus" / "DONE"
+    wanted = {"shop_version": SHOP_VERSION, "n_products": cfg.n_products, "n_general": cfg.n_general,
+              "n_test": cfg.n_test, "seed": cfg.seed}
     names = [f"{s}_{l}" for s in ("products", "attributes", "descriptions", "reviews", "general") for l in ("zh", "en")]
     paths = {name: cache / "corpus" / f"{name}.jsonl" for name in names}
-    if _cached(marker):
+    if _cached(marker, wanted):
         log("[demo] corpus: cached")
         return paths
-    done = _stage("generate the synthetic shop corpus and general text", log)
-    paths = write_shop(cache / "corpus", cfg.n_products, cfg.n_general, seed=cfg.seed)
-    _mark(marker)
-    done(f"({cfg.n_products:,} products in 4 sources, {cfg.n_general:,} general documents)")
+    if cache.exists():
+        shutil.rmtree(cache)
+    done = _stage("generate the synthetic shop corpus, general text and the shop's evaluation documents", log)
+    paths = write_shop(cache / "corpus", cfg.n_products, cfg.n_general, seed=cfg.seed, n_test=cfg.n_test)
+    _mark(marker, wanted)
+    done(f"({cfg.n_products:,} products in 4 sources, {cfg.n_general:,} general documents, "
+         f"{cfg.n_test} held-out documents per ecom_icl task)")
     return paths
 
 
@@ -111,6 +152,8 @@ def prepare_tokenizer(cache: Path, paths: dict[str, Path], cfg: DemoConfig, log=
         return out
     done = _stage("train the tokenizer", log)
     texts = task_sample_texts()
+    for path in sorted(shop_tasks_dir(cache).rglob("*.json")):
+        texts.extend(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     for path in paths.values():
         with path.open(encoding="utf-8") as fh:
             texts.extend(json.loads(line)["text"] for _, line in zip(range(5000), fh))
@@ -122,36 +165,63 @@ def prepare_tokenizer(cache: Path, paths: dict[str, Path], cfg: DemoConfig, log=
 
 def build_data(cache: Path, name: str, sources: list[dict], tokenizer: Path, cfg: DemoConfig,
                mixer: dict | None = None, ratio: dict | None = None, log=print) -> Path:
-    """One `data build` (cached by output directory)."""
+    """One `data build` with the corpus cleaned (the sources' filters, exact and near
+    dedup, decontamination against the demo's evaluation tasks on the shop's documents),
+    cached by its recipe; prints what each cleaning step removed."""
     from ecomharness.data import layout
     from ecomharness.data.build import build_dataset
     from ecomharness.data.recipe import parse_recipe
 
     out = cache / "data" / name
-    stats_file = layout.stats_file(out)
-    if stats_file is not None and "heldout" in json.loads(stats_file.read_text(encoding="utf-8")):
-        log(f"[demo] data {name}: cached")
-        return out
-    if name == "general":  # a base model trained on a build without a held-out slice saw that text
-        shutil.rmtree(cache / "base", ignore_errors=True)
-    done = _stage(f"data build: {name}", log)
     raw = {"output": str(out), "tokenizer": str(tokenizer), "seq_len": cfg.seq_len, "seed": cfg.seed,
            "sources": sources, "mixer": mixer or {"name": "graph", "min_records": 2, "max_records": 8},
            # The same seed and share in every build hold out the same products and texts.
-           "heldout": {"share": cfg.heldout_share, "max_documents": cfg.heldout_documents}}
+           "heldout": {"share": cfg.heldout_share, "max_documents": cfg.heldout_documents},
+           "dedup": {"exact": True, "near": True},
+           # A record holds a test document when more than half of the document's n-grams
+           # are in it. The default (any one n-gram) suits real text; the synthetic
+           # general text repeats a few templates over ten nouns, so one shared 10-character
+           # n-gram joins most of it to some held-out text (measured: half of the general
+           # records of a small build dropped at 0).
+           "decontaminate": {"tasks": list(DECONTAMINATE_TASKS), "threshold": 0.5,
+                             "metadata": {"ecominstruct_dir": str(shop_tasks_dir(cache))}}}
     if ratio is not None:
         raw["ratio"] = ratio
+    marker = cache / "data" / f"{name}.recipe.json"
+    stats_file = layout.stats_file(out)
+    if stats_file is not None and _cached(marker, raw):
+        log(f"[demo] data {name}: cached")
+        return out
+    if name == "general":  # a base model trained on other data is trained again
+        shutil.rmtree(cache / "base", ignore_errors=True)
+    done = _stage(f"data build: {name}", log)
     stats = build_dataset(parse_recipe(raw), force=True, log=lambda *_: None)
+    _mark(marker, raw)
     r = stats["ratios"]
     g2d = r["general_to_domain_achieved"]
     done(f"({stats['packing']['tokens']:,} tokens; general:domain "
          f"{'n/a' if g2d is None else f'{g2d:.2f}'}; {stats['samples']['domain']:,} domain samples)")
+    log(f"[demo] data {name}: {cleaning_line(stats)}")
     return out
+
+
+def cleaning_line(stats: dict) -> str:
+    """What a build's cleaning steps removed, in one line (from its stats.json)."""
+    dedup = stats.get("dedup") or {}
+    contamination = stats.get("contamination") or {}
+    found = {task: r["found"] for task, r in (contamination.get("tasks") or {}).items() if r.get("found")}
+    return (f"filtered {stats.get('filtered_records', 0):,}, duplicates {dedup.get('removed', 0):,}, "
+            f"near duplicates {(dedup.get('near') or {}).get('removed', 0):,}, "
+            f"holding test documents {sum((contamination.get('records') or {}).values()):,}"
+            + (" (" + ", ".join(f"{t} {n}" for t, n in sorted(found.items())) + ")" if found else ""))
 
 
 def _train_recipe(run_dir: Path, model: dict, tokenizer: Path, data: Path, steps: int, save_steps: int,
                   cfg: DemoConfig, eval_mode: str, on_start: bool, gate: str | None = None):
     from ecomharness.train.recipe import parse_recipe
+
+    # Every ecom task reads the shop's held-out products (Path(data).parent is cache/data).
+    shop = {"ecominstruct_dir": str(shop_tasks_dir(Path(data).parent.parent))}
 
     raw = {
         "mode": "cpt", "run_dir": str(run_dir), "model": model, "tokenizer": str(tokenizer),
@@ -164,13 +234,13 @@ def _train_recipe(run_dir: Path, model: dict, tokenizer: Path, data: Path, steps
         "eval": {"mode": "off"} if eval_mode == "off" else {"on_start": on_start, "gate": gate,
                  # Zero-shot: the few-shot prompts cost 5x more, for a signal no better here.
                  "inline": {"tasks": list(INLINE_TASKS), "subset": cfg.inline_subset, "num_fewshot": 0,
-                            "batch_size": 16,
+                            "batch_size": 16, "include_path": [str(DEMO_TASKS)],
                             # Every run reads the held-out text of the 2:1 build: the same
                             # documents for all (a domain-only build has no general slice).
-                            "metadata": {"heldout_dir": str(Path(data).parent / "graph_2to1" / "heldout")}},
+                            "metadata": {"heldout_dir": str(Path(data).parent / "graph_2to1" / "heldout"), **shop}},
                  # Past max_steps: only the final checkpoint (always chosen) is evaluated.
                  "async": {"tasks": list(ASYNC_TASKS), "limit": cfg.eval_limit, "max_gen_toks": cfg.max_gen_toks,
-                           "batch_size": 16, "every_n_saves": steps + 1}},
+                           "batch_size": 16, "every_n_saves": steps + 1, "metadata": shop}},
     }
     return parse_recipe(raw)
 
@@ -181,15 +251,20 @@ def pretrain_base(cache: Path, tokenizer: Path, data: Path, cfg: DemoConfig, log
 
     run_dir = cache / "base"
     final = run_dir / f"checkpoint-{cfg.base_steps}"
-    if _cached(run_dir / "train_done.json"):
+    model = {"init": {"architecture": "bloom", "hidden_size": cfg.hidden_size, "n_layer": cfg.n_layer,
+                      "n_head": cfg.n_head}}
+    # What the base was trained with: another size, budget or schedule trains it again.
+    wanted = {**model, "steps": cfg.base_steps, "seq_len": cfg.seq_len, "batch_size": cfg.batch_size,
+              "learning_rate": cfg.learning_rate, "seed": cfg.seed}
+    if _cached(run_dir / "train_done.json") and _cached(cache / "base.json", wanted):
         log("[demo] base model: cached")
         return final
     shutil.rmtree(run_dir, ignore_errors=True)
+    (cache / "base_eval.json").unlink(missing_ok=True)
     done = _stage(f"pre-train the base model on general text ({cfg.base_steps} steps)", log)
-    model = {"init": {"architecture": "bloom", "hidden_size": cfg.hidden_size, "n_layer": cfg.n_layer,
-                      "n_head": cfg.n_head}}
     recipe = _train_recipe(run_dir, model, tokenizer, data, cfg.base_steps, cfg.base_steps, cfg, "off", False)
     summary = run_training(recipe, log=lambda *_: None)
+    _mark(cache / "base.json", wanted)
     done(f"(final loss {summary['losses'][-1]:.3f})")
     return final
 
@@ -309,8 +384,13 @@ def _score(record: dict, group: str, metric: str = "score") -> tuple[float, floa
     return measure["value"], measure["stderr"]
 
 
-def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None, log=print) -> dict:
-    """Run every stage into ``out_dir``; return the figures the summary prints."""
+def run_demo(out_dir: Path, compare: bool | tuple[str, ...] = False, cfg: DemoConfig | None = None,
+             log=print) -> dict:
+    """Run every stage into ``out_dir``; return the figures the summary prints.
+
+    ``compare``: True runs every baseline ("separate (2:1)", "domain only", "general
+    only"); a tuple of those labels runs those only (the demo's test runs "domain only",
+    whose forgetting it checks)."""
     from ecomharness.demo.shop import shop_sources
     from ecomharness.evaluation.ledger import checkpoint_records, ledger_path
     from ecomharness.gate.policy import load_policy
@@ -325,11 +405,12 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
     total = time.perf_counter()
     paths = prepare_corpus(cache, cfg, log)
     tokenizer = prepare_tokenizer(cache, paths, cfg, log)
-    general = shop_sources(paths, kinds=("general",))
+    general = shop_sources(paths, kinds=("general",), filters=FILTERS)
     ratio_2_1 = {"general_to_domain": 2.0, "general_languages": {"zh": 1, "en": 1}}
     base_data = build_data(cache, "general", general, tokenizer, cfg, ratio={"general_languages": {"zh": 1, "en": 1}},
                            log=log)
-    cpt_data = build_data(cache, "graph_2to1", shop_sources(paths), tokenizer, cfg, ratio=ratio_2_1, log=log)
+    cpt_data = build_data(cache, "graph_2to1", shop_sources(paths, filters=FILTERS), tokenizer, cfg, ratio=ratio_2_1,
+                          log=log)
     base = pretrain_base(cache, tokenizer, base_data, cfg, log)
     spec = _train_recipe(out / "x", {"path": str(base)}, tokenizer, cpt_data, 1, 1, cfg, "inline", True).eval
     base_records = evaluate_base(cache, base, spec, log)
@@ -344,39 +425,53 @@ def run_demo(out_dir: Path, compare: bool = False, cfg: DemoConfig | None = None
                            folder=ledger_path(out / "cpt_graph").parent)
     (out / "report" / "gate.md").write_text(to_markdown(verdict), encoding="utf-8")
     ecom_test = _paired_gain(records[-1], base_record, ledger_path(out / "cpt_graph").parent)
+    rc_tests = {group: _paired_gain(records[-1], base_record, ledger_path(out / "cpt_graph").parent, group, "acc")
+                for group in RANKED_CHOICE}
     done()
 
     rows = {"base": base_record, "graph (2:1)": records[-1]}
     gates = {"graph (2:1)": verdict.passed}
+    failed = {"graph (2:1)": [c.rule for c in verdict.checks if not c.passed]}
     if compare:
         variants = {
-            "separate (2:1)": (shop_sources(paths), {"name": "separate"}, ratio_2_1),
-            "domain only": (shop_sources(paths, kinds=("domain",)), None, {"general_languages": None}),
+            "separate (2:1)": (shop_sources(paths, filters=FILTERS), {"name": "separate"}, ratio_2_1),
+            "domain only": (shop_sources(paths, kinds=("domain",), filters=FILTERS), None, {"general_languages": None}),
             "general only": (general, None, {"general_languages": {"zh": 1, "en": 1}}),
         }
+        if not isinstance(compare, bool):
+            variants = {label: variants[label] for label in compare}
         for label, (sources, mixer, ratio) in variants.items():
             slug = label.split(" ")[0]
             data = build_data(cache, slug, sources, tokenizer, cfg, mixer=mixer, ratio=ratio, log=log)
             rows[label] = run_cpt(out, f"cpt_{slug}", base, base_records, tokenizer, data, cfg,
                                   every_checkpoint=False, log=log, base_folder=cache)[0][-1]
-            gates[label] = against_init(policy, rows[label], base_record,
-                                        folder=ledger_path(out / f"cpt_{slug}").parent).passed
+            judged = against_init(policy, rows[label], base_record, folder=ledger_path(out / f"cpt_{slug}").parent)
+            gates[label] = judged.passed
+            failed[label] = [c.rule for c in judged.checks if not c.passed]
     seconds = time.perf_counter() - total
     chance = {k: v for r in base_records for k, v in (r.get("chance") or {}).items()}
     inline_share = summary["eval_seconds"] / max(summary["seconds"], 1e-9)
-    return _summarise(out, rows, gates, verdict, report, seconds, compare, log, ecom_test, chance, inline_share)
+    result = _summarise(out, rows, gates, verdict, report, seconds, compare, log, ecom_test, chance, inline_share,
+                        rc_tests)
+    result.update(gates=gates, failed_rules=failed)
+    return result
 
 
-def _paired_gain(record: dict, base_record: dict, folder: Path):
-    """The paired test of the CPT record's ecom_icl score against the base's, on the same
-    documents (a stratified paired bootstrap over the group's tasks), or None when the
-    records carry no per-document scores."""
+# The ranked-choice groups the summary tests: the shop's tasks asked as its corpus
+# states the facts, and the same documents asked with the benchmark's prompts.
+RANKED_CHOICE = ("shop_rc", "ecom_icl_rc")
+
+
+def _paired_gain(record: dict, base_record: dict, folder: Path, task: str = "ecom_icl", metric: str = "score"):
+    """The paired test of the CPT record's ``metric`` on ``task`` against the base's, on
+    the same documents (a stratified paired bootstrap over a group's tasks), or None when
+    the records carry no per-document scores for it."""
     from ecomharness.gate.evidence import from_record
     from ecomharness.gate.pairing import Unpaired, paired_result
 
     candidate, baseline = from_record(record, "cpt", folder), from_record(base_record, "base", folder)
     try:
-        return paired_result("ecom_icl", "score", candidate, baseline)
+        return paired_result(task, metric, candidate, baseline)
     except Unpaired:
         return None
 
@@ -397,22 +492,36 @@ def _change(rows: dict, task: str, metric: str) -> str:
 
 
 # The demo's table: each profile's headline numbers, the metric each is read by.
-TABLE = (("ecom_icl", "score"), ("general_icl", "score"), ("ecom_icl_rc", "acc"),
+TABLE = (("ecom_icl", "score"), ("general_icl", "score"), ("shop_rc", "acc"), ("ecom_icl_rc", "acc"),
          ("heldout_bpb_domain", "bits_per_byte"), ("heldout_bpb_general_zh", "bits_per_byte"),
          ("heldout_bpb_general_en", "bits_per_byte"))
 
 
+def _test_words(test) -> str:
+    """A paired test in words: its name, size, interval, p and the detectable effect."""
+    if test is None:
+        return "no per-document scores: no paired test"
+    return (f"{test.test} over {test.n} documents: 95% CI [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}], "
+            f"p={test.p:.3g}; a gain smaller than {test.mde:.4f} could not have been detected")
+
+
+def _significant_gain(test) -> bool:
+    """The gate's own reading: a gain shown when its paired test is significant at 0.05."""
+    return test is not None and test.p < 0.05 and test.difference > 0
+
+
 def _summarise(out: Path, rows: dict, gates: dict, verdict, report: dict, seconds: float, compare: bool, log,
-               ecom_test=None, chance: dict | None = None, inline_share: float | None = None) -> dict:
+               ecom_test=None, chance: dict | None = None, inline_share: float | None = None,
+               rc_tests: dict | None = None) -> dict:
     chance = chance or {}
+    rc_tests = rc_tests or {}
     base_ecom, base_ecom_se = _score(rows["base"], "ecom_icl")
     cpt_ecom, cpt_ecom_se = _score(rows["graph (2:1)"], "ecom_icl")
     base_gen, _ = _score(rows["base"], "general_icl")
     cpt_gen, _ = _score(rows["graph (2:1)"], "general_icl")
     stderr = (base_ecom_se ** 2 + cpt_ecom_se ** 2) ** 0.5 if base_ecom_se is not None and cpt_ecom_se is not None else None
     gain = cpt_ecom - base_ecom
-    # The gate's own paired test: the gain is shown when it is significant at 0.05.
-    shown = ecom_test is not None and ecom_test.p < 0.05 and ecom_test.difference > 0
+    shown = _significant_gain(ecom_test)
     if compare:
         header = " | ".join(f"{task} {'bpb' if metric == 'bits_per_byte' else metric}" for task, metric in TABLE)
         table = [f"| CPT data | {header} | gate vs base |", "|---|" + "--:|" * len(TABLE) + "---|"]
@@ -424,19 +533,22 @@ def _summarise(out: Path, rows: dict, gates: dict, verdict, report: dict, second
         log("")
         log(text)
     tested = [c for c in verdict.checks if c.inputs.get("test")]
-    paired = "no per-document scores: no paired test" if ecom_test is None else (
-        f"{ecom_test.test} over {ecom_test.n} documents: 95% CI [{ecom_test.ci[0]:+.4f}, {ecom_test.ci[1]:+.4f}], "
-        f"p={ecom_test.p:.3g}; a gain smaller than {ecom_test.mde:.4f} could not have been detected")
-    rc = _change(rows, "ecom_icl_rc", "acc")
-    if "ecom_icl_rc" in chance:
-        rc += f"; chance {chance['ecom_icl_rc']:.4f}"
+    paired = _test_words(ecom_test)
+    ranked = []
+    for group in RANKED_CHOICE:
+        line = _change(rows, group, "acc")
+        if group in chance:
+            line += f"; chance {chance[group]:.4f}"
+        if group in rc_tests:
+            line += f"; {_test_words(rc_tests[group])}"
+        ranked.append(f"ranked choice: {line}")
     lines = [
         f"ecom_icl score: base {base_ecom:.4f} -> CPT {cpt_ecom:.4f} (gain {gain:+.4f}; {paired})",
         f"general_icl score: base {base_gen:.4f} -> CPT {cpt_gen:.4f} ({cpt_gen - base_gen:+.4f})",
         f"held-out {_change(rows, 'heldout_bpb_domain', 'bits_per_byte')} (lower is better)",
         f"held-out {_change(rows, 'heldout_bpb_general_zh', 'bits_per_byte')}; "
         f"{_change(rows, 'heldout_bpb_general_en', 'bits_per_byte')}",
-        f"ranked choice: {rc}",
+        *ranked,
         f"gate (train/gates/default.yaml) vs the base: {'PASSED' if verdict.passed else 'FAILED'}"
         + "".join(f"; {c.rule} ({c.task}) decided by {c.inputs['test']} (detectable {c.inputs['mde']:.4f})"
                   for c in tested if c.inputs.get("mde") is not None)
@@ -454,6 +566,8 @@ def _summarise(out: Path, rows: dict, gates: dict, verdict, report: dict, second
                       "cpt": rows["graph (2:1)"].get("metrics", {}).get(task, {}).get(metric, {}).get("value"),
                       "metric": metric} for task, metric in TABLE}
     return {"ecom_gain": gain, "ecom_stderr": stderr, "gain_shown": shown,
+            "rc_tests": {g: None if t is None else t.as_dict() for g, t in rc_tests.items()},
+            "rc_gain_shown": {g: _significant_gain(t) for g, t in rc_tests.items()},
             "ecom_test": None if ecom_test is None else ecom_test.as_dict(), "gate_passed": verdict.passed,
             "base_ecom": base_ecom, "cpt_ecom": cpt_ecom, "base_general": base_gen, "cpt_general": cpt_gen,
             "figures": figures, "chance": chance, "inline_share": inline_share,

@@ -58,18 +58,38 @@ def metric_names(records: list[dict], metric: str | None = None) -> dict[str, st
     return names
 
 
-def plot_curves(data: dict[str, list], path: Path, groups: set[str], metric: str | dict[str, str]) -> Path:
+def flat_series(data: dict[str, list]) -> dict[str, float]:
+    """Tasks whose metric has the same value at every one of two or more checkpoints,
+    with that value: a panel of them is a flat line that says nothing but its value."""
+    return {name: points[0][1] for name, points in data.items()
+            if len(points) > 1 and all(p[1] == points[0][1] for p in points)}
+
+
+def apart_reasons(data: dict[str, list], apart: dict[str, str] | None = None) -> dict[str, str]:
+    """Why each task left out of the panels is left out: the caller's reason (``apart``),
+    else the one value it had at every checkpoint (``flat_series``)."""
+    reasons = {name: f"{value:.4f} at every checkpoint" for name, value in flat_series(data).items()}
+    reasons.update({name: why for name, why in (apart or {}).items() if name in data})
+    return dict(sorted(reasons.items()))
+
+
+def plot_curves(data: dict[str, list], path: Path, groups: set[str], metric: str | dict[str, str],
+                apart: dict[str, str] | None = None) -> Path:
     """One panel per task or group, the metric (one name, or one per task) against the
-    training step, stderr bands."""
+    training step, stderr bands. Tasks in ``apart`` (task -> reason) get no panel: they
+    are named under the panels with their reason."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = sorted(data, key=lambda n: (n not in groups, n))
+    apart = apart or {}
+    names = sorted((n for n in data if n not in apart), key=lambda n: (n not in groups, n))
     cols = min(4, max(1, len(names)))
-    rows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
+    rows = max(1, (len(names) + cols - 1) // cols)
+    # A line of text per task drawn apart, under the panels.
+    footer = 0.22 * len(apart) + (0.3 if apart else 0.0)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows + footer), squeeze=False)
     for ax, name in zip(axes.flat, names):
         steps = [p[0] for p in data[name]]
         values = [p[1] for p in data[name]]
@@ -84,7 +104,13 @@ def plot_curves(data: dict[str, list], path: Path, groups: set[str], metric: str
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.tight_layout()
+    if apart:
+        height = 2.6 * rows + footer
+        fig.tight_layout(rect=(0, footer / height, 1, 1))
+        text = "Not drawn: " + "\n".join(f"{name}: {why}" for name, why in apart.items())
+        fig.text(0.01, (footer - 0.1) / height, text, fontsize=8, va="top", ha="left")
+    else:
+        fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -160,8 +186,12 @@ def noise_lines(noise: dict[str, dict], last: int) -> list[str]:
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric: str | None = None,
-                 noise_last: int = 5) -> dict[str, Path]:
-    """Write ``curves.png`` and ``report.md`` for a run; return their paths."""
+                 noise_last: int = 5, apart: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write ``curves.png`` and ``report.md`` for a run; return their paths.
+
+    A task whose metric had one value at every checkpoint, and any task of ``apart``
+    (task -> why, from the caller), gets no panel in the picture: both are listed with
+    the reason under the panels and in report.md, and keep their table columns."""
     check_noise_last(noise_last)
     run_dir = Path(run_dir)
     records = drawn_records(run_dir, metric)
@@ -173,7 +203,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric:
         raise UserError(f"no task reports the metric {metric!r} (try --metric acc)" if metric else
                         f"no task reports {', '.join(HEADLINE_METRICS)} (name a metric with --metric)")
     groups = {g for r in records for g in r.get("groups", [])}
-    png = plot_curves(data, out / "curves.png", groups, metric or metric_names(records))
+    reasons = apart_reasons(data, apart)
+    png = plot_curves(data, out / "curves.png", groups, metric or metric_names(records), apart=reasons)
     failed = read_ledger(ledger_path(run_dir), strict=True,
                          keep=lambda r, offset: slim_record(r, offset) if r.get("status") == "failed" else None)
     md = out / "report.md"
@@ -181,6 +212,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric:
     text = [f"# Evaluation report: {run_dir.name}", "", f"Metric: {what} per checkpoint (value ± stderr "
             "where lm-eval reports one; a blank cell: not evaluated at that checkpoint).", "",
             markdown_table(records, metric), "![curves](curves.png)", ""]
+    if reasons:
+        text += ["Not drawn (their columns above keep their values):", ""]
+        text += [f"- {name}: {why}" for name, why in reasons.items()] + [""]
     text += noise_lines(checkpoint_noise(records, noise_last, metric), noise_last)
     text += contamination_lines(records[-1].get("contamination") or {})
     if failed:
