@@ -240,3 +240,52 @@ def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path, monkeypatch, rank)
         assert "checkpoint-10 has no trainer_state.json" in logged[0]
     else:  # other ranks leave the moving to rank 0
         assert (tmp_path / "checkpoint-10").is_dir() and not logged
+
+
+def test_averaging_copies_of_one_checkpoint_gives_that_checkpoint(tiny_model_dir, tmp_path):
+    """The weight average of N copies of one checkpoint is that checkpoint, tensor for
+    tensor; checkpoints of different models are refused."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ecomharness.train.average import average_weights, chosen_checkpoints
+
+    run_dir = tmp_path / "run"
+    for step in (10, 20, 30):
+        shutil.copytree(tiny_model_dir, run_dir / f"checkpoint-{step}")
+        (run_dir / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    chosen = chosen_checkpoints(run_dir, 3)
+    assert [p.name for _, p in chosen] == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]
+    manifest = average_weights([p for _, p in chosen], run_dir / "average-last-3")
+    assert manifest["averaged"] == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]
+    original = {k: v for f in sorted(Path(tiny_model_dir).glob("*.safetensors")) for k, v in load_file(f).items()}
+    averaged = {k: v for f in sorted((run_dir / "average-last-3").glob("*.safetensors")) for k, v in load_file(f).items()}
+    assert set(averaged) == set(original)
+    assert all(torch.equal(averaged[k], original[k]) for k in original)
+    with pytest.raises(UserError, match="fewer than --last 4"):
+        chosen_checkpoints(run_dir, 4)
+    with pytest.raises(UserError, match="at least 2"):
+        chosen_checkpoints(run_dir, 1)
+
+
+def test_an_averaged_checkpoint_is_evaluated_recorded_and_gated(built, tmp_path):
+    run_dir = tmp_path / "run"
+    _train(built, run_dir, "training.max_steps=20")
+    result = run_cli("average", str(run_dir), "--last", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_ledger(run_dir / "eval" / "ledger.jsonl")
+    assert [r["checkpoint"] for r in records] == ["init", "checkpoint-10", "checkpoint-20", "average-last-2"]
+    average = records[-1]
+    assert average["status"] == "ok" and average["step"] == 20 and "ecom_icl_pdc" in average["metrics"]
+    policy = tmp_path / "policy.yaml"
+    rule = {"name": "kept", "kind": "max_drop", "tasks": ["ecom_icl_pdc"], "metric": "acc", "threshold": 1.0}
+    policy.write_text(yaml.safe_dump({"rules": [rule]}))
+    gated = run_cli("gate", "--policy", str(policy), "--ledger", str(run_dir), "--checkpoint", "average")
+    assert gated.returncode == 0, gated.stdout + gated.stderr
+    assert "average-last-2" in gated.stdout
+    # `last` is still the last trained save, not the average at the same step.
+    last = run_cli("gate", "--policy", str(policy), "--ledger", str(run_dir), "--checkpoint", "last")
+    assert "checkpoint-20" in last.stdout and "average-last-2" not in last.stdout
+    # The same average again is already recorded; another ending elsewhere is refused.
+    again = run_cli("average", str(run_dir), "--last", "2")
+    assert again.returncode == 0 and "already in the ledger" in again.stdout

@@ -19,8 +19,8 @@ from ecomharness.errors import UserError
 from ecomharness.plugins import PluginError
 
 # Order here is the order in --help.
-COMMANDS = ("eval", "score", "data", "contamination", "train", "watch", "report", "gate", "compare", "tasks",
-            "tasks_path", "plugins", "demo")
+COMMANDS = ("eval", "score", "data", "contamination", "train", "watch", "average", "report", "gate", "compare",
+            "tasks", "tasks_path", "plugins", "demo")
 
 
 def _load(name: str):

@@ -19,7 +19,7 @@ examples:
   ecomharness gate --policy P --ledger runs/cpt --checkpoint best-passing --junit gate.xml
   ecomharness gate --policy P --ledger runs/cpt --plan      # documents each check would need
 inputs: an lm-eval results JSON (or a directory of them), or a run directory / ledger with
---checkpoint last | best | best-passing | init | STEP
+--checkpoint last | best | best-passing | average | init | STEP
 """
 
 
@@ -28,7 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--policy", required=True, help="gate policy YAML (e.g. train/gates/default.yaml)")
     parser.add_argument("--candidate", help="results JSON / directory, or a run directory / ledger")
     parser.add_argument("--ledger", help="same as --candidate with a run directory or ledger")
-    parser.add_argument("--checkpoint", default=None, help="with a ledger: last (default), best, best-passing, init, STEP")
+    parser.add_argument("--checkpoint", default=None,
+                        help="with a ledger: last (default), best, best-passing, average, init, STEP")
     parser.add_argument("--baseline", help="results JSON / directory, or a run directory / ledger (default: the "
                                            "candidate ledger's init record, when there is one)")
     parser.add_argument("--baseline-checkpoint", default="init", help="with a baseline ledger (default: init)")

@@ -221,6 +221,17 @@ _MERGED = ("metrics", "group_subtasks", "n_samples", "n_shot", "task_versions", 
 # (``bootstrap_stderr`` stays with each part: its seed and resamples are the part's.)
 
 
+# Checkpoint names that are not trained saves: the starting model, and weight averages of
+# the last saves (train/average.py). ``last``, ``best`` and checkpoint noise skip them.
+INIT = "init"
+AVERAGE_PREFIX = "average-last-"
+
+
+def is_trained(checkpoint: str) -> bool:
+    """Whether a ledger checkpoint name is a trained save (not ``init``, not an average)."""
+    return checkpoint != INIT and not checkpoint.startswith(AVERAGE_PREFIX)
+
+
 def checkpoint_records(records: list[dict]) -> list[dict]:
     """One record per checkpoint, ordered by step: its latest record of each task set
     (``task_set``), in the order they were written, read as one.

@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from ecomharness.evaluation.ledger import is_trained
+
 HEADLINE_METRICS = ("score", "acc", "bits_per_byte")
 # Fewer checkpoints than this say nothing about noise.
 MIN_LAST = 3
@@ -73,7 +75,7 @@ def checkpoint_noise(records: list[dict], last: int = 5, metric: str | None = No
     metric (``init``, the starting model, is not one): the metric, the checkpoints, their
     values, mean, standard deviation and ``noise``. A task with fewer such checkpoints
     is left out. ``records``: one per checkpoint, ordered by step (``latest_ok_records``)."""
-    trained = [r for r in records if r.get("checkpoint") != "init"]
+    trained = [r for r in records if is_trained(r.get("checkpoint", ""))]
     tasks = sorted({t for r in trained for t in (r.get("metrics") or {})})
     out = {}
     for task in tasks:

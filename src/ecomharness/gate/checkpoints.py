@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecomharness.errors import UserError
-from ecomharness.gate.evidence import INIT, Evidence, evidence_of, from_record, ledger_records, rank_value
-from ecomharness.evaluation.ledger import checkpoint_records, latest_ok_records, read_ledger
+from ecomharness.evaluation.ledger import INIT, checkpoint_records, is_trained, latest_ok_records, read_ledger
+from ecomharness.gate.evidence import Evidence, evidence_of, from_record, ledger_records, rank_value
 from ecomharness.gate.policy import Policy, load_policy
 from ecomharness.registry import gate_rules
 from ecomharness.gate.verdict import Verdict, run_gate
@@ -21,7 +21,7 @@ def best_passing(policy: Policy, ledger: Path, baseline: Evidence | None) -> tup
         raise UserError("--checkpoint best-passing needs `rank_by: {task, metric}` in the policy")
     outcomes, best = [], None
     for record in ledger_records(ledger, policy.rank_by):
-        if record["checkpoint"] == INIT:
+        if not is_trained(record["checkpoint"]):  # the init, and weight averages (gated by name)
             continue
         if record["status"] != "ok":
             outcomes.append((record["checkpoint"], "evaluation failed"))

@@ -28,7 +28,9 @@ from ecomharness.errors import UserError
 from ecomharness.evaluation.lm_eval_samples import SAMPLES_SOURCE, read_samples, task_identity
 from ecomharness.evaluation.per_document import check_against, read
 from ecomharness.evaluation.ledger import (
+    AVERAGE_PREFIX,
     check_measure,
+    is_trained,
     full_record,
     slim_record,
     is_finite,
@@ -37,8 +39,6 @@ from ecomharness.evaluation.ledger import (
     metrics_of,
     read_ledger,
 )
-
-INIT = "init"
 
 
 class NoCandidate(Exception):
@@ -310,13 +310,22 @@ def rank_value(record: dict, rank_by: tuple[str, str]) -> float | None:
 
 
 def select_record(records: list[dict], selector: str, rank_by: tuple[str, str] | None, where: str) -> dict:
-    """The ledger record a selector names (``last``, ``best``, ``init``, a step, a name).
+    """The ledger record a selector names (``last``, ``best``, ``init``, ``average``, a
+    step, a name).
 
     ``last`` is the newest trained checkpoint; ``best`` the trained checkpoint with the
     highest finite ranking value, ties going to the later one (more training for the
-    same score). Raises ``NoCandidate`` when there is nothing to gate.
+    same score); ``average`` the newest weight average (``ecomharness average``). A
+    step names its trained save, never an average at the same step. Raises
+    ``NoCandidate`` when there is nothing to gate.
     """
-    trained = [r for r in records if r["checkpoint"] != INIT]
+    trained = [r for r in records if is_trained(r["checkpoint"])]
+    if selector == "average":
+        averages = [r for r in records if r["checkpoint"].startswith(AVERAGE_PREFIX)]
+        if not averages:
+            raise NoCandidate("no_candidate", f"{where} holds no averaged checkpoint: run `ecomharness average "
+                                              "RUN --last N` first")
+        return _usable(averages[-1])
     if selector in ("last", "best") and not trained:
         raise NoCandidate("no_candidate", f"{where} holds only the untrained init: no checkpoint to gate")
     if selector == "last":
@@ -331,7 +340,8 @@ def select_record(records: list[dict], selector: str, rank_by: tuple[str, str] |
                                               f"{rank_by[0]}/{rank_by[1]} to rank by")
         return max(scored, key=lambda s: (s[0], s[1]))[2]
     for record in records:
-        if selector in (record["checkpoint"], str(record["step"]), f"checkpoint-{selector}"):
+        if selector == record["checkpoint"] or (is_trained(record["checkpoint"]) and selector in (
+                str(record["step"]), f"checkpoint-{selector}")):
             return _usable(record)
     names = ", ".join(r["checkpoint"] for r in records)
     raise UserError(f"{where}: no checkpoint {selector!r} (have: {names})")

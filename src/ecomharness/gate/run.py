@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ecomharness.evaluation.ledger import latest_ok_records, read_ledger, slim_record
+from ecomharness.evaluation.ledger import is_trained, latest_ok_records, read_ledger, slim_record
 from ecomharness.gate.evidence import Evidence
 from ecomharness.gate.policy import Policy, Rule
 
@@ -54,7 +54,8 @@ def _history(candidate: Evidence, task: str, metric: str) -> list[float] | None:
     records = latest_ok_records(read_ledger(candidate.ledger, strict=True, keep=keep))
     points = []
     for record in records:
-        if record["checkpoint"] == "init" or (candidate.step is not None and record.get("step", 0) > candidate.step):
+        later = candidate.step is not None and record.get("step", 0) > candidate.step
+        if not is_trained(record["checkpoint"]) or later:
             continue
         value = ((record.get("metrics") or {}).get(task) or {}).get(metric)
         if record["checkpoint"] != candidate.checkpoint and isinstance(value, dict) and value.get("value") is not None:
