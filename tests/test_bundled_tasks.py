@@ -16,6 +16,9 @@ LOWER_IS_BETTER = {"missing", "ambiguous"}
 # names no label (missing), names no two labels (not ambiguous), and FinBen's and PIXIU's
 # own Headlines parsing reads anything but "Yes" as "No".
 EMPTY_EXPECTED = {"missing": 1.0, "ambiguous": 0.0}
+# EcomGPT's ROUGE-L (the `rouge` package) adds 1e-8 to its F denominator: identical
+# texts score 2 / (2 + 1e-8), the best it gives.
+ORACLE_EXPECTED = {"rougeL_ecomgpt": 2 / (2 + 1e-8)}
 
 
 def _results(out):
@@ -42,8 +45,9 @@ def test_oracle_scores_the_maximum_of_every_metric(tmp_path):
     assert len(leaves) == 9 + 8 + 6 + 4
     for task in leaves:
         for metric, value in _metrics(results["results"][task]):
-            expected = 0.0 if metric in LOWER_IS_BETTER else 1.0
-            assert value == expected, f"{task} {metric} = {value}"
+            expected = 0.0 if metric in LOWER_IS_BETTER else ORACLE_EXPECTED.get(metric, 1.0)
+            assert value == pytest.approx(expected, rel=0, abs=1e-12 if metric in ORACLE_EXPECTED else 0), \
+                f"{task} {metric} = {value}"
     for group in GROUPS:
         assert results["results"][group]["score,none"] == 1.0
     sources = results["ecomharness"]["data_sources"]
@@ -97,10 +101,12 @@ def test_real_data_through_the_task_definitions(tmp_path, model):
     for task in ("ecom_icl_ave", "ecom_sft_ave", "flare_fiqasa"):
         for metric, value in _metrics(results["results"][task]):
             if best:
-                expected = 0.0 if metric in LOWER_IS_BETTER else 1.0
+                expected = 0.0 if metric in LOWER_IS_BETTER else ORACLE_EXPECTED.get(metric, 1.0)
             else:
                 expected = EMPTY_EXPECTED.get(metric, 0.0)
-            assert value == expected, f"{task} {metric} = {value}"
+            # a mean of 500 equal values of 2 / (2 + 1e-8) is that value to rounding
+            assert value == pytest.approx(expected, rel=0, abs=1e-12 if best and metric in ORACLE_EXPECTED else 0), \
+                f"{task} {metric} = {value}"
     sources = results["ecomharness"]["data_sources"]
     assert sources["ecom_icl_ave"]["origin"] == "explicit"
     assert sources["ecom_icl_ave"]["source"].endswith("ZH-MEPAVE-NER-attribute_value_extraction")

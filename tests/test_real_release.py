@@ -281,14 +281,16 @@ def test_oracle_reaches_every_best_value_on_the_public_release_layout(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     [path] = out.rglob("results_*.json")
     results = json.loads(path.read_text())
-    best = {"ambiguous": 0.0, "missing": 0.0}
+    # EcomGPT's ROUGE-L (the `rouge` package) scores identical texts 2 / (2 + 1e-8).
+    best = {"ambiguous": 0.0, "missing": 0.0, "rougeL_ecomgpt": 2 / (2 + 1e-8)}
     leaves = [t for t in results["results"] if t != "ecominstruct_public"]
     assert len(leaves) == 13
     for task in leaves:
         for key, value in results["results"][task].items():
             metric = key.split(",")[0]
             if isinstance(value, float) and not metric.endswith("_stderr") and metric != "alias":
-                assert value == best.get(metric, 1.0), (task, metric, value)
+                assert abs(value - best.get(metric, 1.0)) <= (1e-12 if metric == "rougeL_ecomgpt" else 0), \
+                    (task, metric, value)
         source = results["ecomharness"]["data_sources"][task]
         assert source["origin"] == "explicit"
         assert source["documents"] == source["records_in_file"] == 12

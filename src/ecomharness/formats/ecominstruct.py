@@ -98,6 +98,34 @@ def folder_kind(folder: Path, meta: dict) -> tuple[str, str | None, str, list[st
     return kind_from_task_name(str(meta.get("task", ""))), None, GUESSED, warnings
 
 
+def ecomgpt_scorer(folder: Path, meta: dict, kind: str, fmt: str | None) -> str:
+    """Which of EcomGPT's scorer classes scores this folder (``metrics.ecomgpt``): the
+    kind segment of the folder name, lower-cased (its ``src/eval.py`` reads it there),
+    else of the meta-info task name; a folder with neither (the bundled samples) gets
+    the class of its kind: ``cls``, ``generate``, ``ner`` for typed lines, else
+    ``extract``."""
+    for name in (folder.name, str(meta.get("task", ""))):
+        if kind_segment(name) is not None:
+            return name.split("-")[2].casefold()
+    if kind == "extraction":
+        return "ner" if fmt == "typed_lines" else "extract"
+    return {"classification": "cls", "generation": "generate"}[kind]
+
+
+def ecomgpt_answer(scorer: str, terms: list[tuple[str, str]], sep: str, types: list[str]) -> str:
+    """The gold answer of a span record as EcomGPT's ``encode_to_input_output`` writes
+    it: NER one ``type: span<sep>span`` line per type of ``types`` (meta-info's label
+    list, in order; "None" where the record has no span of it; spans of other types
+    left out); condition extraction the terms joined by ", " whatever ``label_sep`` is;
+    extraction and generation the terms joined by ``sep``."""
+    if scorer == "ner":
+        grouped: dict[str, list[str]] = {}
+        for kind, term in terms:
+            grouped.setdefault(kind, []).append(term)
+        return "\n".join(f"{kind}: {sep.join(grouped.get(kind, ['None']))}" for kind in types)
+    return (", " if scorer == "condition_extract" else sep).join(term for _, term in terms)
+
+
 def _meta(folder: Path) -> dict[str, Any]:
     path = folder / "meta-info.json"
     if not path.is_file():
@@ -172,8 +200,10 @@ def read_ecominstruct(
     """Read one EcomInstruct task folder into documents with our standard fields.
 
     Every document has ``text``, ``instruction`` (the folder's prompt filled in),
-    ``label_set``, ``defi``, ``kind`` and ``target_text`` (the gold output as EcomGPT
-    writes it), plus ``target``/``multi_label`` (classification), ``gold_spans``/
+    ``label_set``, ``label_sep``, ``defi``, ``kind``, ``target_text`` (the gold output as
+    EcomGPT writes it, in ``answer_layout``), and ``ecomgpt_scorer`` and
+    ``ecomgpt_answer`` (EcomGPT's scorer class and gold answer, for the ``*_ecomgpt``
+    metrics), plus ``target``/``multi_label`` (classification), ``gold_spans``/
     ``extraction_format`` (extraction) or ``target`` (generation).
 
     The kind comes from the folder name's kind segment, else the meta-info task name;
@@ -205,6 +235,7 @@ def read_ecominstruct(
     except UserError as exc:
         raise RecordError(folder / "meta-info.json", None, "label_key", str(exc)) from None
     counts = {"offset_mismatches": 0, "terms_not_in_text": 0}
+    scorer = ecomgpt_scorer(folder, meta, kind, fmt)
 
     def convert(record: dict, line: int) -> dict:
         text = require(record, "sentences", str, data, line)
@@ -216,7 +247,7 @@ def read_ecominstruct(
                               "is missing here and in meta-info.json, and a " + kind + " task needs one")
         labels = labels or []
         doc = {"text": text, "instruction": _instruction(meta, text, labels, sep), "label_set": labels,
-               "defi": str(meta.get("defi", "")), "kind": kind}
+               "defi": str(meta.get("defi", "")), "kind": kind, "label_sep": sep, "ecomgpt_scorer": scorer}
         if kind == "classification":
             gold_map = require(record, "labels", dict, data, line)
             if label_key not in gold_map:
@@ -227,7 +258,7 @@ def read_ecominstruct(
             unknown = [g for g in gold if labels and g not in labels]
             if unknown:
                 raise RecordError(data, line, f"labels.{label_key}", f"unknown label {unknown[0]!r}, not in label_set")
-            doc.update(target=gold, target_text=sep.join(gold))
+            doc.update(target=gold, target_text=sep.join(gold), ecomgpt_answer=sep.join(gold))
             return doc
         spans = require(record, "spans", list, data, line)
         checked = []
@@ -256,7 +287,7 @@ def read_ecominstruct(
             if not checked:
                 raise RecordError(data, line, "spans", "a generation record needs a span holding its target")
             target = sep.join(term for _, term in checked)
-            doc.update(target=target, target_text=target)
+            doc.update(target=target, target_text=target, ecomgpt_answer=target)
             return doc
         if fmt == "typed_lines":
             target_text = _typed_lines(checked, sep, labels if answer_layout == "ecomgpt" else None)
@@ -264,7 +295,7 @@ def read_ecominstruct(
             terms = [t for _, t in checked]
             target_text = sep.join(terms if answer_layout == "ecomgpt" else dict.fromkeys(terms))
         doc.update(gold_spans=[list(p) for p in checked], extraction_format=fmt, target_text=target_text,
-                   label_sep=sep)
+                   ecomgpt_answer=ecomgpt_answer(scorer, checked, sep, meta_labels or labels))
         return doc
 
     docs, skipped = collect(data, on_error, convert)

@@ -15,6 +15,9 @@ documents of small per-document count vectors:
 - ``f1_pixiu`` / ``avg_f1_pixiu``: the same with gold and prediction swapped, as PIXIU
   2023 passes them (``f1_pixiu`` counts only the labels that are gold in the resample);
 - ``seqeval_f1``: the ``ie_f1`` counts, 0 when nothing is right (seqeval's rule);
+- ``ecomgpt_micro_f1``: the same counts from EcomGPT's rows (items or entities);
+  ``ecomgpt_macro_f1``: each document's precision and recall and a 1 (the F1 of their
+  means), or for NER per entity type its hits, predicted and gold entities;
 - ``bits_per_byte`` / ``weighted_perplexity``: each document's log-likelihood and its
   byte (or word) count.
 
@@ -87,6 +90,54 @@ def _seqeval_f1(s: np.ndarray) -> np.ndarray:
     tp, n_pred, n_gold = s[:, 0], s[:, 1], s[:, 2]
     p, r = tp / np.maximum(n_pred, 1e-300), tp / np.maximum(n_gold, 1e-300)
     return np.where(tp > 0, 2 * p * r / np.maximum(p + r, 1e-300), 0.0)
+
+
+def _ecomgpt_scorer(values) -> str | None:
+    """"set" or "seqeval": the one kind of EcomGPT row in ``values`` (None if mixed or none)."""
+    kinds = {v[0] for v in values}
+    return kinds.pop() if len(kinds) == 1 and kinds <= {"set", "seqeval"} else None
+
+
+def _ecomgpt_micro_form(values) -> CountForm | None:
+    # Overlaps, predicted and gold items (entities) per document: seqeval's rule, 0
+    # without an overlap, is also EcomGPT's set scorer's.
+    if _ecomgpt_scorer(values) is None:
+        return None
+    counts = [v[1:4] if v[0] == "set" else [sum(c[i] for c in v[1]) for i in (1, 2, 3)] for v in values]
+    return CountForm(np.asarray(counts, dtype=np.float64).reshape(-1, 3), _seqeval_f1)
+
+
+def _set_macro(s: np.ndarray) -> np.ndarray:
+    # Columns: the document's precision, its recall, 1; the F1 of their means.
+    p, r = s[:, 0] / np.maximum(s[:, 2], 1e-300), s[:, 1] / np.maximum(s[:, 2], 1e-300)
+    return np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-300), 0.0)
+
+
+def _seqeval_macro(n_types: int):
+    """Columns per entity type: hits, predicted, gold; the mean over the types a
+    resample contains of each type's F1 (0 with no type: seqeval's is NaN)."""
+    def formula(s: np.ndarray) -> np.ndarray:
+        tp, pred, gold = s[:, :n_types], s[:, n_types:2 * n_types], s[:, 2 * n_types:]
+        f1 = np.where(tp > 0, 2 * tp / np.maximum(pred + gold, 1e-300), 0.0)
+        present = (pred + gold) > 0
+        count = present.sum(axis=1)
+        return np.where(count > 0, (f1 * present).sum(axis=1) / np.maximum(count, 1), 0.0)
+    return formula
+
+
+def _ecomgpt_macro_form(values) -> CountForm | None:
+    scorer = _ecomgpt_scorer(values)
+    if scorer == "set":
+        return CountForm(np.asarray([[v[4], v[5], 1.0] for v in values]).reshape(-1, 3), _set_macro)
+    if scorer != "seqeval":
+        return None
+    types = sorted({c[0] for v in values for c in v[1]})
+    index = {kind: j for j, kind in enumerate(types)}
+    counts = np.zeros((len(values), 3 * len(types)))
+    for i, v in enumerate(values):
+        for kind, tp, pred, gold in v[1]:
+            counts[i, [index[kind], len(types) + index[kind], 2 * len(types) + index[kind]]] = tp, pred, gold
+    return CountForm(counts, _seqeval_macro(len(types)))
 
 
 def _labels(rows) -> list[str]:
@@ -305,9 +356,11 @@ CLS_MACRO_F1, CLS_WEIGHTED_F1, F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN, F1_PI
     Aggregation(name, _label_form_of(name), _label_paired(name), lm_eval=f"{_LMEVAL}:{name}")
     for name in ("cls_macro_f1", "cls_weighted_f1", "f1_finben", "headlines_avg_f1", "avg_f1_finben", "f1_pixiu",
                  "avg_f1_pixiu"))
+ECOMGPT_MICRO_F1 = Aggregation("ecomgpt_micro_f1", _ecomgpt_micro_form, lm_eval=f"{_LMEVAL}:ecomgpt_micro_f1")
+ECOMGPT_MACRO_F1 = Aggregation("ecomgpt_macro_f1", _ecomgpt_macro_form, lm_eval=f"{_LMEVAL}:ecomgpt_macro_f1")
 BUILTIN = (MEAN, IE_PRECISION, IE_RECALL, IE_F1, SEQEVAL_F1, BITS_PER_BYTE, WEIGHTED_PERPLEXITY,
            WEIGHTED_PERPLEXITY_OR_INF, CLS_MACRO_F1, CLS_WEIGHTED_F1,
-           F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN, F1_PIXIU, AVG_F1_PIXIU)
+           F1_FINBEN, HEADLINES_AVG_F1, AVG_F1_FINBEN, F1_PIXIU, AVG_F1_PIXIU, ECOMGPT_MICRO_F1, ECOMGPT_MACRO_F1)
 
 
 def aggregation_record(name: str) -> Aggregation | None:

@@ -7,7 +7,8 @@ hook makes ecomharness import it before any task is built):
 - metrics ``rougeL_zh``, ``rouge1_zh``, ``rouge2_zh``: Chinese-aware ROUGE F-measure per
   sample, aggregated by mean (usable in any task's ``metric_list``);
 - aggregations ``cls_macro_f1``, ``cls_weighted_f1``, ``ie_precision``, ``ie_recall``,
-  ``ie_f1``, ``headlines_avg_f1``.
+  ``ie_f1``, ``headlines_avg_f1``, and the reference-compatible ones (FinBen's, PIXIU
+  2023's, seqeval's, EcomGPT's ``ecomgpt_micro_f1`` and ``ecomgpt_macro_f1``).
 
 Task YAML refers to the ``process_*`` functions with
 ``process_results: !function ecomharness.metrics.lmeval.process_classification``. They
@@ -42,7 +43,7 @@ import sys
 import lm_eval.api.metrics  # noqa: F401 - built-in metrics must register before ours
 from lm_eval.api.registry import register_aggregation, register_metric
 
-from ecomharness.metrics import classification, extraction, finben, pixiu, reading, rouge
+from ecomharness.metrics import classification, ecomgpt, extraction, finben, pixiu, reading, rouge
 from ecomharness.metrics.kinds import infer_kind
 
 log = logging.getLogger("ecomharness.metrics")
@@ -207,6 +208,35 @@ def process_ner(doc, results) -> dict:
             "entity_recall": row, "entity_f1": row, "entity_f1_finben": flare_row, "entity_f1_pixiu": flare_row}
 
 
+def _ecomgpt_scores(doc, results) -> dict:
+    """EcomGPT's own per-document values (``ecomgpt.document_scores``) from the fields
+    the EcomInstruct reader adds; none for a document without them (one saved by a run
+    before they existed, re-scored by ``ecomharness score``): guessing EcomGPT's gold
+    answer from ``target_text`` would be right only for some layouts."""
+    if "ecomgpt_scorer" not in doc or "ecomgpt_answer" not in doc:
+        return {}
+    return ecomgpt.document_scores(doc["ecomgpt_scorer"], _answer(results), doc["ecomgpt_answer"],
+                                   doc.get("label_sep", ", "), doc.get("text", ""))
+
+
+def process_ecominstruct_classification(doc, results) -> dict:
+    """``process_classification`` plus EcomGPT's own scores (``micro_f1_ecomgpt``,
+    ``macro_f1_ecomgpt``, ``rougeL_ecomgpt``; ``ecomharness.metrics.ecomgpt``)."""
+    return {**process_classification(doc, results), **_ecomgpt_scores(doc, results)}
+
+
+def process_ecominstruct_extraction(doc, results) -> dict:
+    """``process_extraction`` plus EcomGPT's own scores (its NER, condition-extraction
+    or extraction scorer, as the document's folder says)."""
+    return {**process_extraction(doc, results), **_ecomgpt_scores(doc, results)}
+
+
+def process_ecominstruct_generation(doc, results) -> dict:
+    """``process_generation`` plus EcomGPT's own scores (character-set F1 and the
+    ``rouge`` package's ROUGE-L)."""
+    return {**process_generation(doc, results), **_ecomgpt_scores(doc, results)}
+
+
 def process_any(doc, results) -> dict:
     """``score`` and ROUGE-L for a document of any kind, told apart by its fields.
 
@@ -301,6 +331,19 @@ def seqeval_f1(rows) -> float:
     """seqeval's micro F1 over all documents' entities (``pixiu.seqeval_f1``): 0 when
     nothing is right, also when there is nothing to find."""
     return pixiu.seqeval_f1(_ie_items(rows))
+
+
+@register_aggregation("ecomgpt_micro_f1")
+def ecomgpt_micro_f1(rows) -> float:
+    """EcomGPT's micro F1 over the task (``ecomgpt.micro_f1``)."""
+    return ecomgpt.micro_f1(rows)
+
+
+@register_aggregation("ecomgpt_macro_f1")
+def ecomgpt_macro_f1(rows) -> float:
+    """EcomGPT's "macro" F1 (``ecomgpt.macro_f1``): the F1 of averaged precision and
+    recall, or seqeval's mean over entity types for NER."""
+    return ecomgpt.macro_f1(rows)
 
 
 @register_aggregation("headlines_avg_f1")
