@@ -45,6 +45,25 @@ def test_table_series_and_report_files(tmp_path):
         write_report(run, metric="acc")
 
 
+def test_flat_and_named_tasks_are_drawn_apart_with_their_reason(tmp_path):
+    """A task that kept one value at every checkpoint (a model too small to move it) and
+    a task the caller names get no panel: report.md lists each with its reason and the
+    table keeps their columns."""
+    from ecomharness.report.curves import apart_reasons, flat_series
+
+    run = _run(tmp_path / "run", _record("init", 0, 0.30, 0.0), _record("checkpoint-10", 10, 0.40, 0.0),
+               _record("checkpoint-20", 20, 0.45, 0.0))
+    records = [r for r in read_ledger(run / "eval" / "ledger.jsonl")]
+    data = series(records)
+    assert flat_series(data) == {"general_icl": 0.0}
+    assert apart_reasons(data, {"ecom_icl": "named", "absent": "x"}) == {
+        "ecom_icl": "named", "general_icl": "0.0000 at every checkpoint"}
+    text = write_report(run)["report"].read_text()
+    assert "- general_icl: 0.0000 at every checkpoint" in text and "| 0.4500 ± 0.0100 | 0.0000 |" in text
+    text = write_report(run, apart={"ecom_icl": "a reason of the caller's"})["report"].read_text()
+    assert "- ecom_icl: a reason of the caller's" in text
+
+
 def test_compare_gates_each_run_against_its_own_init(tmp_path):
     good = _run(tmp_path / "good", _record("init", 0, 0.30, 0.50), _record("checkpoint-10", 10, 0.40, 0.495))
     bad = _run(tmp_path / "bad", _record("init", 0, 0.30, 0.50), _record("checkpoint-10", 10, 0.40, 0.30))

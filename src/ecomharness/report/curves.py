@@ -83,12 +83,20 @@ def plot_curves(data: dict[str, list], path: Path, groups: set[str], metric: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import textwrap
+
     apart = apart or {}
     names = sorted((n for n in data if n not in apart), key=lambda n: (n not in groups, n))
     cols = min(4, max(1, len(names)))
     rows = max(1, (len(names) + cols - 1) // cols)
-    # A line of text per task drawn apart, under the panels.
-    footer = 0.22 * len(apart) + (0.3 if apart else 0.0)
+    # Under the panels: the tasks drawn apart, grouped by reason, wrapped to the width.
+    by_reason: dict[str, list[str]] = {}
+    for name, why in apart.items():
+        by_reason.setdefault(why, []).append(name)
+    notes = [line for why, tasks in by_reason.items()
+             for line in textwrap.wrap(f"Not drawn, {why}: {', '.join(tasks)}", width=int(38 * cols),
+                                       subsequent_indent="    ")]
+    footer = 0.2 * len(notes) + (0.3 if notes else 0.0)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows + footer), squeeze=False)
     for ax, name in zip(axes.flat, names):
         steps = [p[0] for p in data[name]]
@@ -104,11 +112,10 @@ def plot_curves(data: dict[str, list], path: Path, groups: set[str], metric: str
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    if apart:
+    if notes:
         height = 2.6 * rows + footer
         fig.tight_layout(rect=(0, footer / height, 1, 1))
-        text = "Not drawn: " + "\n".join(f"{name}: {why}" for name, why in apart.items())
-        fig.text(0.01, (footer - 0.1) / height, text, fontsize=8, va="top", ha="left")
+        fig.text(0.01, (footer - 0.1) / height, "\n".join(notes), fontsize=8, va="top", ha="left")
     else:
         fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
