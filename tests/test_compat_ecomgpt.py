@@ -127,6 +127,17 @@ def test_ner_tags_every_character_of_every_occurrence():
     assert ecomgpt.char_tags("abc", {"X": [""]}) == ["B-X"] * 3  # an empty span matches everywhere
 
 
+def test_ner_spans_of_a_type_are_tagged_whatever_order_the_answer_lists_them():
+    """EcomGPT keeps a type's spans in a set, so "laptop bag, laptop" and "laptop,
+    laptop bag" tag the sentence alike (here: in sorted order, the empty span first);
+    where they overlap, EcomGPT's own order follows the hash seed."""
+    text = "a laptop bag and a laptop"
+    one = ecomgpt.char_tags(text, ecomgpt.typed_spans("Product: laptop bag, laptop", ", "))
+    other = ecomgpt.char_tags(text, ecomgpt.typed_spans("Product: laptop, laptop bag", ", "))
+    assert one == other
+    assert ecomgpt.seqeval_entities(one) == {("Product", 2, 11), ("Product", 19, 24)}
+
+
 def test_ecomgpt_differs_from_our_score_on_a_casing_slip(tmp_path):
     """Our ``score`` reads "service" as the label Service; EcomGPT compares as written."""
     case = SETS["cls_multi_label"]

@@ -35,8 +35,9 @@ macro F1 there, 0.0 here. Two things are not reproduced: ``src/eval.py`` scores 
 the first 5 documents of each folder (``load_data(...)[:5]``), and where two spans of
 one type overlap in the sentence, the code tags them in the iteration order of a
 Python ``set`` of strings, which changes with the interpreter's hash seed; here they
-are tagged in the order the answer lists them (an empty span first: its hash is 0
-under every seed, which puts it first in a small set).
+are tagged in sorted order (:func:`char_tags`). On the released Lenovo NER test set,
+49 of the 500 gold answers have such spans; on answers made from them, EcomGPT's micro
+F1 moved by up to 0.002 between hash seeds 0, 1 and 2.
 """
 
 from __future__ import annotations
@@ -140,33 +141,36 @@ def set_row(gold: set, pred: set) -> list:
 # ---------------------------------------------------------------- NER, per character
 
 
-def typed_spans(answer: str, sep: str) -> dict[str, list[str]]:
+def typed_spans(answer: str, sep: str) -> dict[str, set[str]]:
     """EcomGPT's reading of an NER answer: lines ``type: span<sep>span``; a line without
     ": " or ending in it is skipped; spans are not stripped; repeated types collect.
-    An answer with no such line is ``{"None": ["None"]}`` (nothing is tagged)."""
-    found: dict[str, list[str]] = {}
+    An answer with no such line is ``{"None": {"None"}}`` (nothing is tagged)."""
+    found: dict[str, set[str]] = {}
     for line in answer.split("\n"):
         if ": " not in line or line.endswith(": "):
             continue
         kind, _, rest = line.partition(": ")
-        for span in rest.split(sep):
-            if span not in found.setdefault(kind, []):
-                found[kind].append(span)  # a set in EcomGPT; first listed first here
-    return found or {"None": ["None"]}
+        found.setdefault(kind, set()).update(rest.split(sep))
+    return found or {"None": {"None"}}
 
 
-def char_tags(text: str, spans: dict[str, list[str]]) -> list[str]:
+def char_tags(text: str, spans: dict[str, set[str]]) -> list[str]:
     """One BIO tag per character of ``text``: for each type, each of its spans (not
     "None"), at every position where it occurs, ``B-type`` then ``I-type`` over its
     other characters, later writes winning. An empty span matches everywhere and
     makes every character ``B-type``; it is tagged first, so the type's other spans
-    overwrite it (see below)."""
+    overwrite it.
+
+    Types are taken in the answer's order, a type's spans in sorted order: EcomGPT
+    iterates a Python set of them, whose order depends on the strings' hashes, not on
+    the order the answer lists them (so an answer listing the gold spans in another
+    order is tagged as the gold is). That hash order changes with the interpreter's
+    hash seed; sorting is a fixed stand-in for it, which agrees with it wherever the
+    spans of a type do not overlap in the sentence, and puts the empty span first as
+    the hash order does (the empty string's hash is 0 under every seed)."""
     tags = ["O"] * len(text)
     for kind, kind_spans in spans.items():
-        # EcomGPT iterates a set of the spans; the empty string's hash is 0 whatever
-        # the hash seed, which puts it first in a small set. The other spans keep the
-        # answer's order (the set's order changes with the seed).
-        for span in sorted(kind_spans, key=bool):
+        for span in sorted(kind_spans):
             if span == "None":
                 continue
             for j in range(len(text)):
