@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,43 @@ def test_count_forms_equal_the_aggregations(name, tmp_path):
         assert abs(form.value(weights[None, :])[0] - getattr(lmeval, aggregation)(resampled)) <= 1e-12
         c, b = corpus.paired_count_forms(aggregation, values, values[::-1])
         assert abs(b.value() - direct) <= 1e-12 and abs(c.value() - direct) <= 1e-12
+
+
+def _random_rows(rng, n: int, scorer: str) -> list:
+    if scorer == "set":
+        items = ["a", "b", "c", "d"]
+        return [ecomgpt.set_row(set(rng.sample(items, rng.randint(0, 3))), set(rng.sample(items, rng.randint(0, 3))))
+                for _ in range(n)]
+    kinds = ["Brand", "Product", "Component"]
+    rows = []
+    for _ in range(n):
+        counts = []
+        for kind in sorted(rng.sample(kinds, rng.randint(0, 3))):
+            predicted, gold = rng.randint(0, 3), rng.randint(0, 3)
+            counts.append([kind, rng.randint(0, min(predicted, gold)), predicted, gold])
+        rows.append(["seqeval", [c for c in counts if c[2] or c[3]]])
+    return rows
+
+
+@pytest.mark.parametrize("scorer", ["set", "seqeval"])
+@pytest.mark.parametrize("aggregation", ["ecomgpt_micro_f1", "ecomgpt_macro_f1"])
+def test_count_forms_equal_the_aggregations_on_random_resamples(aggregation, scorer):
+    """Resampled and paired, the count forms equal the aggregations on random rows
+    (types present on one side only, documents with nothing to find)."""
+    rng = np.random.default_rng(7)
+    draw = random.Random(f"{aggregation}{scorer}")
+    function = getattr(lmeval, aggregation)
+    for _ in range(30):
+        rows = _random_rows(draw, draw.randint(1, 30), scorer)
+        form = corpus.count_form(aggregation, rows)
+        assert abs(form.value() - function(rows)) <= 1e-12
+        picks = rng.integers(0, len(rows), len(rows))
+        weights = np.bincount(picks, minlength=len(rows))[None, :].astype(float)
+        assert abs(form.value(weights)[0] - function([rows[i] for i in picks])) <= 1e-12
+        other = _random_rows(draw, len(rows), scorer)
+        c, b = corpus.paired_count_forms(aggregation, rows, other)
+        assert abs(c.value(weights)[0] - function([rows[i] for i in picks])) <= 1e-12
+        assert abs(b.value(weights)[0] - function([other[i] for i in picks])) <= 1e-12
 
 
 def test_ecomgpt_rows_are_checked():
