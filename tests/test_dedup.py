@@ -3,6 +3,7 @@ held-out texts kept out of training, and the counts a build reports."""
 
 from __future__ import annotations
 
+import random
 import json
 from pathlib import Path
 
@@ -227,3 +228,22 @@ def test_a_build_removes_near_duplicates_on_top_of_exact_ones(corpus):
         parse_dedup({"near": {"threshold": 1.0}}, "r")
     with pytest.raises(UserError, match=r"near deduplication runs after exact"):
         parse_dedup({"exact": False, "near": True}, "r")
+
+
+def test_bucket_edges_join_the_clusters_every_pair_would():
+    """The spanning edges of ``bucket_edges`` (each record compared with other clusters
+    until one is similar) cluster exactly as every similar pair of every bucket does,
+    on planted clusters and on one bucket holding them all (templated text)."""
+    from ecomharness.data.dedup import NearSpec, bucket_edges, cluster_drops, shingles, similar_pairs
+
+    spec = NearSpec()
+    for language, seed in (("en", 5), ("zh", 6)):
+        texts, _ = _planted(language, 60, seed=seed)
+        sets = {i: set(shingles(t, spec)) for i, t in enumerate(texts)}
+        rng = random.Random(seed)
+        buckets = [sorted(rng.sample(range(len(texts)), 25)) for _ in range(40)] + [list(range(len(texts)))]
+        every = sorted({(b[i], b[j]) for b in buckets for i, j in similar_pairs([texts[k] for k in b], spec)})
+        nodes = {i: (i, False, 0) for i in range(len(texts))}
+        spanning = bucket_edges(buckets, sets, spec.threshold)
+        assert len(spanning) < len(every)
+        assert cluster_drops(nodes, spanning) == cluster_drops(nodes, every)

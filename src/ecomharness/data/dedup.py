@@ -275,16 +275,54 @@ def similar_pairs(texts: list[str], spec: NearSpec) -> list[tuple[int, int]]:
 def similar_set_pairs(sets: list[set], threshold: float) -> list[tuple[int, int]]:
     """``similar_pairs`` on shingle sets already made (a record shares up to one band per
     band count with others, so an engine makes its set once)."""
-    pairs = []
-    for i in range(len(sets) - 1):
-        for j in range(i + 1, len(sets)):
-            a, b = sets[i], sets[j]
-            small, large = sorted((len(a), len(b)))
-            if small < threshold * large:  # the Jaccard similarity is at most small / large
-                continue
-            if len(a & b) >= threshold * len(a | b):
-                pairs.append((i, j))
-    return pairs
+    return [(i, j) for i in range(len(sets) - 1) for j in range(i + 1, len(sets))
+            if _similar(sets[i], sets[j], threshold)]
+
+
+def _similar(a: set, b: set, threshold: float) -> bool:
+    small, large = sorted((len(a), len(b)))
+    if small < threshold * large:  # the Jaccard similarity is at most small / large
+        return False
+    return len(a & b) >= threshold * len(a | b)
+
+
+def bucket_edges(buckets, sets: dict, threshold: float) -> list[tuple[int, int]]:
+    """Edges enough to join the same clusters as every similar pair inside the buckets
+    (records sharing a band key; ``sets``: each record's shingle set): a spanning
+    forest, not every pair.
+
+    Templated text fills a band bucket with thousands of records that are all near
+    duplicates of each other; comparing every pair of them is quadratic. Here a record
+    is compared with the members of each other cluster already in its bucket only
+    until one is similar (then the clusters join), and never with its own cluster's.
+    Two records end in one cluster exactly when a chain of similar pairs sharing a
+    band joins them, as with every pair compared, so ``cluster_drops`` decides the
+    same (the Ray engine compares every pair of a band and agrees)."""
+    parent: dict[int, int] = {}
+
+    def root(key: int) -> int:
+        parent.setdefault(key, key)
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    edges = []
+    for bucket in buckets:
+        groups: dict[int, list[int]] = {}  # cluster root -> its records in this bucket
+        for member in (int(r) for r in bucket):
+            mine_root = root(member)
+            mine = groups.pop(mine_root, [])
+            for other_root in list(groups):
+                match = next((x for x in groups[other_root] if _similar(sets[member], sets[x], threshold)), None)
+                if match is None:
+                    continue
+                edges.append((member, match))
+                parent[other_root] = mine_root
+                mine += groups.pop(other_root)
+            mine.append(member)
+            groups[mine_root] = mine
+    return edges
 
 
 def cluster_drops(nodes: dict[int, tuple[int, bool, int]], edges: list[tuple[int, int]]) -> dict[int, int]:

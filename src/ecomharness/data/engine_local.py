@@ -18,7 +18,7 @@ from ecomharness import registry
 from ecomharness.data import pack
 from ecomharness.data.engine import Ordering, RecordCounts, SampleList
 from ecomharness.data.dedup import (band_key_matrix, choose, cluster_drops, group_summaries, near_stats, normalized_hash,
-                                   shingles, signature, similar_set_pairs)
+                                   bucket_edges, shingles, signature)
 from ecomharness.data.heldout import HeldoutSplit, combine_masks, split_heldout
 from ecomharness.data.identity import copy_numbers, record_uid
 from ecomharness.data.recipe import DataRecipe
@@ -204,16 +204,14 @@ class LocalEngine:
 
     def _near(self, buckets, texts, order, uid, held, source):
         """Near duplicates among the records exact deduplication left: records sharing a
-        band key (``buckets``) are compared by their shingles (``dedup.similar_pairs``)
+        band key (``buckets``) are compared by their shingles (``dedup.bucket_edges``)
         and clustered (``dedup.cluster_drops``). Returns the records to drop and
         ``near_stats``."""
         near = self.recipe.dedup.near
         candidates = {int(r) for bucket in buckets for r in bucket}
         sets = {r: set(shingles(texts[r], near)) for r in candidates}
-        edges = []
-        for bucket in buckets:
-            for i, j in similar_set_pairs([sets[int(r)] for r in bucket], near.threshold):
-                edges.append((int(order[bucket[i]]), int(order[bucket[j]])))
+        edges = [(int(order[a]), int(order[b])) for a, b in bucket_edges(buckets, sets, near.threshold)]
+        del sets
         nodes = {int(order[r]): (int(uid[r]), bool(held[r]), int(source[r])) for r in candidates}
         dropped = cluster_drops(nodes, edges)
         row_of = {int(order[r]): r for r in candidates}
