@@ -111,3 +111,31 @@ def test_a_gate_rule_requires_the_difference_to_exceed_k_times_the_checkpoint_no
                     {"ecom_icl": {"source": "x", "fingerprint": "f"}})
     verdict = run_gate(parse_policy({"rules": [gain], "allow": ["unpaired"]}), lone, base)
     assert not verdict.passed and "[fail-closed: noise]" in verdict.checks[0].reason
+
+
+def test_each_record_keeps_the_noise_over_the_last_checkpoints_up_to_it(tmp_path):
+    """evaluate_and_record writes the noise of the last NOISE_LAST trained checkpoints
+    (itself included) into a record once there are that many; an average and the init
+    never count, nor carry it."""
+    from ecomharness.evaluation.checkpoint import EvalSettings
+    from ecomharness.evaluation.ledger import evaluate_and_record, read_ledger
+    from ecomharness.evaluation.noise import NOISE_LAST
+
+    ledger = tmp_path / "eval" / "ledger.jsonl"
+    settings = EvalSettings(tasks=("ecom_icl",))
+    scores = [0.10, 0.30, 0.40, 0.42, 0.41, 0.44, 0.43]
+
+    def results(value):
+        return lambda: {"results": {"ecom_icl": {"alias": "ecom_icl", "score,none": value, "score_stderr,none": 0.01}}}
+
+    for i, score in enumerate(scores):
+        evaluate_and_record(ledger, settings, "init" if i == 0 else f"checkpoint-{10 * i}", 10 * i, results(score))
+    evaluate_and_record(ledger, settings, "average-last-3", 60, results(0.5))
+    records = {r["checkpoint"]: r for r in read_ledger(ledger)}
+    assert NOISE_LAST == 5
+    assert all("noise" not in records[name] for name in ("init", "checkpoint-10", "checkpoint-40", "average-last-3"))
+    kept = records["checkpoint-60"]["noise"]
+    assert kept["last"] == 5 and kept["tasks"]["ecom_icl"]["metric"] == "score"
+    assert kept["tasks"]["ecom_icl"]["noise"] == pytest.approx(relative_std([0.30, 0.40, 0.42, 0.41, 0.44, 0.43][-5:]))
+    assert records["checkpoint-50"]["noise"]["tasks"]["ecom_icl"]["noise"] == pytest.approx(
+        relative_std([0.30, 0.40, 0.42, 0.41, 0.44]))

@@ -26,6 +26,8 @@ from typing import Any, Callable
 from ecomharness import __version__
 from ecomharness.errors import UserError
 from ecomharness.evaluation import per_document
+from ecomharness.evaluation.checkpoint_names import is_trained
+from ecomharness.evaluation.noise import NOISE_LAST, checkpoint_noise
 from ecomharness.tasks.data import DATA_SOURCES
 from ecomharness.util import is_number
 
@@ -221,17 +223,6 @@ _MERGED = ("metrics", "group_subtasks", "n_samples", "n_shot", "task_versions", 
 # (``bootstrap_stderr`` stays with each part: its seed and resamples are the part's.)
 
 
-# Checkpoint names that are not trained saves: the starting model, and weight averages of
-# the last saves (train/average.py). ``last``, ``best`` and checkpoint noise skip them.
-INIT = "init"
-AVERAGE_PREFIX = "average-last-"
-
-
-def is_trained(checkpoint: str) -> bool:
-    """Whether a ledger checkpoint name is a trained save (not ``init``, not an average)."""
-    return checkpoint != INIT and not checkpoint.startswith(AVERAGE_PREFIX)
-
-
 def checkpoint_records(records: list[dict]) -> list[dict]:
     """One record per checkpoint, ordered by step: its latest record of each task set
     (``task_set``), in the order they were written, read as one.
@@ -383,7 +374,8 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
     key = settings.key()
     lock = ledger_lock(ledger) if record else contextlib.nullcontext()
     with lock:
-        previous = [r for r in read_ledger(ledger) if r["checkpoint"] == checkpoint and r.get("task_set") == key]
+        mine = [r for r in read_ledger(ledger) if r.get("task_set") == key]
+        previous = [r for r in mine if r["checkpoint"] == checkpoint]
         if previous and previous[-1]["status"] == "ok":
             log_fn(f"{checkpoint} already in the ledger: not evaluated again")
             return None
@@ -399,11 +391,28 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
                               record_folder=Path(ledger).parent if record else None)
         if ranks > 1:
             entry["eval_ranks"] = ranks  # evaluated data-parallel: each rank a shard
+        if error is None and is_trained(checkpoint):
+            found = record_noise(mine, entry)
+            if found:
+                entry["noise"] = found
         if error is None and judge is not None:
             entry["gate"] = judge(entry)
         if record and not (error is not None and previous and previous[-1]["status"] == "failed"):
             append_record(ledger, entry)
         return entry
+
+
+def record_noise(records: list[dict], entry: dict) -> dict | None:
+    """The checkpoint noise (evaluation/noise.py) over the last ``NOISE_LAST`` trained
+    checkpoints of this task set up to ``entry``'s step, ``entry`` included: per task its
+    headline metric, mean, standard deviation and noise; None with fewer checkpoints."""
+    earlier = [r for r in latest_ok_records(records) if r.get("step", 0) <= entry["step"]
+               and r["checkpoint"] != entry["checkpoint"]]
+    found = checkpoint_noise(earlier + [entry], last=NOISE_LAST)
+    if not found:
+        return None
+    return {"last": NOISE_LAST, "tasks": {task: {k: v[k] for k in ("metric", "mean", "std", "noise")}
+                                          for task, v in found.items()}}
 
 
 def is_finite(value: Any) -> bool:

@@ -18,11 +18,14 @@ import math
 
 import numpy as np
 
-from ecomharness.evaluation.ledger import is_trained
+from ecomharness.evaluation.checkpoint_names import is_trained
 
 HEADLINE_METRICS = ("score", "acc", "bits_per_byte")
 # Fewer checkpoints than this say nothing about noise.
 MIN_LAST = 3
+# The checkpoints each ledger record's noise is taken over (``report --noise-last``'s
+# default too).
+NOISE_LAST = 5
 
 
 def headline_metric(metrics: dict, metric: str | None = None) -> str | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecomharness.errors import UserError
-from ecomharness.evaluation.ledger import INIT, checkpoint_records, is_trained, latest_ok_records, read_ledger
+from ecomharness.evaluation.checkpoint_names import INIT, is_trained
+from ecomharness.evaluation.ledger import checkpoint_records, latest_ok_records, read_ledger
 from ecomharness.gate.evidence import Evidence, evidence_of, from_record, ledger_records, rank_value
 from ecomharness.gate.policy import Policy, load_policy
 from ecomharness.registry import gate_rules

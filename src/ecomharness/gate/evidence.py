@@ -27,10 +27,9 @@ from typing import Any
 from ecomharness.errors import UserError
 from ecomharness.evaluation.lm_eval_samples import SAMPLES_SOURCE, read_samples, task_identity
 from ecomharness.evaluation.per_document import check_against, read
+from ecomharness.evaluation.checkpoint_names import AVERAGE_PREFIX, is_trained
 from ecomharness.evaluation.ledger import (
-    AVERAGE_PREFIX,
     check_measure,
-    is_trained,
     full_record,
     slim_record,
     is_finite,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ecomharness.evaluation.ledger import is_trained, latest_ok_records, read_ledger, slim_record
+from ecomharness.evaluation.checkpoint_names import is_trained
+from ecomharness.evaluation.ledger import latest_ok_records, read_ledger, slim_record
 from ecomharness.gate.evidence import Evidence
 from ecomharness.gate.policy import Policy, Rule
 

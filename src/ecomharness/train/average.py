@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 
 from ecomharness.errors import UserError
-from ecomharness.evaluation.ledger import AVERAGE_PREFIX
+from ecomharness.evaluation.checkpoint_names import AVERAGE_PREFIX
 from ecomharness.train.run_dir import complete_checkpoints, trainer_state
 
 # Files of a checkpoint that describe training, not the model: not copied.
