@@ -139,3 +139,44 @@ def test_each_record_keeps_the_noise_over_the_last_checkpoints_up_to_it(tmp_path
     assert kept["tasks"]["ecom_icl"]["noise"] == pytest.approx(relative_std([0.30, 0.40, 0.42, 0.41, 0.44, 0.43][-5:]))
     assert records["checkpoint-50"]["noise"]["tasks"]["ecom_icl"]["noise"] == pytest.approx(
         relative_std([0.30, 0.40, 0.42, 0.41, 0.44]))
+
+
+def test_a_gate_rule_can_require_a_minimum_signal_to_noise_ratio_across_runs(tmp_path):
+    """``noise: {min_snr: S}``: the candidate's and the baseline's runs must be told
+    apart by the task (SNR across their last N checkpoints) or the check fails closed
+    (``below: skip``: it does not decide); one run alone has no SNR."""
+    from ecomharness.gate.evidence import evidence_of, ledger_records, select_record
+    from ecomharness.gate.policy import parse_policy
+    from ecomharness.gate.verdict import run_gate
+
+    def last_of(name, scores):
+        root = _run(tmp_path / name, scores)
+        evidence = evidence_of(root, select_record(ledger_records(root), "last", None, name))
+        evidence.data_sources = {"ecom_icl": {"source": "x", "fingerprint": "f"}}
+        evidence.versions = {"ecom_icl": 1}
+        return evidence
+
+    def gate(candidate, baseline, **noise):
+        rule = {"kind": "max_drop", "tasks": ["ecom_icl"], "threshold": 0.5,
+                "noise": {"last": 3, "k": 0.1, "min_snr": 1.5, **noise}}
+        return run_gate(parse_policy({"rules": [rule], "allow": ["unpaired"]}), candidate, baseline)
+
+    apart = gate(last_of("a", [0.1, 0.2, 0.40, 0.41, 0.42]), last_of("b", [0.1, 0.2, 0.30, 0.31, 0.29]))
+    finals = [0.40, 0.41, 0.42, 0.30, 0.31, 0.29]
+    expected = signal([0.41, 0.30]) / relative_std(finals)
+    assert apart.passed and apart.checks[0].inputs["snr"] == pytest.approx(expected)
+    assert f"SNR {expected:.2f}" in apart.checks[0].reason and ">= min_snr 1.5" in apart.checks[0].reason
+    close = [last_of("c", [0.1, 0.2, 0.40, 0.44, 0.36]), last_of("d", [0.1, 0.2, 0.39, 0.43, 0.37])]
+    failed = gate(*close)
+    assert not failed.passed and "below min_snr 1.5 [fail-closed: noise]" in failed.checks[0].reason
+    skipped = gate(*close, below="skip")
+    assert skipped.passed and ": not decided: SNR 0.11" in skipped.checks[0].reason
+    one_run = evidence_of(tmp_path / "a", select_record(ledger_records(tmp_path / "a"), "init", None, "init"))
+    one_run.data_sources, one_run.versions = close[0].data_sources, close[0].versions
+    unknown = gate(last_of("e", [0.1, 0.2, 0.40, 0.41, 0.42]), one_run)
+    assert not unknown.passed and "signal-to-noise ratio is unknown" in unknown.checks[0].reason
+    from ecomharness.errors import UserError as Refused
+
+    with pytest.raises(Refused, match=r"noise\.below: expected one of"):
+        parse_policy({"rules": [{"kind": "max_drop", "tasks": ["t"], "threshold": 0.1,
+                                 "noise": {"min_snr": 1, "below": "ignore"}}]})

@@ -94,6 +94,9 @@ class Rule:
     # (last N checkpoints, k): the difference must exceed k times the candidate run's
     # checkpoint noise (the standard deviation of its last N trained checkpoints).
     noise: tuple[int, float] | None = None
+    # (minimum signal-to-noise ratio, "fail" or "skip"): across the candidate's and the
+    # baseline's runs over the same last N checkpoints (evaluation/noise.py).
+    min_snr: tuple[float, str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -160,12 +163,30 @@ def _allow(value: Any, where: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+SNR_BELOW = ("fail", "skip")
+
+
+def _min_snr(raw: Any, where: str) -> tuple[float, str] | None:
+    """A rule's ``noise.min_snr`` (a positive number) and ``noise.below`` (fail or skip)."""
+    if not isinstance(raw, dict) or raw.get("min_snr") is None:
+        if isinstance(raw, dict) and "below" in raw:
+            raise UserError(f"{where}.below: only with min_snr")
+        return None
+    value, below = raw["min_snr"], raw.get("below", "fail")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise UserError(f"{where}.min_snr: expected a positive number, got {value!r}")
+    if below not in SNR_BELOW:
+        raise UserError(f"{where}.below: expected one of {SNR_BELOW}, got {below!r}")
+    return float(value), below
+
+
 def _noise(raw: Any, where: str) -> tuple[int, float] | None:
-    """A rule's ``noise: {last: N, k: K}``: N trained checkpoints (3 or more), K > 0."""
+    """A rule's ``noise: {last: N, k: K, min_snr: S, below: fail|skip}``: N trained
+    checkpoints (3 or more), K > 0 (``_min_snr`` reads the rest)."""
     if raw is None:
         return None
-    if not isinstance(raw, dict) or set(raw) - {"last", "k"}:
-        raise UserError(f"{where}: expected {{last: N, k: K}}, got {raw!r}")
+    if not isinstance(raw, dict) or set(raw) - {"last", "k", "min_snr", "below"}:
+        raise UserError(f"{where}: expected {{last: N, k: K, min_snr: S, below: fail|skip}}, got {raw!r}")
     last, k = raw.get("last", 5), raw.get("k", 2.0)
     if isinstance(last, bool) or not isinstance(last, int) or last < 3:
         raise UserError(f"{where}.last: expected a whole number of checkpoints >= 3, got {last!r}")
@@ -211,7 +232,7 @@ def _rule(raw: Any, where: str, known_kinds: set[str]) -> Rule:
                             or mde <= 0):
         raise UserError(f"{where}.max_detectable_effect: expected a positive number, got {mde!r}")
     return Rule(
-        noise=_noise(raw.get("noise"), f"{where}.noise"),
+        noise=_noise(raw.get("noise"), f"{where}.noise"), min_snr=_min_snr(raw.get("noise"), f"{where}.noise"),
         name=name, kind=kind, tasks=tuple(tasks or ()), metric=_text(raw, "metric", "score", where),
         threshold=_threshold(raw["threshold"], where, kind) if "threshold" in raw else None,
         alpha=None if alpha is None else _alpha(alpha, f"{where}.alpha"), significant=significant,

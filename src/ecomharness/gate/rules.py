@@ -19,10 +19,12 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ecomharness.evaluation.noise import relative_std, signal, signal_to_noise
 from ecomharness.gate.evidence import Evidence, Measure
 from ecomharness.gate.policy import Policy, Rule
 from ecomharness.gate.run import GateRun
@@ -306,6 +308,9 @@ class Comparison:
         return [self] if rests_on_p and self.test is not None and self.test.p is not None else []
 
     allowed_noise: bool = False  # the rule or policy allows an unknown checkpoint noise
+    # (snr, signal, noise) across the candidate's and the baseline's runs, when the rule
+    # asks (``noise.min_snr``) and both runs have the checkpoints to measure it
+    snr: tuple[float, float, float] | None = None
 
     def decide(self, adjusted: dict[int, float]) -> Check:
         """The check: threshold and significance (``decide_gain`` or ``decide_drop``),
@@ -404,7 +409,37 @@ def decide_noise(m: Comparison, passed: bool, why: str, settings: dict, inputs: 
         return False, f"{why}; but the gain is within {figure} [fail-closed: noise]"
     if not m.gain and not passed and -change <= bound:
         return True, f"{why}; but the drop is within {figure}: training moves this much"
-    return passed, (f"{why}; beyond {figure}" if passed and m.gain else why)
+    passed, why = passed, (f"{why}; beyond {figure}" if passed and m.gain else why)
+    return decide_snr(m, passed, why, settings, inputs, allowed)
+
+
+def decide_snr(m: Comparison, passed: bool, why: str, settings: dict, inputs: dict,
+               allowed: bool) -> tuple[bool, str]:
+    """``noise.min_snr``: a task whose signal-to-noise ratio across the candidate's and
+    the baseline's runs (Heineman et al.: the runs' mean final scores apart, over the
+    pooled relative noise of their last N checkpoints) is below the minimum cannot tell
+    the runs apart: its check fails closed (``noise``), or with ``below: skip`` does not
+    decide (passes, saying so). Unknown (a baseline without a run of N trained
+    checkpoints, such as the candidate run's own init) fails closed unless allowed."""
+    if m.rule.min_snr is None:
+        return passed, why
+    minimum, below = m.rule.min_snr
+    last = m.rule.noise[0]
+    settings["min_snr"] = {"min": minimum, "below": below}
+    if m.snr is None:
+        if allowed:
+            return passed, f"{why}; SNR not checked (allowed: the two runs do not each hold {last} trained checkpoints)"
+        return False, (f"{why}; the signal-to-noise ratio is unknown: it needs the candidate's and the baseline's runs "
+                       f"to each hold {last} trained checkpoints up to them [fail-closed: noise]")
+    snr, signal_value, noise_value = m.snr
+    inputs["snr"], inputs["signal"], inputs["relative_noise"] = snr, signal_value, noise_value
+    figure = (f"SNR {snr:.2f} (signal {signal_value:.4f} over relative noise {noise_value:.4f}, last {last} "
+              f"checkpoints of both runs)")
+    if snr >= minimum:
+        return passed, f"{why}; {figure} >= min_snr {minimum:g}"
+    if below == "skip":
+        return True, f"not decided: {figure} is below min_snr {minimum:g}, so this task cannot tell the runs apart ({why})"
+    return False, f"{why}; {figure} is below min_snr {minimum:g} [fail-closed: noise]"
 
 
 def decide_power(m: Comparison, passed: bool, why: str, settings: dict) -> tuple[bool, str]:
@@ -448,8 +483,28 @@ def _compare(rule: Rule, gate: GateRun, gain: bool) -> list[Check | Comparison]:
         out.append(Comparison(rule, task, gain, c, b, rule.threshold.of(b.value), gate.alpha(rule), test,
                               identity_basis(task, candidate, baseline),
                               contamination_note(task, candidate, gate.policy), noise,
-                              gate.allowed(rule, "noise")))
+                              gate.allowed(rule, "noise"), _snr(rule, gate, task)))
     return out
+
+
+def _snr(rule: Rule, gate: GateRun, task: str) -> tuple[float, float, float] | None:
+    """(snr, signal, noise) of ``task`` across the candidate's and the baseline's runs
+    over their last N trained checkpoints, or None when a run lacks them or both sides
+    are one run."""
+    if rule.min_snr is None or rule.noise is None:
+        return None
+    last = rule.noise[0]
+    ledgers = [e.ledger for e in (gate.candidate, gate.baseline) if e is not None]
+    if len(ledgers) < 2 or None in ledgers or Path(ledgers[0]).resolve() == Path(ledgers[1]).resolve():
+        return None
+    histories = [gate.history(task, rule.metric, side) for side in ("candidate", "baseline")]
+    if any(h is None or len(h) < last for h in histories):
+        return None
+    finals = [h[-last:] for h in histories]
+    signal_value = signal([float(np.mean(f)) for f in finals])
+    noise_value = relative_std([v for f in finals for v in f])
+    snr = signal_to_noise(signal_value, noise_value)
+    return None if snr is None else (snr, signal_value, noise_value)
 
 
 def rule_max_drop(rule: Rule, gate: GateRun) -> list[Check | Comparison]:

@@ -34,13 +34,16 @@ class GateRun:
         """The rule's significance level, else the policy's."""
         return rule.alpha if rule.alpha is not None else self.policy.alpha
 
-    def history(self, task: str, metric: str) -> list[float] | None:
-        """The candidate run's values of ``task``/``metric`` at its trained checkpoints
-        up to the candidate, by step (the candidate's own last), read from its ledger
-        once per run; None when the evidence has no ledger (a results file)."""
-        key = ("history", task, metric)
+    def history(self, task: str, metric: str, side: str = "candidate") -> list[float] | None:
+        """The candidate's (or baseline's) run's values of ``task``/``metric`` at its
+        trained checkpoints up to that checkpoint, by step (its own last), read from its
+        ledger once per run; None when the evidence has no ledger (a results file) or is
+        a run's untrained start."""
+        key = ("history", side, task, metric)
         if key not in self.tests:
-            self.tests[key] = _history(self.candidate, task, metric)
+            evidence = self.candidate if side == "candidate" else self.baseline
+            trained = evidence is not None and evidence.checkpoint is not None and is_trained(evidence.checkpoint)
+            self.tests[key] = _history(evidence, task, metric) if trained else None
         return self.tests[key]
 
 
