@@ -39,8 +39,12 @@ def test_shop_corpus_keeps_test_titles_out(tmp_path):
 def test_demo_runs_every_stage_and_caches(tmp_path):
     lines: list[str] = []
     result = run_demo(tmp_path / "demo", cfg=SMALL, log=lines.append)
-    assert len(result["summary"]) == 9
+    assert len(result["summary"]) == 10
     assert any("pre-train the base model" in line for line in lines)
+    # Each data build says what the three cleaning steps removed (issue 28).
+    cleaned = [line for line in lines if "filtered " in line and "near duplicates" in line]
+    assert [line.split(":")[0] for line in cleaned] == ["[demo] data general", "[demo] data graph_2to1"]
+    assert all("holding test documents" in line for line in cleaned)
     ledger = read_ledger(tmp_path / "demo" / "cpt_graph" / "eval" / "ledger.jsonl")
     inline, asynchronous = (set(r["task_set"] for r in ledger if set(r["metrics"]) & names)
                             for names in ({"ecom_icl_rc"}, {"ecom_icl"}))
@@ -84,3 +88,17 @@ def test_a_cached_base_evaluation_of_other_task_versions_is_not_reused():
     cached = [{"task_versions": {"heldout_bpb_general_zh": 1.2, "ecom_icl_rc": "1.2"}}]
     assert versions_match(cached, {"heldout_bpb_general_zh": 1.2, "ecom_icl_pdc_rc": 1.2})
     assert not versions_match(cached, {"heldout_bpb_general_zh": 1.3})
+
+
+def test_cpt_teaches_the_shops_facts_and_domain_only_cpt_forgets(tmp_path):
+    """The demo's own configuration (the README's figures), with the domain-only baseline:
+    after CPT the shop's classification tasks, asked as the corpus states the facts, are
+    above chance with a significant paired gain over the base, and domain-only CPT
+    forgets general text, which the default gate fails."""
+    result = run_demo(tmp_path / "demo", compare=("domain only",), cfg=DemoConfig(), log=lambda *_: None)
+    shop = result["rc_tests"]["shop_rc"]
+    assert shop is not None and shop["n"] == 128  # 64 held-out products per task, paired by document
+    assert result["rc_gain_shown"]["shop_rc"] and shop["p"] < 0.05 and shop["ci_low"] > 0
+    assert result["figures"]["shop_rc"]["cpt"] > result["chance"]["shop_rc"]
+    assert result["gates"]["graph (2:1)"]
+    assert not result["gates"]["domain only"] and "general text not forgotten" in result["failed_rules"]["domain only"]

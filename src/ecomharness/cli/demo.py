@@ -1,9 +1,12 @@
 """Run the embedded end-to-end demo on this machine, with nothing downloaded.
 
-Synthetic shop corpus -> tokenizer -> base model pre-trained on general text -> CPT with
-EcomGPT-CT graph mixing (general:domain 2:1) under DeepSpeed, every checkpoint evaluated
-on ecom_icl and general_icl and gated against the base -> report. Each stage prints its
-time; corpus, tokenizer, data, base model and its evaluation are cached under OUT/cache.
+Synthetic shop corpus (and the shop's evaluation documents, from products kept out of
+it) -> tokenizer -> base model pre-trained on general text -> cleaned data builds
+(filters, dedup, decontamination) -> CPT with EcomGPT-CT graph mixing (general:domain
+2:1) under DeepSpeed, every checkpoint evaluated in the loop (held-out bits per byte,
+ranked choice) and the final one on ecom_icl and general_icl, each gated against the
+base -> report. Each stage prints its time; corpus, tokenizer, data, base model and its
+evaluation are cached under OUT/cache.
 """
 
 from __future__ import annotations

@@ -419,7 +419,7 @@ def run_demo(out_dir: Path, compare: bool | tuple[str, ...] = False, cfg: DemoCo
     records, summary = run_cpt(out, "cpt_graph", base, base_records, tokenizer, cpt_data, cfg, every_checkpoint=True, log=log,
                       base_folder=cache)
     done = _stage("report and gate", log)
-    report = write_report(out / "cpt_graph", out / "report")
+    report = write_report(out / "cpt_graph", out / "report", apart=silent_tasks(out / "cpt_graph"))
     policy = load_policy(bundled_path("train") / "gates" / "default.yaml", known_kinds=set(gate_rules.names()))
     verdict = against_init(policy, records[-1], base_record, f"cpt_graph@{records[-1]['checkpoint']}",
                            folder=ledger_path(out / "cpt_graph").parent)
@@ -455,6 +455,26 @@ def run_demo(out_dir: Path, compare: bool | tuple[str, ...] = False, cfg: DemoCo
                         rc_tests)
     result.update(gates=gates, failed_rules=failed)
     return result
+
+
+# A generative score under this at every checkpoint is a model too small to answer
+# the task's prompts, not a curve (general_icl stays in the async profile all the same:
+# the default gate's general-ability rule reads it).
+SILENT_BELOW = 0.01
+
+
+def silent_tasks(run_dir: Path) -> dict[str, str]:
+    """Tasks the demo's report draws apart, with the reason: a generative ``score`` that
+    stayed under ``SILENT_BELOW`` at every checkpoint (one value at every checkpoint is
+    drawn apart by the report itself)."""
+    from ecomharness.report.curves import drawn_records, metric_names, series
+
+    records = drawn_records(run_dir)
+    chosen = metric_names(records)
+    return {task: f"score under {SILENT_BELOW} at every checkpoint (this model does not produce these answers)"
+            for task, points in series(records).items()
+            if chosen.get(task) == "score" and len(points) > 1 and max(p[1] for p in points) < SILENT_BELOW
+            and len({p[1] for p in points}) > 1}
 
 
 # The ranked-choice groups the summary tests: the shop's tasks asked as its corpus
