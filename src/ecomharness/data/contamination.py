@@ -115,7 +115,8 @@ def parse_contamination(raw: Any, where: str) -> ContaminationSpec | None:
         tasks = [t for t in tasks.split(",") if t]
     # No tasks: ``data build --for TRAIN.yaml`` gives its evaluation profiles' tasks
     # (tasks_for_training); a build without it stops before reading anything.
-    if not isinstance(tasks, list) or not all(isinstance(t, str) and t for t in tasks):
+    given_empty = "tasks" in raw and not tasks
+    if not isinstance(tasks, list) or given_empty or not all(isinstance(t, str) and t for t in tasks):
         raise UserError(f"{where}.tasks: expected a list of task or group names, got {tasks!r}")
     values = {}
     for key, default in (("ngram_words", DEFAULT_NGRAM), ("ngram_chars", DEFAULT_NGRAM_CHARS)):
