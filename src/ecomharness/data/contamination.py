@@ -271,9 +271,16 @@ def _ngram_length(length: int, mostly_cjk: bool, spec: ContaminationSpec) -> tup
     full = spec.ngram_chars if mostly_cjk else spec.ngram_words
     if not spec.short_similarity or length >= 3 * full:
         return full, False
+    short = _short_ngram(length, mostly_cjk, spec)
+    return (length + 1, False) if short is None else (short, True)  # length + 1: no window, unchecked
+
+
+def _short_ngram(length: int, mostly_cjk: bool, spec: ContaminationSpec) -> int | None:
+    """The candidate n-gram length for a short document of ``length`` units (of its own):
+    a third of them, at least ``SHORT_FLOOR``; None under ``min_words`` / ``min_chars``."""
     if length < (spec.min_chars if mostly_cjk else spec.min_words):
-        return length + 1, False  # no window: unchecked
-    return max(SHORT_FLOOR["chars" if mostly_cjk else "words"], length // 3), True
+        return None
+    return max(SHORT_FLOOR["chars" if mostly_cjk else "words"], length // 3)
 
 
 def build_index(documents: dict[str, list[tuple[int, str]]], spec: ContaminationSpec) -> NgramIndex:
@@ -308,10 +315,9 @@ def build_index(documents: dict[str, list[tuple[int, str]]], spec: Contamination
                 pieces = [[u for u, _ in group] for c, group in
                           itertools.groupby(zip(stream, covered), key=lambda pair: pair[1]) if not c]
                 own = [u for piece in pieces for u in piece]
-                content = set()
-                if len(own) >= (spec.min_chars if _mostly_cjk(own) else spec.min_words):
-                    m = max(SHORT_FLOOR["chars" if _mostly_cjk(own) else "words"], len(own) // 3)
-                    content = {"\x00".join(p[i:i + m]) for p in pieces for i in range(len(p) - m + 1)}
+                m = _short_ngram(len(own), _mostly_cjk(own), spec)
+                content = set() if m is None else \
+                    {"\x00".join(p[i:i + m]) for p in pieces for i in range(len(p) - m + 1)}
                 runs = tuple(" ".join(piece) for piece in pieces)
             if not content:
                 unchecked[task].append(doc_id)

@@ -158,8 +158,9 @@ class LocalEngine:
     def deduplicate(self) -> tuple[list[dict], tuple | None]:
         """One pass over every good record (held-out ones included) for its hashes and, with
         ``near``, its band keys; the exact choice over all of them at once
-        (``dedup.choose``), then near duplicates among the survivors (``_near``). One
-        further pass reads only the texts the stats show and the near candidates' texts."""
+        (``dedup.choose``), then near duplicates among the survivors (``_near``). The pass
+        spills every text (``TextSpill``); the texts the stats show and the near
+        candidates' are read back from there, not from the sources."""
         recipe = self.recipe
         near = recipe.dedup.near
         parts: dict[str, list] = {"norm": [], "uid": [], "order": [], "held": [], "source": []}
