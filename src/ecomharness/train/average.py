@@ -65,6 +65,8 @@ def average_weights(paths: list[Path], out_dir: Path) -> dict:
 
     model, first = _load(paths[0])
     sums = {name: t.to(torch.float64).clone() if t.is_floating_point() else t.clone() for name, t in first.items()}
+    # The last checkpoint's model object carries the config; its weights are replaced below.
+    last_model = model
     for path in paths[1:]:
         other_model, other = _load(path)
         if set(other) != set(first):
@@ -80,11 +82,9 @@ def average_weights(paths: list[Path], out_dir: Path) -> dict:
             elif not torch.equal(tensor, first[name]):
                 raise UserError(f"{path}: non-floating tensor {name!r} differs from {paths[0].name}'s: "
                                 "it cannot be averaged")
-        del other_model
+        last_model = other_model  # the one before it is let go
     averaged = {name: (s / len(paths)).to(first[name].dtype) if first[name].is_floating_point() else s
                 for name, s in sums.items()}
-    # The last checkpoint's model object carries the config; its weights are replaced.
-    last_model, _ = _load(paths[-1]) if len(paths) > 1 else (model, None)
     last_model.load_state_dict(averaged)
     tmp = out_dir.with_name(f".{out_dir.name}.writing")
     shutil.rmtree(tmp, ignore_errors=True)
