@@ -54,11 +54,9 @@ def _bootstrap(aggregation: str, values: list, rng: np.random.Generator,
         if form.mean:
             return clusters.cluster_robust_se(form.counts[:, 0], index, count), 0
         weights = clusters.cluster_weights(rng, index, count, RESAMPLES)
-        with np.errstate(invalid="ignore"):
-            stats = np.asarray(form.value(weights), dtype=np.float64)
-            return float(np.std(stats, ddof=1)), RESAMPLES
-    if form is not None:
+    elif form is not None:
         weights = rng.multinomial(n, np.full(n, 1.0 / n), size=RESAMPLES).astype(np.float64)
+    if form is not None:
         with np.errstate(invalid="ignore"):  # inf values give NaN, which the caller leaves out
             stats = np.asarray(form.value(weights), dtype=np.float64)
             return float(np.std(stats, ddof=1)), RESAMPLES
