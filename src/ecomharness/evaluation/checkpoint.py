@@ -38,12 +38,18 @@ class EvalSettings:
     include_path: tuple[str, ...] = ()
     seed: int = 1234
     metadata: dict[str, Any] = field(default_factory=dict)
+    backend: str = "hf"  # what computes the model's outputs: hf (lm-eval's HFLM) or vllm
 
     def key(self) -> str:
         """Identifies the task set and settings: a checkpoint is evaluated once per key."""
         fields = asdict(self)
         if fields["subset"] is None:  # added later: the keys of ledgers written before stay the same
             del fields["subset"]
+        # Also added later, and for the same reason absent from hf keys. A vllm key differs
+        # from the hf one: scores from two engines are two series, never mixed in one
+        # curve (the engines' arithmetic differs), and switching evaluates afresh.
+        if fields["backend"] == "hf":
+            del fields["backend"]
         payload = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -143,6 +149,11 @@ class CheckpointEvaluator:
                 self.subset[name] = {"documents": min(settings.subset, total), "of": total, "seed": settings.seed,
                                      "indices": seeded_subset(name, settings.subset, total, settings.seed)}
         self.setup_seconds = time.perf_counter() - start
+
+    def evaluate_lm(self, lm) -> dict:
+        """Evaluate an lm-eval model object (``lm_eval.api.model.LM``) on the built tasks:
+        the results dict every ledger record is made from."""
+        return self._evaluate(lm)
 
     def _evaluate(self, lm) -> dict:
         from lm_eval.evaluator import evaluate

@@ -10,6 +10,13 @@ watchers) are serialised by an exclusive lock on ``ledger.jsonl.lock``.
 Reading for a decision (the gate, reports) is strict: a line that is not UTF-8, or a
 record without the fields every record has, is an error naming ``file:line``; only a
 torn JSON line is forgiven, because a kill produces exactly that.
+
+A record's ``status`` is ``ok``, ``failed`` (the evaluation raised: the model or the
+setup is at fault) or ``skipped`` (``watch`` found the checkpoint rotated away by the
+Trainer before it could pin it: nobody's fault, and no evidence either way). A skipped
+record says why (``reason``); readers leave the checkpoint's task set out as if it had
+never been evaluated (``checkpoint_records``), so a gate or report never reads it as a
+failure.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from ecomharness.util import is_number
 log = logging.getLogger("ecomharness.ledger")
 
 LEDGER = Path("eval") / "ledger.jsonl"
-STATUSES = ("ok", "failed")
+STATUSES = ("ok", "failed", "skipped")
 
 
 def ledger_path(run_dir: str | Path) -> Path:
@@ -54,6 +61,8 @@ def check_record(record: Any, where: str) -> dict[str, Any]:
         raise UserError(f"{where}: 'step' must be a whole number >= 0, got {step!r}")
     if record.get("status") not in STATUSES:
         raise UserError(f"{where}: 'status' must be one of {', '.join(STATUSES)}, got {record.get('status')!r}")
+    if record["status"] == "skipped" and (not isinstance(record.get("reason"), str) or not record["reason"]):
+        raise UserError(f"{where}: a skipped record must say why ('reason'), got {record.get('reason')!r}")
     if record["status"] == "ok":
         metrics = record.get("metrics")
         if not isinstance(metrics, dict):
@@ -143,7 +152,7 @@ def read_record_at(path: str | Path, offset: int) -> dict[str, Any]:
 
 
 # The fields of a record that choosing a checkpoint needs (``slim_record``).
-_SLIM = ("checkpoint", "step", "status", "task_set", "error", "tokens_seen", "epoch", "wall_time")
+_SLIM = ("checkpoint", "step", "status", "task_set", "error", "reason", "tokens_seen", "epoch", "wall_time")
 
 
 def slim_record(record: dict, offset: int, metrics: Callable[[dict], dict] | None = None) -> dict:
@@ -238,7 +247,10 @@ def checkpoint_records(records: list[dict]) -> list[dict]:
     for record in records:
         parts.setdefault(record["checkpoint"], {}).pop(record.get("task_set"), None)
         parts[record["checkpoint"]][record.get("task_set")] = record  # re-inserted: written order
-    combined = [_combine(list(by_set.values())) for by_set in parts.values()]
+    # A task set whose latest record is skipped (rotated away before `watch` pinned it)
+    # was never evaluated: no evidence, neither a pass nor a failure.
+    kept = [[p for p in by_set.values() if p["status"] != "skipped"] for by_set in parts.values()]
+    combined = [_combine(found) for found in kept if found]
     return sorted(combined, key=lambda r: r.get("step", 0))
 
 
@@ -301,17 +313,26 @@ def _versions() -> dict[str, str]:
             "transformers": transformers.__version__, "torch": torch.__version__}
 
 
+def hf_backend() -> dict[str, str]:
+    """The ``backend`` of a record evaluated in this process by lm-eval's ``hf`` model."""
+    import transformers
+
+    return {"name": "hf", "version": transformers.__version__}
+
+
 def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None = None,
                   tokens_seen: int | None = None, results: dict | None = None, error: BaseException | None = None,
                   seconds: float = 0.0, data_sources: dict | None = None,
-                  record_folder: str | Path | None = None, contamination: dict | None = None) -> dict[str, Any]:
+                  record_folder: str | Path | None = None, contamination: dict | None = None,
+                  backend: dict | None = None) -> dict[str, Any]:
     """One ledger record: what was evaluated, how (``settings``, an ``EvalSettings``),
     with which data (``data_sources``: the evaluator's snapshot; without one, this
     process's ``DATA_SOURCES`` as they are now), and the outcome. With
     ``record_folder`` (the ledger's folder), the results' per-document scores are
     written beside the ledger and referenced as ``per_document``. ``contamination``
     (task -> what the training data held of its test documents, from the data build) is
-    kept for the evaluated tasks: the gate reads it (``contaminated``)."""
+    kept for the evaluated tasks: the gate reads it (``contaminated``). ``backend``: what
+    computed the model's outputs and its version (default: ``hf_backend()``)."""
     from dataclasses import asdict
 
     record: dict[str, Any] = {
@@ -325,6 +346,7 @@ def ledger_record(checkpoint: str, step: int, settings, *, epoch: float | None =
         "eval_seconds": round(seconds, 3),
         "wall_time": time.time(),
         "versions": _versions(),
+        "backend": backend or hf_backend(),
     }
     if error is not None:
         record["error"] = f"{type(error).__name__}: {error}"
@@ -357,7 +379,8 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
                         epoch: float | None = None, tokens_seen: int | None = None,
                         judge: Callable[[dict], dict] | None = None, record: bool = True,
                         data_sources: dict | None = None, log_fn: Callable[[str], None] = log.info,
-                        ranks: int = 1, contamination: dict | None = None) -> dict | None:
+                        ranks: int = 1, contamination: dict | None = None,
+                        backend: dict | None = None) -> dict | None:
     """Evaluate one checkpoint once per task set and append its record: the one path the
     inline callback, its resume catch-up and ``watch`` all take, so their records are
     the same. Returns the record, or None when the checkpoint was already recorded.
@@ -367,7 +390,8 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
     evaluator's snapshot of where each task's documents came from, ``contamination`` what
     the run's training data held of them (``ledger_record``). ``record=False`` (ranks
     other than 0 under ZeRO-3 or data-parallel evaluation) evaluates without writing;
-    ``ranks`` (data-parallel evaluation) is recorded as ``eval_ranks``. The ledger lock is held from
+    ``ranks`` (data-parallel evaluation) is recorded as ``eval_ranks``; ``backend`` as
+    ``ledger_record`` takes it. The ledger lock is held from
     the check to the append, so concurrent processes evaluate each checkpoint once. A
     failure is not appended again when the checkpoint's latest record already is one.
     """
@@ -387,7 +411,7 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
             results, error = None, exc
         entry = ledger_record(checkpoint, step, settings, epoch=epoch, tokens_seen=tokens_seen, results=results,
                               error=error, seconds=time.perf_counter() - start, data_sources=data_sources,
-                              contamination=contamination,
+                              contamination=contamination, backend=backend,
                               record_folder=Path(ledger).parent if record else None)
         if ranks > 1:
             entry["eval_ranks"] = ranks  # evaluated data-parallel: each rank a shard
@@ -399,6 +423,25 @@ def evaluate_and_record(ledger: str | Path, settings, checkpoint: str, step: int
             entry["gate"] = judge(entry)
         if record and not (error is not None and previous and previous[-1]["status"] == "failed"):
             append_record(ledger, entry)
+        return entry
+
+
+def record_skipped(ledger: str | Path, settings, checkpoint: str, step: int, reason: str, *,
+                   epoch: float | None = None, backend: dict | None = None) -> dict | None:
+    """Append a ``skipped`` record (the checkpoint was rotated away before ``watch``
+    could pin it) saying ``reason``. Returns it, or None when this task set already has
+    the checkpoint's outcome: evaluated, or skipped by another watcher."""
+    from dataclasses import asdict
+
+    key = settings.key()
+    with ledger_lock(ledger):
+        previous = [r for r in read_ledger(ledger) if r.get("task_set") == key and r["checkpoint"] == checkpoint]
+        if previous and previous[-1]["status"] in ("ok", "skipped"):
+            return None
+        entry = {"checkpoint": checkpoint, "step": step, "epoch": epoch, "task_set": key,
+                 "settings": asdict(settings), "status": "skipped", "reason": reason, "eval_seconds": 0.0,
+                 "wall_time": time.time(), "versions": _versions(), "backend": backend or hf_backend()}
+        append_record(ledger, entry)
         return entry
 
 

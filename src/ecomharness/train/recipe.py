@@ -25,6 +25,7 @@ import yaml
 
 from ecomharness.errors import UserError
 from ecomharness.evaluation.checkpoint import EvalSettings
+from ecomharness.evaluation.vllm_backend import VLLMArgs
 from ecomharness.resources import bundled_path
 from ecomharness.util import check_field_types, load_yaml_file, reject_unknown_keys
 
@@ -73,6 +74,9 @@ class EvalProfile:
     ``metadata`` is lm-eval's ``--metadata`` (``heldout_dir`` for the bits-per-byte
     tasks); ``every_n_saves`` (default: the eval section's) thins this profile's
     schedule, e.g. an expensive async suite on every 4th save and the final one.
+    ``backend`` (async profile only): ``hf`` (lm-eval's transformers model) or ``vllm``
+    (vLLM in its own environment, ``make vllm``), with the engine's arguments in
+    ``vllm`` (``evaluation.vllm_backend.VLLMArgs``).
     """
 
     tasks: tuple[str, ...] = ()
@@ -86,6 +90,8 @@ class EvalProfile:
     seed: int = 1234
     metadata: dict[str, Any] = field(default_factory=dict)
     every_n_saves: int | None = None
+    backend: str = "hf"
+    vllm: VLLMArgs | None = None
 
     def settings(self) -> EvalSettings:
         """The fields that shape a score, as every ledger record keeps them (and whose
@@ -94,6 +100,7 @@ class EvalProfile:
 
 
 PROFILES = ("inline", "async")
+BACKENDS = ("hf", "vllm")
 
 
 @dataclass(frozen=True)
@@ -302,7 +309,18 @@ def _parse_profile(raw: Any, where: str, base: Path, data_path: str | None) -> E
         raw["tasks"] = [t.strip() for t in raw["tasks"].split(",") if t.strip()]
     if isinstance(raw.get("include_path"), str):
         raw["include_path"] = [raw["include_path"]]
+    engine = raw.pop("vllm", None)
     profile = _build(raw, EvalProfile, where)
+    if profile.backend not in BACKENDS:
+        raise UserError(f"{where}.backend: expected one of {', '.join(BACKENDS)}, got {profile.backend!r}")
+    if engine is not None:
+        if profile.backend != "vllm":
+            raise UserError(f"{where}.vllm: the engine's arguments need `backend: vllm` (this profile's backend is "
+                            f"{profile.backend})")
+        if not isinstance(engine, dict):
+            raise UserError(f"{where}.vllm: expected a mapping of vLLM's arguments (tensor_parallel_size, "
+                            "data_parallel_size, gpu_memory_utilization, max_model_len, dtype, enforce_eager)")
+        profile = dataclasses.replace(profile, vllm=_build(engine, VLLMArgs, f"{where}.vllm").check(f"{where}.vllm"))
     for key, low in (("limit", 1), ("subset", 1), ("batch_size", 1), ("max_gen_toks", 1), ("num_fewshot", 0),
                      ("seed", 0), ("every_n_saves", 1)):
         value = getattr(profile, key)
@@ -363,6 +381,10 @@ def _parse_eval(raw: Any, where: str, base: Path, data_path: str | None) -> Eval
     elif mode != "off":
         profiles = {name: _parse_profile(value, f"{where}.{name}", base, data_path) for name, value in named.items()}
     spec = EvalSpec(inline=profiles.get("inline"), asynchronous=profiles.get("async"), **values)
+    if spec.inline is not None and spec.inline.backend != "hf":
+        # `watch --profile inline --backend vllm` may still evaluate it on vLLM afterwards.
+        raise UserError(f"{where}.inline.backend: the inline profile is evaluated in the training process, on "
+                        f"the model being trained (hf); vllm is for eval.async (`ecomharness watch`)")
     if spec.on_failure not in ("continue", "stop"):
         raise UserError(f"{where}.on_failure: expected continue or stop, got {spec.on_failure!r}")
     if spec.every_n_saves < 1:

