@@ -214,6 +214,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric:
     png = plot_curves(data, out / "curves.png", groups, metric or metric_names(records), apart=reasons)
     failed = read_ledger(ledger_path(run_dir), strict=True,
                          keep=lambda r, offset: slim_record(r, offset) if r.get("status") == "failed" else None)
+    # Rotated away before `watch` pinned them: not evaluated, and no failure either.
+    skipped = read_ledger(ledger_path(run_dir), strict=True,
+                          keep=lambda r, offset: slim_record(r, offset) if r.get("status") == "skipped" else None)
     md = out / "report.md"
     what = f"`{metric}`" if metric else "each task's headline metric (`score`, else `acc`, else `bits_per_byte`)"
     text = [f"# Evaluation report: {run_dir.name}", "", f"Metric: {what} per checkpoint (value ± stderr "
@@ -226,6 +229,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, metric:
     text += contamination_lines(records[-1].get("contamination") or {})
     if failed:
         text += ["## Failed evaluations", ""] + [f"- {r['checkpoint']}: {r.get('error')}" for r in failed] + [""]
+    if skipped:
+        text += ["## Skipped evaluations", "", "Checkpoints deleted by the trainer's rotation before `watch` could "
+                 "pin them: not evaluated.", ""] + [f"- {r['checkpoint']}: {r.get('reason')}" for r in skipped] + [""]
     md.write_text("\n".join(text), encoding="utf-8")
     return {"curves": png, "report": md}
 
