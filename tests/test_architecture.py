@@ -22,6 +22,7 @@ LAYERS = [
     {"select"},
     {"data"},
     {"train"},
+    {"plan"},
     {"demo"},
     {"testing"},
     {"cli"},

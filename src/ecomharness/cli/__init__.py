@@ -20,7 +20,7 @@ from ecomharness.plugins import PluginError
 
 # Order here is the order in --help.
 COMMANDS = ("eval", "score", "data", "contamination", "train", "watch", "average", "report", "gate", "compare",
-            "tasks", "tasks_path", "plugins", "demo")
+            "plan", "tasks", "tasks_path", "plugins", "demo")
 
 
 def _load(name: str):
