@@ -10,6 +10,7 @@ of the hf backend on the same checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -219,14 +220,15 @@ def test_watch_on_vllm_pins_records_skips_and_matches_hf(tmp_path, monkeypatch):
 
     real_pinned = watch_module.pinned
 
+    @contextlib.contextmanager
     def rotate_after_pinning(run, checkpoint):
         # While checkpoint-1 is evaluated, the Trainer saves on and rotates (save_total_limit):
         # checkpoint-1 goes (its pin stays), and so does checkpoint-2, listed but not yet pinned.
-        context = real_pinned(run, checkpoint)
-        if checkpoint == first:
-            shutil.rmtree(first)
-            shutil.rmtree(second)
-        return context
+        with real_pinned(run, checkpoint) as pinned_path:
+            if checkpoint == first:
+                shutil.rmtree(first)
+                shutil.rmtree(second)
+            yield pinned_path
 
     monkeypatch.setattr(watch_module, "pinned", rotate_after_pinning)
     lines = []
