@@ -234,3 +234,33 @@ def test_report_draws_each_task_by_its_headline_metric(tmp_path):
     assert "heldout_bpb_domain (bits_per_byte)" in table and "ecom_icl_rc (acc)" in table
     assert "| ecom_icl |" in table or "| ecom_icl" in table.splitlines()[0]
     assert set(series(records, "acc")) == {"ecom_icl_rc"}
+
+
+def test_every_evaluation_draws_the_same_few_shot_examples():
+    """A checkpoint's prompts must not depend on how many checkpoints the evaluator
+    scored before it: the few-shot sampler is reseeded for each evaluation."""
+    from lm_eval.api.model import LM
+
+    from ecomharness.evaluation.checkpoint import CheckpointEvaluator
+
+    class Prompts(LM):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def generate_until(self, requests, disable_tqdm=False):
+            self.seen += [r.args[0] for r in requests]
+            return [""] * len(requests)
+
+        def loglikelihood(self, requests, disable_tqdm=False):
+            return [(0.0, False)] * len(requests)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm=False):
+            return [0.0] * len(requests)
+
+    evaluator = CheckpointEvaluator(EvalSettings(tasks=("ecom_icl_des",), limit=4))
+    first, second = Prompts(), Prompts()
+    evaluator.evaluate_lm(first)
+    evaluator.evaluate_lm(second)
+    assert len(first.seen) == 4 and first.seen == second.seen
+    assert all("输出：" in prompt for prompt in first.seen)  # three shots and the question

@@ -60,6 +60,17 @@ def run_dir(root: Path, model: Path, profile: dict, checkpoints: int) -> Path:
     return root
 
 
+def differences(hf: dict, vllm: dict) -> list[str]:
+    """``task metric: hf {value, stderr} vs vllm {...}`` for each metric the two differ on."""
+    found = []
+    for task in sorted(set(hf) | set(vllm)):
+        for metric in sorted(set(hf.get(task, {})) | set(vllm.get(task, {}))):
+            a, b = hf.get(task, {}).get(metric), vllm.get(task, {}).get(metric)
+            if a != b:
+                found.append(f"{task} {metric}: hf {a} vs vllm {b}")
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoints", type=int, default=2)
@@ -111,6 +122,8 @@ def main() -> int:
         same = hf["metrics"] == vllm["metrics"]
         print(f"{name:<14}{hf['eval_seconds']:>9.1f}{vllm['eval_seconds']:>9.1f}{starts.get(name, float('nan')):>16.1f}"
               f"{'yes' if same else 'NO':>14}")
+        for line in differences(hf["metrics"], vllm["metrics"]):
+            print(f"    {line}")
     print(f"whole watch (task building included): hf {seconds['hf']:.1f} s, vllm {seconds['vllm']:.1f} s")
     return 0
 

@@ -161,6 +161,11 @@ class CheckpointEvaluator:
         samples = self.settings.samples
         if self.subset:
             samples = {name: chosen["indices"] for name, chosen in self.subset.items()}
+        # The few-shot sampler's generator advances as it draws: reseeded, every evaluation
+        # draws the same examples, so a checkpoint's prompts do not depend on how many
+        # checkpoints this evaluator scored before it (they did: each one got new shots).
+        for task in self.loaded["tasks"].values():
+            task.set_fewshot_seed(seed=self.settings.seed)
         self.failures.reset()
         results = evaluate(
             lm=lm, task_dict=self.loaded, limit=self.settings.limit, samples=samples,
