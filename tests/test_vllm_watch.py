@@ -249,6 +249,28 @@ def test_watch_on_vllm_pins_records_skips_and_matches_hf(tmp_path, monkeypatch):
             yield pinned_path
 
     monkeypatch.setattr(watch_module, "pinned", rotate_after_pinning)
+    # What each backend generated, document by document (the scores alone could agree by
+    # chance: a random model's text rarely overlaps a reference).
+    from lm_eval.models.huggingface import HFLM
+
+    from ecomharness.evaluation import vllm_backend
+
+    generated: dict[str, list[str]] = {}
+    worker_lm = vllm_backend._lm_class()
+
+    class RecordingLM(worker_lm):
+        def generate_until(self, requests, disable_tqdm=False):
+            generated["vllm"] = super().generate_until(requests, disable_tqdm)
+            return generated["vllm"]
+
+    monkeypatch.setattr(vllm_backend, "_lm_class", lambda: RecordingLM)
+    hf_generate = HFLM.generate_until
+
+    def recording_hf(self, requests, disable_tqdm=False):
+        generated["hf"] = hf_generate(self, requests, disable_tqdm)
+        return generated["hf"]
+
+    monkeypatch.setattr(HFLM, "generate_until", recording_hf)
     lines = []
     result = watch_run(run_dir, once=True, log_fn=lines.append)
     assert result.evaluated == 1 and not result.errors, lines
@@ -265,11 +287,13 @@ def test_watch_on_vllm_pins_records_skips_and_matches_hf(tmp_path, monkeypatch):
     assert done["settings"]["backend"] == "vllm" and done["n_samples"][TASK]["effective"] == 6
     assert list(pins_dir(run_dir).iterdir()) == []  # released once the record was written
 
-    # The same checkpoint (its weights are the model's) on the hf backend: the same scores,
-    # document by document (both greedy, float32).
+    # The same checkpoint (its weights are the model's) on the hf backend: the same text and
+    # the same scores, document by document (both greedy, float32).
     settings = _recipe({"async": {**VLLM_PROFILE, "backend": "hf", "vllm": None}}, tmp_path).eval.asynchronous
     hf_results = CheckpointEvaluator(settings.settings()).evaluate_path(str(model), device="cpu")
     hf_metrics = metrics_of(hf_results)
+    assert len(generated["vllm"]) == 6 and all(generated["vllm"])
+    assert generated["vllm"] == generated["hf"]
     assert done["metrics"] == hf_metrics
     vllm_table = per_document.read(ledger.parent, done["per_document"], "vllm record")["tasks"][TASK]
     hf_table = hf_results["per_document"]["tasks"][TASK]

@@ -230,8 +230,8 @@ class VLLMEngines:
             worker.send({kind: share})
         return [answer for worker, _ in busy for answer in worker.receive()["result"]]
 
-    def generate(self, requests: list[dict]) -> list[str]:
-        """Generated texts, in order, of ``{"prompt", "max_tokens", "stop", "sampling"}``."""
+    def generate(self, requests: list[dict]) -> list[list[int]]:
+        """Generated token ids, in order, of ``{"prompt", "max_tokens", "stop", "sampling"}``."""
         return self._scatter("generate", requests)
 
     def prompt_logprobs(self, requests: list[dict]) -> list[list[tuple[float, int]]]:
@@ -318,9 +318,10 @@ def _lm_class():
                 sampling = {k: kwargs[k] for k in ("temperature", "top_p", "top_k", "seed") if k in kwargs}
                 asks.append({"prompt": prompt, "max_tokens": max_tokens, "stop": until, "sampling": sampling})
                 stops.append(until)
-            texts = self.engines.generate(asks)
-            # vLLM stops at a stop string; cutting here too keeps lm-eval's rule for text
-            # the tokenizer decodes across a stop string's boundary.
+            # Decoded here, as lm-eval's hf model decodes (special tokens skipped), then cut
+            # at the first stop sequence: vLLM stopped on the same text, but its token ids
+            # run to the end of the stop sequence's last token.
+            texts = [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in self.engines.generate(asks)]
             return [postprocess_generated_text(text, until, None) for text, until in zip(texts, stops)]
 
     return VLLMWorkerLM

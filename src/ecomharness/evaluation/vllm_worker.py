@@ -16,7 +16,7 @@ writes JSON lines to its stdin and reads one JSON line back for each:
     {"engine": {...}}                       first: vllm.LLM(**engine)
         -> {"ready": true, "versions": {...}, "load_seconds": s}
     {"generate": [{"prompt": [ids], "max_tokens": n, "stop": [...], "sampling": {...}}, ...]}
-        -> {"result": ["generated text", ...]}
+        -> {"result": [[generated token ids], ...]}
     {"prompt_logprobs": [{"prompt": [ids], "last": n}, ...]}
         -> {"result": [[[logprob, rank], ...n pairs], ...]}   (the last n prompt tokens)
 
@@ -60,7 +60,10 @@ def _generate(llm, requests: list) -> list:
         sampling = {k: v for k, v in (r.get("sampling") or {}).items() if k in SAMPLING_FIELDS}
         params.append(SamplingParams(max_tokens=r["max_tokens"], stop=r.get("stop") or None, **sampling))
     outputs = llm.generate(prompts, params, use_tqdm=False)
-    return [o.outputs[0].text for o in outputs]
+    # Token ids, not vLLM's text: its incremental detokenizer holds back a character cut in
+    # half by max_tokens, where the caller's tokenizer (as lm-eval's hf model) decodes it
+    # to U+FFFD; decoding on the caller's side gives the hf backend's text exactly.
+    return [list(o.outputs[0].token_ids) for o in outputs]
 
 
 def _prompt_logprobs(llm, requests: list) -> list:
