@@ -22,7 +22,7 @@ from ecomharness.cli import main
 SHARES = [0.1, 0.3, 0.5, 0.7, 0.9]
 
 
-def _plan(root: Path, name: str) -> Path:
+def _plan(root: Path, name: str, parallel: int = 1) -> Path:
     """A plan over the shop corpus under ``root`` (built once per test session)."""
     sources = json.loads((root / "sources.json").read_text())
     data = {"output": "unused", "tokenizer": str(root / "tok"), "seq_len": 64, "seed": 0, "sources": sources,
@@ -36,7 +36,7 @@ def _plan(root: Path, name: str) -> Path:
              "deepspeed": None, "eval": {"mode": "off"}}
     (root / "train.yaml").write_text(yaml.safe_dump(train))
     plan = {"output": str(root / name), "data": "data.yaml", "train": "train.yaml",
-            "grid": {"domain_shares": SHARES, "evaluations": 2}}
+            "grid": {"domain_shares": SHARES, "evaluations": 2}, "parallel": parallel}
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(plan))
     return path
@@ -104,8 +104,10 @@ def _observations(plan_dir: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_killed_plan_resumes_without_retraining_and_fits_the_same(corpus, capsys):
-    whole = _plan(corpus, "whole")
+    # Trained as `ecomharness train` subprocesses, two at a time; the killed one in this process.
+    whole = _plan(corpus, "whole", parallel=2)
     assert main(["plan", "run", str(whole)]) == 0
+    assert all((p / "train.log").is_file() for p in (corpus / "whole" / "points").iterdir())
     killed = _plan(corpus, "killed")
     first_done = corpus / "killed" / "points" / "share0.100" / "run" / "train_done.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -19,6 +19,7 @@ EPILOG = """\
 examples:
   ecomharness demo                       # writes runs/demo/
   ecomharness demo --compare             # also Separate, domain-only, general-only CPT
+  ecomharness demo --plan                # plan the mixture: a grid of shares, the D-CPT law, a share
 """
 
 
@@ -27,12 +28,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     parser.add_argument("--compare", action="store_true",
                         help="also run Separate mixing, domain-only and general-only CPT and compare")
+    parser.add_argument("--plan", action="store_true",
+                        help="instead of the CPT demo: plan the mixture on the shop (a grid of domain shares, the "
+                             "D-CPT law fitted, the recommended share trained and checked; docs/planning.md)")
 
 
 def run(args) -> int:
     """Run the demo; exit code 0 when every stage finished."""
     from pathlib import Path
 
+    if args.plan:
+        from ecomharness.demo.plan import run_plan_demo
+
+        run_plan_demo(Path(args.out))
+        return EXIT_OK
     from ecomharness.demo.run import run_demo
 
     run_demo(Path(args.out), compare=args.compare)

@@ -128,7 +128,7 @@ def nested_draw(size: int, count: int, seed: int, side: str) -> np.ndarray:
     return np.tile(order, -(-count // size))[:count].astype(np.int64)
 
 
-def _write_point_data(folder: Path, share: float, blocks: int, builds: dict, stats: dict, seed: int) -> dict:
+def write_point_data(folder: Path, share: float, blocks: int, builds: dict, stats: dict, seed: int) -> dict:
     """A point's blocks as a ``data build`` output (``dataset/`` and ``stats.json``),
     written whole or not at all."""
     import datasets
@@ -191,12 +191,26 @@ def _blocks_per_run(raw: dict) -> int:
             * training.get("gradient_accumulation_steps", 1))
 
 
+def _make_point(folder: Path, share: float, model_index: int, raw: dict, builds: dict, stats: dict,
+                seed: int) -> dict:
+    """Write a point: its recipe, its blocks, then ``point.json`` (last: its presence
+    says the point is complete). Returns what was drawn."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / "recipe.yaml", yaml.safe_dump(raw, allow_unicode=True, sort_keys=True))
+    drawn = write_point_data(folder / "data", share, _blocks_per_run(raw), builds, stats, seed)
+    write_json_atomic(folder / POINT, {"id": folder.name, "model_index": model_index, "model": raw["model"],
+                                       "max_steps": raw["training"]["max_steps"],
+                                       "save_steps": raw["training"]["save_steps"], **drawn})
+    return drawn
+
+
 def prepare(plan: Plan, log=print) -> list[Path]:
     """Everything before training: the two builds, the held-out folders, and each
     point's blocks, recipe and ``point.json`` (each written once). Returns the point
     folders in grid order."""
     import datasets
-    import yaml
 
     from ecomharness.data import layout as data_layout
     from ecomharness.train.recipe import load_recipe as load_train, parse_recipe as parse_train
@@ -224,16 +238,42 @@ def prepare(plan: Plan, log=print) -> list[Path]:
             folders.append(folder)
             if (folder / POINT).is_file():
                 continue
-            folder.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(recipe_path, yaml.safe_dump(raw, allow_unicode=True, sort_keys=True))
-            drawn = _write_point_data(folder / "data", share, _blocks_per_run(raw), builds, stats, plan.seed)
-            write_json_atomic(folder / POINT, {"id": point_id, "model_index": model_index, "model": raw["model"],
-                                               "max_steps": raw["training"]["max_steps"],
-                                               "save_steps": raw["training"]["save_steps"], **drawn})
+            drawn = _make_point(folder, share, model_index, raw, builds, stats, plan.seed)
             log(f"[plan] point {point_id}: {drawn['blocks']['domain']:,} domain + {drawn['blocks']['general']:,} "
                 f"general blocks ({drawn['epochs']['domain']:.2f} and {drawn['epochs']['general']:.2f} epochs of "
                 "the builds)")
     return folders
+
+
+def check_point(plan: Plan, share: float, log=print) -> Path:
+    """Train the plan's proxy at one more domain share, outside the grid (to check a
+    recommendation against what the law predicts): ``OUTPUT/checks/shareS``, drawn
+    from the same builds as the grid and trained for the same budget; never read by
+    ``plan fit``. Returns the point folder (its run directory holds the ledger)."""
+    import datasets
+
+    from ecomharness.data import layout as data_layout
+    from ecomharness.train.recipe import load_recipe as load_train, parse_recipe as parse_train
+    from ecomharness.train.run import run_training
+    from ecomharness.train.run_dir import done_marker
+    from ecomharness.util import check_share
+
+    share = check_share(share, "check share")
+    layout = PlanLayout(plan.output)
+    layout.read_manifest()  # the grid was prepared: its builds are there
+    stats = {side: json.loads(data_layout.stats_file(layout.build(side)).read_text(encoding="utf-8")) for side in SIDES}
+    builds = {side: datasets.load_from_disk(str(data_layout.dataset_dir(layout.build(side)))) for side in SIDES}
+    folder = layout.root / "checks" / _point_id(share, None)
+    raw = point_recipe(load_train(plan.train).to_raw(), folder, layout, plan, (plan.grid.models or [None])[0])
+    if not (folder / POINT).is_file():
+        parse_train(raw, where=str(folder / "recipe.yaml"))
+        _make_point(folder, share, 0, raw, builds, stats, plan.seed)
+    if not done_marker(PlanLayout.run_dir(folder)).is_file():
+        start = time.perf_counter()
+        log(f"[plan] check at domain share {share:g}: training ...")
+        run_training(load_train(folder / "recipe.yaml"), log=lambda *_: None)
+        log(f"[plan] check at domain share {share:g}: {time.perf_counter() - start:.1f}s")
+    return folder
 
 
 def train_command(point_dir: Path) -> str:
