@@ -22,6 +22,8 @@ def test_definitions_match_a_direct_computation():
     assert relative_std(values) == pytest.approx(statistics.pstdev(values) / statistics.fmean(values))
     assert signal([0.30, 0.45, 0.36]) == pytest.approx((0.45 - 0.30) / (1.11 / 3))
     assert signal_to_noise(0.2, 0.05) == pytest.approx(4.0) and signal_to_noise(0.2, 0.0) == math.inf
+    # Two runs that score the same at every checkpoint: nothing tells them apart.
+    assert signal_to_noise(0.0, 0.0) == 0.0 and signal_to_noise(0.0, 0.05) == 0.0
     assert relative_std([0.5]) is None and relative_std([0.0, 0.0]) is None and signal([0.4]) is None
 
 

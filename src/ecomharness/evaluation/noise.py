@@ -54,10 +54,14 @@ def signal(scores: list[float]) -> float | None:
 
 
 def signal_to_noise(signal_value: float | None, noise_value: float | None) -> float | None:
-    """Signal over noise; infinite when the checkpoints did not move at all."""
+    """Signal over noise: infinite when the checkpoints did not move at all but the runs
+    differ; zero when the runs do not differ, whatever the noise (0/0 was read as
+    infinite, which passed any ``min_snr``)."""
     if signal_value is None or noise_value is None:
         return None
-    return signal_value / noise_value if noise_value else math.inf
+    if not noise_value:
+        return math.inf if signal_value else 0.0
+    return signal_value / noise_value
 
 
 def _value(record: dict, task: str, metric: str) -> float | None:
