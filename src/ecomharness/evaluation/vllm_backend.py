@@ -9,7 +9,7 @@ and hands lm-eval a ``VLLMWorkerLM``: an lm-eval ``TemplateLM`` that tokenises, 
 and applies stop sequences here, as lm-eval's ``hf`` model does, and sends only token
 ids to the engine. Tasks, metrics, per-document scores and ledger writes are those of
 the ``hf`` backend, in this process; under greedy decoding the two backends differ only
-where the engines' arithmetic does (tests/test_vllm_backend.py compares them).
+where the engines' arithmetic does (tests/test_vllm_watch.py compares them).
 
 Where prompts exceed the model's length, the truncation follows vLLM's limits rather
 than the ``hf`` model's: a scored sequence keeps its last ``max_length - 1`` tokens (vLLM
