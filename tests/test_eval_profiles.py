@@ -14,7 +14,7 @@ from ecomharness.errors import UserError
 from ecomharness.evaluation import per_document
 from ecomharness.evaluation.checkpoint import EvalSettings, seeded_subset
 from ecomharness.evaluation.ledger import append_record, checkpoint_records, latest_ok_records, read_ledger
-from ecomharness.gate.evidence import from_record, load_evidence
+from ecomharness.gate.evidence import load_evidence
 from ecomharness.gate.checkpoints import ledger_judge
 from ecomharness.report.curves import markdown_table, series
 from ecomharness.train.recipe import parse_recipe

@@ -66,7 +66,6 @@ def watch_run(run_dir: str | Path, once: bool = False, poll_seconds: float = 10.
     appended a second time. ``backend`` (``hf`` or ``vllm``) overrides the profile's;
     ``vllm_python``: the interpreter of vLLM's environment (default: ``make vllm``'s).
     """
-
     from ecomharness.train.recipe import parse_recipe
     from ecomharness.util import load_yaml_file
 
