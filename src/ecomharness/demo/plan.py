@@ -73,8 +73,8 @@ def _final_losses(folder: Path, losses: dict) -> dict[str, float]:
             for side, tasks in losses.items()} | {"tokens": last["tokens_seen"]}
 
 
-def run_plan_demo(out_dir: Path, cfg: DemoConfig | None = None, log=print) -> dict:
-    """Run the demo's mixture plan into ``out_dir/plan``; return the figures printed."""
+def run_plan_demo(out_dir: Path, cfg: DemoConfig | None = None, log=print, name: str = "plan") -> dict:
+    """Run the demo's mixture plan into ``out_dir/name``; return the figures printed."""
     from ecomharness.demo.run import build_data, prepare_corpus, prepare_tokenizer, pretrain_base
     from ecomharness.demo.shop import shop_sources
     from ecomharness.plan.fit import fit_observations, load_fit, predict_losses, recommend
@@ -93,7 +93,7 @@ def run_plan_demo(out_dir: Path, cfg: DemoConfig | None = None, log=print) -> di
     base_data = build_data(cache, "general", shop_sources(paths, kinds=("general",), filters=FILTERS), tokenizer, cfg,
                            ratio={"general_languages": {"zh": 1, "en": 1}}, log=log)
     base = pretrain_base(cache, tokenizer, base_data, cfg, log)
-    plan = load_plan(_write_inputs(out / "plan", cache, paths, tokenizer, base, cfg))
+    plan = load_plan(_write_inputs(out / name, cache, paths, tokenizer, base, cfg))
     run_plan(plan, log=log)
     fit_raw = fit_observations(from_plan_dir(plan.output, log), log=log)
     write_json_atomic(plan.output / "fit.json", fit_raw)

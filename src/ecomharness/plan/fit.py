@@ -145,9 +145,12 @@ def predict_losses(fit: LoadedFit, domain_share: float, tokens: float, model_par
         low, high = fit.ranges[name]
         if value is not None and not low <= value <= high:
             outside.append(f"{name} {value:g} outside the measured {low:g}..{high:g}")
-    return {"domain_share": domain_share, "tokens": tokens, "model_params": model_params,
-            "general_loss": float(fit.loss("general", domain_share, tokens, model_params)),
-            "domain_loss": float(fit.loss("domain", domain_share, tokens, model_params)),
+    losses = {f"{side}_loss": float(fit.loss(side, domain_share, tokens, model_params)) for side in SIDES}
+    for name, value in losses.items():
+        if not math.isfinite(value):  # r^eta with eta < 0 at a share of 0
+            raise UserError(f"the fitted law of {name.replace('_', ' ')} is infinite at domain share {domain_share:g}: "
+                            "its share was never 0 in the observations, and the fit does not reach it")
+    return {"domain_share": domain_share, "tokens": tokens, "model_params": model_params, **losses,
             "extrapolated": outside}
 
 

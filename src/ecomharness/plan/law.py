@@ -10,9 +10,10 @@ the exponents; the objective is the Huber loss of the log-loss residuals (Chinch
 choice, also the paper's), minimised by L-BFGS-B from several seeded starts with an
 analytic gradient (a numeric one makes the bootstrap of ``recommend`` minutes slower).
 
-eta is kept >= 0: a grid may hold the share 0 (general-only or domain-only proxies), where
-r^eta with eta < 0 is infinite. The share dependence at small r is the C term's, which
-eps keeps finite.
+eta may be negative (B r^eta / D^beta then reads as data scaling in the share's own
+tokens, r D, the more so the closer eta is to -beta) unless an observation has r = 0
+(a domain-only or general-only proxy), where r^eta would be infinite: then eta >= 0.
+The share dependence at small r is the C term's, which eps keeps finite.
 
 What a grid cannot identify is left out, and the fit says so (``Form.dropped``): one
 model size leaves no N term (A/N^alpha is a constant, folded into E); one token budget
@@ -34,6 +35,8 @@ _LOG_SCALED = {"E", "A", "B", "C", "eps"}
 _BOUNDS = {"E": (-10.0, 5.0), "A": (-10.0, 15.0), "alpha": (0.0, 2.0), "B": (-10.0, 15.0), "beta": (0.0, 2.0),
            "eta": (0.0, 5.0), "C": (-12.0, 5.0), "gamma": (0.0, 3.0), "eps": (np.log(1e-4), 0.0)}
 EPS_FIXED = 0.01
+# eta's lower bound when no observation has r = 0.
+ETA_NEGATIVE_FLOOR = -3.0
 # The Huber delta on log-loss residuals: residuals under 1% are squared (a smooth
 # objective, which L-BFGS minimises in tens of iterations), larger ones (a diverged
 # proxy) weigh linearly. Chinchilla used 1e-3: there residuals of a few 0.1%, the noise
@@ -190,7 +193,8 @@ class _Problem:
         return float(np.sum(huber)), grad
 
     def bounds(self) -> list[tuple[float, float]]:
-        return [_BOUNDS[name] for name in self.free]
+        lowest_eta = ETA_NEGATIVE_FLOOR if np.all(self.r > 0) else 0.0
+        return [(lowest_eta, _BOUNDS[name][1]) if name == "eta" else _BOUNDS[name] for name in self.free]
 
 
 def _starts(problem: _Problem, count: int, seed: int) -> list[np.ndarray]:
