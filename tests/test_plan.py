@@ -152,7 +152,15 @@ def test_the_command_line_fits_predicts_and_recommends(tmp_path, capsys):
     assert (tmp_path / "recommend" / "curves.png").stat().st_size > 10_000
     table = (tmp_path / "recommend" / "table.md").read_text()
     assert table.count("\n| ") == len(_observations()) + 1  # header + one row per observation
+    # The first budget left out: counted, and the fit made from the rest.
+    later = tmp_path / "later.json"
+    assert main(["plan", "fit", str(path), "--output", str(later), "--starts", "2", "--min-tokens", "3e5"]) == 0
+    assert "6 observation(s) under 300,000 tokens left out" in capsys.readouterr().out
+    assert json.loads(later.read_text())["left_out"] == len(SHARES)
+    assert min(o["tokens"] for o in json.loads(later.read_text())["observations"]) == 4e5
     # Bad input: exit 2 with the field named.
+    assert main(["plan", "fit", str(path), "--min-tokens", "1e9"]) == 2
+    assert "leaves no observation to fit" in capsys.readouterr().err
     assert main(["plan", "predict", str(fit_path), "--domain-share", "0.4", "--tokens", "-1"]) == 2
     assert "--tokens: expected a number above 0" in capsys.readouterr().err
     assert main(["plan", "recommend", str(path), "--tokens", "1e6", "--tolerance", "0.01"]) == 2

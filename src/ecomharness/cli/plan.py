@@ -38,6 +38,9 @@ def add_arguments(parser) -> None:
                                                     "plan directory, else beside the file)")
     fit.add_argument("--starts", type=int, default=8, help="seeded L-BFGS starts per law (default 8)")
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--min-tokens", type=float, default=0.0,
+                     help="leave out observations under this many tokens (a run's first budgets, while the "
+                          "re-warmed learning rate still disturbs the loss); counted in the fit")
     predict = sub.add_parser("predict", help="predicted general and domain loss at one point")
     predict.add_argument("fit", help="a `plan fit` output")
     predict.add_argument("--domain-share", type=float, required=True)
@@ -102,10 +105,10 @@ def _fit(args) -> int:
     observations = read_observations(source)
     output = Path(args.output) if args.output else (source / "fit.json" if source.is_dir()
                                                      else source.with_name(source.stem + ".fit.json"))
-    fit = fit_observations(observations, starts=args.starts, seed=args.seed)
+    fit = fit_observations(observations, starts=args.starts, seed=args.seed, min_tokens=args.min_tokens)
     write_json_atomic(output, fit)
     dropped = fit["form"]["dropped"]
-    print(f"[plan] {len(observations)} observations; form: {'full' if not dropped else 'reduced: ' + '; '.join(dropped)}")
+    print(f"[plan] {len(observations) - fit['left_out']} observations fitted; form: {'full' if not dropped else 'reduced: ' + '; '.join(dropped)}")
     for side in ("general", "domain"):
         params = ", ".join(f"{k}={v:.4g}" for k, v in fit[side]["params"].items())
         print(f"[plan] {side}: {params}")

@@ -44,11 +44,24 @@ def grid_form(observations: list[Observation]) -> Form:
     return choose_form(len(set(n)), len(set(d)), len(set(s)), len(observations))
 
 
-def fit_observations(observations: list[Observation], *, starts: int = 8, seed: int = 0, log=print) -> dict:
-    """Fit both laws and measure leave-one-share-out errors; returns the fit's JSON."""
+def fit_observations(observations: list[Observation], *, starts: int = 8, seed: int = 0, min_tokens: float = 0.0,
+                     log=print) -> dict:
+    """Fit both laws and measure leave-one-share-out errors; returns the fit's JSON.
+    Observations under ``min_tokens`` are left out (counted in the JSON and on the
+    console): a CPT run's first budgets can sit in the transient of re-warming the
+    learning rate, which the law does not describe."""
+    if not math.isfinite(min_tokens) or min_tokens < 0:
+        raise UserError(f"--min-tokens: expected a number >= 0, got {min_tokens}")
+    left_out = [o for o in observations if o.tokens < min_tokens]
+    observations = [o for o in observations if o.tokens >= min_tokens]
+    if left_out:
+        log(f"[plan] {len(left_out)} observation(s) under {min_tokens:,.0f} tokens left out; {len(observations)} fitted")
+    if not observations:
+        raise UserError(f"--min-tokens {min_tokens:g} leaves no observation to fit")
     form = grid_form(observations)
     n, d, s, losses = _columns(observations)
     out = {"version": FIT_VERSION, "form": form.as_dict(), "seed": seed, "starts": starts,
+           "min_tokens": min_tokens, "left_out": len(left_out),
            "observations": [o.as_json() for o in observations],
            "ranges": {"domain_share": [float(s.min()), float(s.max())], "tokens": [float(d.min()), float(d.max())],
                       "model_params": [float(n.min()), float(n.max())]}}
