@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ecomharness.demo.run import DemoConfig, run_demo
@@ -102,3 +104,27 @@ def test_cpt_teaches_the_shops_facts_and_domain_only_cpt_forgets(tmp_path):
     assert result["figures"]["shop_rc"]["cpt"] > result["chance"]["shop_rc"]
     assert result["gates"]["graph (2:1)"]
     assert not result["gates"]["domain only"] and "general text not forgotten" in result["failed_rules"]["domain only"]
+
+
+def test_demo_plan_fits_recommends_and_checks(tmp_path, monkeypatch):
+    """`demo --plan` end to end on the small shop, with 8-step proxies: every point
+    trained, the law fitted, the share recommended and the two checks measured."""
+    import ecomharness.demo.plan as demo_plan
+
+    monkeypatch.setattr(demo_plan, "PLAN_STEPS", 8)
+    monkeypatch.setattr(demo_plan, "PLAN_BOOTSTRAP", 20)
+    lines: list[str] = []
+    figures = demo_plan.run_plan_demo(tmp_path / "demo", cfg=SMALL, log=lines.append)
+    plan = tmp_path / "demo" / "plan"
+    observations = [json.loads(line) for line in (plan / "observations.jsonl").read_text().splitlines()]
+    assert len(observations) == len(demo_plan.PLAN_SHARES) * demo_plan.PLAN_EVALUATIONS
+    fit = json.loads((plan / "fit.json").read_text())
+    assert fit["left_out"] == len(demo_plan.PLAN_SHARES)  # the first budget
+    assert set(figures["loso"]) == {"general", "domain"}
+    assert (plan / "recommend" / "curves.png").is_file() and (plan / "recommend" / "table.md").is_file()
+    if figures["recommendation"]["domain_share"] is None:
+        assert figures["checks"] == [] and any("no domain share qualifies" in line for line in lines)
+    else:
+        assert [c["domain_share"] for c in figures["checks"]][0] == figures["recommendation"]["domain_share"]
+        assert len(figures["checks"]) == 2 and all(c["general"]["observed"] > 0 for c in figures["checks"])
+    assert any(line.startswith("[demo --plan] leave-one-share-out") for line in lines)

@@ -77,8 +77,7 @@ def _final_losses(folder: Path, losses: dict) -> dict[str, float]:
 
 def run_plan_demo(out_dir: Path, cfg: DemoConfig | None = None, log=print, name: str = "plan") -> dict:
     """Run the demo's mixture plan into ``out_dir/name``; return the figures printed."""
-    from ecomharness.demo.run import build_data, prepare_corpus, prepare_tokenizer, pretrain_base
-    from ecomharness.demo.shop import shop_sources
+    from ecomharness.demo.run import prepare_base
     from ecomharness.plan.fit import fit_observations, load_fit, predict_losses, recommend
     from ecomharness.plan.observations import from_plan_dir
     from ecomharness.plan.report import write_outputs
@@ -90,11 +89,7 @@ def run_plan_demo(out_dir: Path, cfg: DemoConfig | None = None, log=print, name:
     out = Path(out_dir).resolve()
     cache = out / "cache"
     start = time.perf_counter()
-    paths = prepare_corpus(cache, cfg, log)
-    tokenizer = prepare_tokenizer(cache, paths, cfg, log)
-    base_data = build_data(cache, "general", shop_sources(paths, kinds=("general",), filters=FILTERS), tokenizer, cfg,
-                           ratio={"general_languages": {"zh": 1, "en": 1}}, log=log)
-    base = pretrain_base(cache, tokenizer, base_data, cfg, log)
+    paths, tokenizer, base = prepare_base(cache, cfg, log)
     plan = load_plan(_write_inputs(out / name, cache, paths, tokenizer, base, cfg))
     run_plan(plan, log=log)
     observations = from_plan_dir(plan.output, log)

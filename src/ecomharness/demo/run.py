@@ -269,6 +269,20 @@ def pretrain_base(cache: Path, tokenizer: Path, data: Path, cfg: DemoConfig, log
     return final
 
 
+def prepare_base(cache: Path, cfg: DemoConfig, log=print) -> tuple[dict[str, Path], Path, Path]:
+    """The cached stages every demo starts from: the shop corpus, the tokenizer, the
+    general-text build and the base model pre-trained on it. Returns the corpus files,
+    the tokenizer folder and the base checkpoint."""
+    from ecomharness.demo.shop import shop_sources
+
+    paths = prepare_corpus(cache, cfg, log)
+    tokenizer = prepare_tokenizer(cache, paths, cfg, log)
+    general = shop_sources(paths, kinds=("general",), filters=FILTERS)
+    base_data = build_data(cache, "general", general, tokenizer, cfg, ratio={"general_languages": {"zh": 1, "en": 1}},
+                           log=log)
+    return paths, tokenizer, pretrain_base(cache, tokenizer, base_data, cfg, log)
+
+
 def evaluate_base(cache: Path, base: Path, spec, log=print) -> list[dict]:
     """The base model's ledger records (``init``), one per eval profile of ``spec``,
     evaluated once and cached."""
@@ -403,15 +417,11 @@ def run_demo(out_dir: Path, compare: bool | tuple[str, ...] = False, cfg: DemoCo
     out = Path(out_dir).resolve()
     cache = out / "cache"
     total = time.perf_counter()
-    paths = prepare_corpus(cache, cfg, log)
-    tokenizer = prepare_tokenizer(cache, paths, cfg, log)
+    paths, tokenizer, base = prepare_base(cache, cfg, log)
     general = shop_sources(paths, kinds=("general",), filters=FILTERS)
     ratio_2_1 = {"general_to_domain": 2.0, "general_languages": {"zh": 1, "en": 1}}
-    base_data = build_data(cache, "general", general, tokenizer, cfg, ratio={"general_languages": {"zh": 1, "en": 1}},
-                           log=log)
     cpt_data = build_data(cache, "graph_2to1", shop_sources(paths, filters=FILTERS), tokenizer, cfg, ratio=ratio_2_1,
                           log=log)
-    base = pretrain_base(cache, tokenizer, base_data, cfg, log)
     spec = _train_recipe(out / "x", {"path": str(base)}, tokenizer, cpt_data, 1, 1, cfg, "inline", True).eval
     base_records = evaluate_base(cache, base, spec, log)
     base_record = checkpoint_records(base_records)[0]  # both profiles' init, read as one

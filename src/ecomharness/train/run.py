@@ -271,6 +271,8 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
     training.setdefault("report_to", [])
     if recipe.mode == "cpt":
         _keep_curriculum_order(recipe, training, log)
+    if ds_config is None:
+        _forget_deepspeed()
     args = TrainingArguments(
         output_dir=str(recipe.run_dir),
         save_strategy="steps",
@@ -313,6 +315,22 @@ def _run(recipe: TrainRecipe, ds_config: dict | None, log) -> dict:
     if trainer.is_world_process_zero():
         write_text_atomic(done_marker(recipe.run_dir), json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _forget_deepspeed() -> None:
+    """Before a run without DeepSpeed in a process that already ran one with it:
+    accelerate leaves ``ACCELERATE_USE_DEEPSPEED=true`` in the environment (which
+    TrainingArguments reads as "use DeepSpeed") and its state in a process-wide
+    singleton, transformers its DeepSpeed config, so the next Trainer would start
+    DeepSpeed again (and stop: no LOCAL_RANK outside its launcher). Measured: the demo's
+    base pre-trained with ZeRO-2, then a plan's proxy without DeepSpeed in the same
+    process."""
+    from accelerate.state import AcceleratorState
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    os.environ.pop("ACCELERATE_USE_DEEPSPEED", None)
+    unset_hf_deepspeed_config()
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def _evaluate_finished_run(recipe: TrainRecipe, inline, state: dict, model, log) -> dict:
