@@ -8,7 +8,8 @@ r = the domain share, as the paper does. Parameters are fitted in a space where 
 one is free of sign trouble (E, A, B, C, eps through their logarithms) with bounds on
 the exponents; the objective is the Huber loss of the log-loss residuals (Chinchilla's
 choice, also the paper's), minimised by L-BFGS-B from several seeded starts with an
-analytic gradient (a numeric one makes the bootstrap of ``recommend`` minutes slower).
+analytic gradient (checked against finite differences in tests/test_plan.py; a
+finite-difference gradient would cost 8 to 10 objective evaluations a step).
 
 eta may be negative (B r^eta / D^beta then reads as data scaling in the share's own
 tokens, r D, the more so the closer eta is to -beta) unless an observation has r = 0
