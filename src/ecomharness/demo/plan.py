@@ -66,13 +66,18 @@ def far_share(recommended: float, low: float, high: float) -> float:
 
 
 def _final_losses(folder: Path, losses: dict) -> dict[str, float]:
+    """The last evaluated checkpoint's losses (as ``plan fit`` reads them) and tokens."""
+    from ecomharness.errors import UserError
     from ecomharness.evaluation.ledger import ledger_path, read_ledger
     from ecomharness.plan.layout import PlanLayout
+    from ecomharness.plan.observations import record_losses
 
     records = [r for r in read_ledger(ledger_path(PlanLayout.run_dir(folder))) if r.get("status") == "ok"]
     last = max(records, key=lambda r: r["step"])
-    return {side: sum(last["metrics"][t]["bits_per_byte"]["value"] for t in tasks) / len(tasks)
-            for side, tasks in losses.items()} | {"tokens": last["tokens_seen"]}
+    values = record_losses(last, losses)
+    if values is None:
+        raise UserError(f"{folder}: its last checkpoint lacks a held-out loss")
+    return {"general": values["general_loss"], "domain": values["domain_loss"], "tokens": last["tokens_seen"]}
 
 
 def run_plan_demo(out_dir: Path, cfg: DemoConfig | None = None, log=print, name: str = "plan") -> dict:

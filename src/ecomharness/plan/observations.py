@@ -117,6 +117,18 @@ def checkpoint_parameters(checkpoint: Path) -> int:
     return total
 
 
+def record_losses(record: dict, losses: dict[str, list[str]]) -> dict[str, float] | None:
+    """One ledger record's ``general_loss`` and ``domain_loss``: per side the mean of its
+    held-out tasks' bits per byte; None when any of those tasks lacks it."""
+    values = {}
+    for side in ("general", "domain"):
+        metrics = [((record.get("metrics") or {}).get(task) or {}).get(METRIC) for task in losses[side]]
+        if any(m is None or not isinstance(m.get("value"), (int, float)) for m in metrics):
+            return None
+        values[f"{side}_loss"] = sum(m["value"] for m in metrics) / len(metrics)
+    return values
+
+
 def from_plan_dir(plan_dir: Path, log=print) -> list[Observation]:
     """Every observation a plan directory's points have recorded so far (a point still
     training contributes the budgets it has reached, and is named on the console)."""
@@ -146,13 +158,7 @@ def from_plan_dir(plan_dir: Path, log=print) -> list[Observation]:
         for record in read_ledger(ledger_path(run_dir)):
             if record.get("status") != "ok" or not is_trained(record.get("checkpoint", "")):
                 continue
-            values = {}
-            for side in ("general", "domain"):
-                metrics = [((record.get("metrics") or {}).get(task) or {}).get(METRIC) for task in losses[side]]
-                if any(m is None or not isinstance(m.get("value"), (int, float)) for m in metrics):
-                    values = None
-                    break
-                values[f"{side}_loss"] = sum(m["value"] for m in metrics) / len(metrics)
+            values = record_losses(record, losses)
             if values is None or not record.get("tokens_seen"):
                 skipped += 1
                 continue
