@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/bench_share")
     parser.add_argument("--cache", default="runs/demo/cache", help="the demo's cache (shared with `make demo`)")
-    parser.add_argument("--steps", type=int, default=240, help="CPT steps (the demo's 240)")
+    parser.add_argument("--steps", type=int, default=240, help="CPT steps (240: the figures in its docs; the demo now trains 480)")
     args = parser.parse_args()
 
     from ecomharness.demo import run as demo

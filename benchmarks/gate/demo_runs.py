@@ -1,11 +1,12 @@
 """Demo runs with enough checkpoints for a noise window, for verdict_stability.py.
 
-    .venv/bin/python benchmarks/gate/demo_runs.py OUT [--checkpoints 8] \
+    .venv/bin/python benchmarks/gate/demo_runs.py OUT [--checkpoints 8] [--steps 240] \
         [--runs graph domain separate] [--cache DIR] [--watch]
 
-The demo (``ecomharness demo``) keeps 3 trained checkpoints of its 2:1 run and only the
-final one of its baselines: too few for the checkpoint noise of the last 3 or 5. This
-calls the demo's own stages (``demo/run.py``: corpus, tokenizer, data builds, base model
+The demo (``ecomharness demo``) keeps only the final checkpoint of its baselines: too
+few for the checkpoint noise of the last 3 or 5. ``--steps`` defaults to 240, the CPT
+length of the demo when docs/statistics.md's figures were measured (the demo now trains
+480). This calls the demo's own stages (``demo/run.py``: corpus, tokenizer, data builds, base model
 and its evaluation, then ``run_cpt``) with ``DemoConfig(checkpoints=N)``, which changes
 only the CPT runs (a checkpoint every ``cpt_steps // N`` steps, each evaluated inline on
 the cheap profile: held-out bits per byte, ecom_icl_rc, shop_rc), and writes the runs
@@ -63,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--checkpoints", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=240, help="CPT steps (240: docs/statistics.md's figures)")
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=["graph", "domain"])
     parser.add_argument("--cache", type=Path, help="an earlier demo's cache, reused read-only at its own path")
     parser.add_argument("--watch", action="store_true", help="also evaluate the final checkpoint's generative suite")
@@ -71,7 +73,7 @@ def main() -> None:
     from ecomharness.demo import run as demo
     from ecomharness.demo.shop import shop_sources
 
-    cfg = demo.DemoConfig(checkpoints=args.checkpoints)
+    cfg = demo.DemoConfig(checkpoints=args.checkpoints, cpt_steps=args.steps)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     cache = args.cache.resolve() if args.cache else out / "cache"
