@@ -112,6 +112,9 @@ def test_cpt_teaches_the_shops_facts_and_domain_only_cpt_forgets(tmp_path):
     assert result["gain_shown"] and result["ecom_test"]["ci_low"] > 0
     assert result["gates"]["graph (2:1)"]
     assert not result["gates"]["domain only"] and "general text not forgotten" in result["failed_rules"]["domain only"]
+    # Graph mixing against the baseline, paired over the same generative documents.
+    versus = result["graph_versus"]["domain only"]
+    assert versus is not None and versus["n"] == 9 * 40
     # The report names every task it does not draw, with the reason.
     report = (tmp_path / "demo" / "report" / "report.md").read_text(encoding="utf-8")
     assert "Not drawn" in report and "general_icl: score under 0.01 at every checkpoint" in report

@@ -445,6 +445,7 @@ def run_demo(out_dir: Path, compare: bool | tuple[str, ...] = False, cfg: DemoCo
     rows = {"base": base_record, "graph (2:1)": records[-1]}
     gates = {"graph (2:1)": verdict.passed}
     failed = {"graph (2:1)": [c.rule for c in verdict.checks if not c.passed]}
+    versus: dict = {}
     if compare:
         variants = {
             "separate (2:1)": (shop_sources(paths, filters=FILTERS), {"name": "separate"}, ratio_2_1),
@@ -458,14 +459,19 @@ def run_demo(out_dir: Path, compare: bool | tuple[str, ...] = False, cfg: DemoCo
             data = build_data(cache, slug, sources, tokenizer, cfg, mixer=mixer, ratio=ratio, log=log)
             rows[label] = run_cpt(out, f"cpt_{slug}", base, base_records, tokenizer, data, cfg,
                                   every_checkpoint=False, log=log, base_folder=cache)[0][-1]
-            judged = against_init(policy, rows[label], base_record, folder=ledger_path(out / f"cpt_{slug}").parent)
+            folder = ledger_path(out / f"cpt_{slug}").parent
+            judged = against_init(policy, rows[label], base_record, folder=folder)
             gates[label] = judged.passed
             failed[label] = [c.rule for c in judged.checks if not c.passed]
+            # Graph mixing against each baseline on the same documents: the comparison
+            # EcomGPT-CT's Table 4 makes, with a paired test instead of two point scores.
+            versus[label] = _paired_gain(records[-1], rows[label], ledger_path(out / "cpt_graph").parent,
+                                         base_folder=folder)
     seconds = time.perf_counter() - total
     chance = {k: v for r in base_records for k, v in (r.get("chance") or {}).items()}
     inline_share = summary["eval_seconds"] / max(summary["seconds"], 1e-9)
     result = _summarise(out, rows, gates, verdict, report, seconds, compare, log, ecom_test, chance, inline_share,
-                        rc_tests)
+                        rc_tests, versus)
     result.update(gates=gates, failed_rules=failed)
     return result
 
@@ -495,14 +501,17 @@ def silent_tasks(run_dir: Path) -> dict[str, str]:
 RANKED_CHOICE = ("shop_rc", "ecom_icl_rc")
 
 
-def _paired_gain(record: dict, base_record: dict, folder: Path, task: str = "ecom_icl", metric: str = "score"):
+def _paired_gain(record: dict, base_record: dict, folder: Path, task: str = "ecom_icl", metric: str = "score",
+                 base_folder: Path | None = None):
     """The paired test of the CPT record's ``metric`` on ``task`` against the base's, on
     the same documents (a stratified paired bootstrap over a group's tasks), or None when
-    the records carry no per-document scores for it."""
+    the records carry no per-document scores for it. ``base_folder``: where the baseline
+    record's per-document files are, when not beside the candidate's (another run)."""
     from ecomharness.gate.evidence import from_record
     from ecomharness.gate.pairing import Unpaired, paired_result
 
-    candidate, baseline = from_record(record, "cpt", folder), from_record(base_record, "base", folder)
+    candidate = from_record(record, "cpt", folder)
+    baseline = from_record(base_record, "base", base_folder or folder)
     try:
         return paired_result(task, metric, candidate, baseline)
     except Unpaired:
@@ -522,6 +531,12 @@ def _change(rows: dict, task: str, metric: str) -> str:
         return f"{task}: not measured"
     b, c = _score(base, task, metric)[0], _score(cpt, task, metric)[0]
     return f"{task} {metric}: base {b:.4f} -> CPT {c:.4f} ({c - b:+.4f})"
+
+
+def _versus_line(label: str, rows: dict, test) -> str:
+    """Graph mixing's ecom_icl score against one baseline run's, with their paired test."""
+    b, g = _score(rows[label], "ecom_icl")[0], _score(rows["graph (2:1)"], "ecom_icl")[0]
+    return f"ecom_icl score: {label} {b:.4f} -> graph (2:1) {g:.4f} ({g - b:+.4f}); {_test_words(test)}"
 
 
 # The demo's table: each profile's headline numbers, the metric each is read by.
@@ -545,9 +560,10 @@ def _significant_gain(test) -> bool:
 
 def _summarise(out: Path, rows: dict, gates: dict, verdict, report: dict, seconds: float, compare: bool, log,
                ecom_test=None, chance: dict | None = None, inline_share: float | None = None,
-               rc_tests: dict | None = None) -> dict:
+               rc_tests: dict | None = None, versus: dict | None = None) -> dict:
     chance = chance or {}
     rc_tests = rc_tests or {}
+    versus = versus or {}
     base_ecom, base_ecom_se = _score(rows["base"], "ecom_icl")
     cpt_ecom, cpt_ecom_se = _score(rows["graph (2:1)"], "ecom_icl")
     base_gen, _ = _score(rows["base"], "general_icl")
@@ -582,6 +598,7 @@ def _summarise(out: Path, rows: dict, gates: dict, verdict, report: dict, second
         f"held-out {_change(rows, 'heldout_bpb_general_zh', 'bits_per_byte')}; "
         f"{_change(rows, 'heldout_bpb_general_en', 'bits_per_byte')}",
         *ranked,
+        *(_versus_line(label, rows, test) for label, test in versus.items()),
         f"gate (train/gates/default.yaml) vs the base: {'PASSED' if verdict.passed else 'FAILED'}"
         + "".join(f"; {c.rule} ({c.task}) decided by {c.inputs['test']} (detectable {c.inputs['mde']:.4f})"
                   for c in tested if c.inputs.get("mde") is not None)
@@ -601,6 +618,7 @@ def _summarise(out: Path, rows: dict, gates: dict, verdict, report: dict, second
     return {"ecom_gain": gain, "ecom_stderr": stderr, "gain_shown": shown,
             "rc_tests": {g: None if t is None else t.as_dict() for g, t in rc_tests.items()},
             "rc_gain_shown": {g: _significant_gain(t) for g, t in rc_tests.items()},
+            "graph_versus": {label: None if t is None else t.as_dict() for label, t in versus.items()},
             "ecom_test": None if ecom_test is None else ecom_test.as_dict(), "gate_passed": verdict.passed,
             "base_ecom": base_ecom, "cpt_ecom": cpt_ecom, "base_general": base_gen, "cpt_general": cpt_gen,
             "figures": figures, "chance": chance, "inline_share": inline_share,
