@@ -6,8 +6,8 @@
 The demo (``ecomharness demo``) keeps only the final checkpoint of its baselines: too
 few for the checkpoint noise of the last 3 or 5. ``--steps`` defaults to 240, the CPT
 length of the demo when docs/statistics.md's figures were measured (the demo now trains
-480). This calls the demo's own stages (``demo/run.py``: corpus, tokenizer, data builds, base model
-and its evaluation, then ``run_cpt``) with ``DemoConfig(checkpoints=N)``, which changes
+480). This calls the demo's own stages (``demo/run.py``: corpus, tokenizer, data
+builds, base model and its evaluation, then ``run_cpt``) with ``DemoConfig(checkpoints=N)``, which changes
 only the CPT runs (a checkpoint every ``cpt_steps // N`` steps, each evaluated inline on
 the cheap profile: held-out bits per byte, ecom_icl_rc, shop_rc), and writes the runs
 to ``OUT/cpt_graph``, ``OUT/cpt_domain``, ``OUT/cpt_separate``.

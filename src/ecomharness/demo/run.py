@@ -432,15 +432,15 @@ def run_demo(out_dir: Path, compare: bool | tuple[str, ...] = False, cfg: DemoCo
 
     records, summary = run_cpt(out, "cpt_graph", base, base_records, tokenizer, cpt_data, cfg, every_checkpoint=True, log=log,
                       base_folder=cache)
+    graph_folder = ledger_path(out / "cpt_graph").parent  # where its records' per-document files are
     done = _stage("report and gate", log)
     report = write_report(out / "cpt_graph", out / "report", apart=silent_tasks(out / "cpt_graph"))
     policy = load_policy(bundled_path("train") / "gates" / "default.yaml", known_kinds=set(gate_rules.names()))
     verdict = against_init(policy, records[-1], base_record, f"cpt_graph@{records[-1]['checkpoint']}",
-                           folder=ledger_path(out / "cpt_graph").parent)
+                           folder=graph_folder)
     (out / "report" / "gate.md").write_text(to_markdown(verdict), encoding="utf-8")
-    ecom_test = _paired_gain(records[-1], base_record, ledger_path(out / "cpt_graph").parent)
-    rc_tests = {group: _paired_gain(records[-1], base_record, ledger_path(out / "cpt_graph").parent, group, "acc")
-                for group in RANKED_CHOICE}
+    ecom_test = _paired_gain(records[-1], base_record, graph_folder)
+    rc_tests = {group: _paired_gain(records[-1], base_record, graph_folder, group, "acc") for group in RANKED_CHOICE}
     done()
 
     rows = {"base": base_record, "graph (2:1)": records[-1]}
@@ -466,8 +466,7 @@ def run_demo(out_dir: Path, compare: bool | tuple[str, ...] = False, cfg: DemoCo
             failed[label] = [c.rule for c in judged.checks if not c.passed]
             # Graph mixing against each baseline on the same documents: the comparison
             # EcomGPT-CT's Table 4 makes, with a paired test instead of two point scores.
-            versus[label] = _paired_gain(records[-1], rows[label], ledger_path(out / "cpt_graph").parent,
-                                         base_folder=folder)
+            versus[label] = _paired_gain(records[-1], rows[label], graph_folder, base_folder=folder)
     seconds = time.perf_counter() - total
     chance = {k: v for r in base_records for k, v in (r.get("chance") or {}).items()}
     inline_share = summary["eval_seconds"] / max(summary["seconds"], 1e-9)
